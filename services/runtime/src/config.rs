@@ -1,0 +1,336 @@
+//! Typed configuration, layered: defaults < TOML file < `AGENTMESH_*`
+//! environment < command-line flags.
+//!
+//! The binary reads the environment and the flags once in `main` and hands
+//! them to [`load`]; library code never reads the environment itself.
+//!
+//! Environment variables map to keys by lower-casing and splitting on `__`:
+//! `AGENTMESH_SERVER__LISTEN=0.0.0.0:50051` sets `server.listen`. Values are
+//! read as TOML scalars when they parse as one (`42`, `true`, `["a"]`), as
+//! strings otherwise.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use toml::{Table, Value};
+
+/// Prefix of environment variables read by [`load`].
+pub const ENV_PREFIX: &str = "AGENTMESH_";
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid TOML.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: Box<toml::de::Error>,
+    },
+    /// The merged configuration does not fit the typed config.
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<toml::de::Error>),
+    /// The defaults could not be represented (a bug).
+    #[error("defaults cannot be represented as TOML: {0}")]
+    Defaults(#[from] toml::ser::Error),
+}
+
+/// Settings every agentmesh gRPC server shares.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Loopback by default; `0.0.0.0:PORT` in
+    /// containers so that Kubernetes probes reach the pod IP.
+    pub listen: SocketAddr,
+    /// Time limit for producing a response (headers) of any RPC.
+    pub request_timeout_ms: u64,
+    /// Concurrent requests per connection; more wait.
+    pub concurrency_per_connection: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest message decoded or encoded, in bytes.
+    pub max_message_bytes: usize,
+    /// Tasks run at once (the card's max_concurrency).
+    pub max_concurrent_tasks: usize,
+    /// Longest a task may run when the caller sets no deadline.
+    pub max_task_ms: u64,
+    /// Heartbeat interval when the caller sets none.
+    pub heartbeat_ms: u64,
+    /// Artifact chunk size in bytes.
+    pub artifact_chunk_bytes: usize,
+    /// Completed tasks remembered for idempotent repeats.
+    pub idempotency_entries: usize,
+    /// How long a completed task is remembered for idempotent repeats.
+    pub idempotency_ttl_ms: u64,
+    /// After SIGTERM: how long in-flight work may run before it is cancelled.
+    pub shutdown_grace_ms: u64,
+    /// HTTP/2 keepalive ping interval.
+    pub keepalive_ms: u64,
+}
+
+impl ServerConfig {
+    /// Defaults with the given listen port on loopback.
+    pub fn on_port(port: u16) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            request_timeout_ms: 30_000,
+            concurrency_per_connection: 256,
+            max_concurrent_streams: 512,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_tasks: 16,
+            max_task_ms: 600_000,
+            heartbeat_ms: 2_000,
+            artifact_chunk_bytes: 64 * 1024,
+            idempotency_entries: 512,
+            idempotency_ttl_ms: 600_000,
+            shutdown_grace_ms: 20_000,
+            keepalive_ms: 30_000,
+        }
+    }
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `agentmesh_runtime=debug,info`.
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags every server binary takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', env = "AGENTMESH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Log format (overrides telemetry.log_format).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (overrides telemetry.log_filter), e.g. `debug`.
+    #[arg(long)]
+    pub log_filter: Option<String>,
+}
+
+impl CommonArgs {
+    /// The flags as config overrides.
+    pub fn overrides(&self) -> Table {
+        let mut table = Table::new();
+        if let Some(listen) = self.listen {
+            set(
+                &mut table,
+                &["server", "listen"],
+                Value::String(listen.to_string()),
+            );
+        }
+        if let Some(format) = self.log_format {
+            let name = match format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            };
+            set(
+                &mut table,
+                &["telemetry", "log_format"],
+                Value::String(name.into()),
+            );
+        }
+        if let Some(filter) = &self.log_filter {
+            set(
+                &mut table,
+                &["telemetry", "log_filter"],
+                Value::String(filter.clone()),
+            );
+        }
+        table
+    }
+}
+
+/// Sets `path` in `table` to `value`, creating tables on the way.
+pub fn set(table: &mut Table, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = table;
+    for key in parents {
+        let entry = cur
+            .entry((*key).to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(next) = entry else {
+            return;
+        };
+        cur = next;
+    }
+    cur.insert((*last).to_string(), value);
+}
+
+/// Loads `T`: `defaults`, then the file, then `env`, then `overrides`.
+pub fn load<T: Serialize + DeserializeOwned>(
+    defaults: &T,
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: Table,
+) -> Result<T, ConfigError> {
+    let mut merged = Table::try_from(defaults)?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let table: Table = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        merge(&mut merged, table);
+    }
+    merge(&mut merged, env_table(env));
+    merge(&mut merged, overrides);
+    Value::Table(merged)
+        .try_into()
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+}
+
+fn env_table(env: impl IntoIterator<Item = (String, String)>) -> Table {
+    let mut table = Table::new();
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        // AGENTMESH_CONFIG names the file, it is not a key.
+        if rest == "CONFIG" || rest.is_empty() {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let path: Vec<&str> = lower.split("__").collect();
+        set(&mut table, &path, scalar(&raw));
+    }
+    table
+}
+
+fn scalar(raw: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Example {
+        server: ServerConfig,
+        telemetry: TelemetryConfig,
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("agentmesh-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:7000\"\nmax_concurrent_tasks = 3\n[telemetry]\nlog_filter = \"debug\"\n",
+        )
+        .unwrap();
+        let defaults = Example::default();
+        let env = vec![
+            (
+                "AGENTMESH_SERVER__MAX_CONCURRENT_TASKS".to_string(),
+                "5".to_string(),
+            ),
+            (
+                "AGENTMESH_TELEMETRY__LOG_FORMAT".to_string(),
+                "json".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let args = CommonArgs {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            ..CommonArgs::default()
+        };
+        let cfg: Example = load(&defaults, Some(&file), env, args.overrides()).unwrap();
+        assert_eq!(cfg.server.listen.port(), 9000, "flag beats file");
+        assert_eq!(cfg.server.max_concurrent_tasks, 5, "env beats file");
+        assert_eq!(cfg.telemetry.log_filter, "debug", "file beats default");
+        assert_eq!(cfg.telemetry.log_format, LogFormat::Json);
+        assert_eq!(cfg.server.heartbeat_ms, 2_000, "default stays");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_errors() {
+        let defaults = Example::default();
+        let env = vec![("AGENTMESH_SERVER__LISTN".to_string(), "x".to_string())];
+        let err = load(&defaults, None, env, Table::new()).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+        let env = vec![(
+            "AGENTMESH_SERVER__HEARTBEAT_MS".to_string(),
+            "soon".to_string(),
+        )];
+        assert!(load(&defaults, None, env, Table::new()).is_err());
+        let missing = load(
+            &defaults,
+            Some(Path::new("/nonexistent/x.toml")),
+            vec![],
+            Table::new(),
+        );
+        assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    }
+}

@@ -1,0 +1,219 @@
+//! An append-only, in-memory event log with followers.
+//!
+//! Writers append under a short synchronous lock (never held across an
+//! await); followers read from any position and then wait for more. Used for
+//! a task's event stream (so that an idempotent repeat can follow or replay
+//! it) and for a run's event list in the orchestrator.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::Stream;
+use tokio::sync::watch;
+
+/// An append-only list of events; event `n` (from 1) has index `n - 1`.
+#[derive(Debug)]
+pub struct EventLog<T> {
+    inner: Mutex<Inner<T>>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Inner<T> {
+    events: Vec<T>,
+    closed: bool,
+    bytes: usize,
+}
+
+/// Returned by [`EventLog::append_with`] when the log is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("event log is closed")]
+pub struct Closed;
+
+impl<T: Clone + Send + Sync + 'static> EventLog<T> {
+    /// An empty, open log.
+    pub fn new() -> Arc<Self> {
+        let (changed, _) = watch::channel(0);
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                events: Vec::new(),
+                closed: false,
+                bytes: 0,
+            }),
+            changed,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // No code panics while holding the lock; recover the data if one did.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends the event built from its 1-based sequence number; `size` is
+    /// its approximate size in bytes, for [`EventLog::bytes`]. `close` ends
+    /// the log after this event. Fails if the log was already closed.
+    pub fn append_with(
+        &self,
+        size: usize,
+        close: bool,
+        build: impl FnOnce(u64) -> T,
+    ) -> Result<u64, Closed> {
+        let seq = {
+            let mut inner = self.lock();
+            if inner.closed {
+                return Err(Closed);
+            }
+            let seq = inner.events.len() as u64 + 1;
+            inner.events.push(build(seq));
+            inner.bytes += size;
+            inner.closed = close;
+            seq
+        };
+        self.changed.send_replace(seq);
+        Ok(seq)
+    }
+
+    /// Closes the log without an event: followers end after what they have.
+    pub fn close(&self) {
+        let seq = {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.events.len() as u64
+        };
+        self.changed.send_replace(seq);
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> u64 {
+        self.lock().events.len() as u64
+    }
+
+    /// True when there are no events yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the log is closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Approximate bytes held, as reported to `append_with`.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The last event, if any.
+    pub fn last(&self) -> Option<T> {
+        self.lock().events.last().cloned()
+    }
+
+    /// A copy of the events with sequence number greater than `after`.
+    pub fn snapshot_after(&self, after: u64) -> Vec<T> {
+        let inner = self.lock();
+        let from = usize::try_from(after).unwrap_or(usize::MAX);
+        inner
+            .events
+            .get(from..)
+            .map(<[T]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Resolves once the log is closed.
+    pub async fn closed(&self) {
+        let mut rx = self.changed.subscribe();
+        loop {
+            if self.is_closed() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Events with sequence number greater than `after`, then live events,
+    /// ending when the log is closed and everything was yielded.
+    pub fn follow(self: &Arc<Self>, after: u64) -> impl Stream<Item = T> + Send + 'static {
+        let state = Follower {
+            log: Arc::clone(self),
+            cursor: after,
+            rx: self.changed.subscribe(),
+            buffer: VecDeque::new(),
+        };
+        futures_util::stream::unfold(state, |mut st| async move {
+            let item = st.next().await?;
+            Some((item, st))
+        })
+    }
+}
+
+struct Follower<T> {
+    log: Arc<EventLog<T>>,
+    cursor: u64,
+    rx: watch::Receiver<u64>,
+    buffer: VecDeque<T>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Follower<T> {
+    async fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Some(item);
+            }
+            let closed = {
+                // Mark the current version seen before reading, so that an
+                // append after the read wakes `changed()` below.
+                self.rx.borrow_and_update();
+                let inner = self.log.lock();
+                let from = usize::try_from(self.cursor).unwrap_or(usize::MAX);
+                if let Some(new) = inner.events.get(from..).filter(|s| !s.is_empty()) {
+                    self.buffer.extend(new.iter().cloned());
+                    self.cursor = inner.events.len() as u64;
+                    continue;
+                }
+                inner.closed
+            };
+            if closed || self.rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn follower_sees_history_then_live_events_then_end() {
+        let log = EventLog::<u64>::new();
+        log.append_with(1, false, |s| s * 10).unwrap();
+        let follower = log.follow(0);
+        let writer = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                log.append_with(1, false, |s| s * 10).unwrap();
+                log.append_with(1, true, |s| s * 10).unwrap();
+            })
+        };
+        let all: Vec<u64> = follower.collect().await;
+        writer.await.unwrap();
+        assert_eq!(all, vec![10, 20, 30]);
+        assert_eq!(log.append_with(1, false, |s| s), Err(Closed));
+    }
+
+    #[tokio::test]
+    async fn follow_after_skips_seen_events() {
+        let log = EventLog::<u64>::new();
+        for _ in 0..5 {
+            log.append_with(1, false, |s| s).unwrap();
+        }
+        log.close();
+        let rest: Vec<u64> = log.follow(3).collect().await;
+        assert_eq!(rest, vec![4, 5]);
+        assert_eq!(log.snapshot_after(4), vec![5]);
+        assert_eq!(log.bytes(), 5);
+    }
+}

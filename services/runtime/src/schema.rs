@@ -1,0 +1,94 @@
+//! A skill's input and output JSON Schemas, compiled once at start.
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::json::from_opt_struct;
+use agentmesh_proto::v1::Skill;
+use jsonschema::Validator;
+use serde_json::Value;
+
+use crate::agent::JsonObject;
+
+/// How many schema violations one error message lists.
+const MAX_LISTED: usize = 5;
+
+/// Compiled schemas of one skill.
+pub struct SkillSchemas {
+    input: Validator,
+    output: Validator,
+}
+
+/// A card's schema that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("skill {skill}: {which} schema is not valid JSON Schema: {detail}")]
+pub struct SchemaError {
+    /// The skill.
+    pub skill: String,
+    /// "input" or "output".
+    pub which: &'static str,
+    /// What the compiler said.
+    pub detail: String,
+}
+
+impl SkillSchemas {
+    /// Compiles a skill's schemas; a missing schema accepts any object.
+    pub fn compile(skill: &Skill) -> Result<Self, SchemaError> {
+        let build = |which: &'static str, schema: Option<&agentmesh_proto::prost_types::Struct>| {
+            let schema = match schema {
+                Some(s) if !s.fields.is_empty() => Value::Object(from_opt_struct(Some(s))),
+                _ => serde_json::json!({"type": "object"}),
+            };
+            jsonschema::validator_for(&schema).map_err(|e| SchemaError {
+                skill: skill.id.clone(),
+                which,
+                detail: e.to_string(),
+            })
+        };
+        Ok(Self {
+            input: build("input", skill.input_schema.as_ref())?,
+            output: build("output", skill.output_schema.as_ref())?,
+        })
+    }
+
+    /// Checks a task input; the error names the first offending field.
+    pub fn check_input(&self, input: &JsonObject) -> Result<(), MeshError> {
+        check(&self.input, input, "input", ErrorReason::InvalidInput)
+    }
+
+    /// Checks a task output.
+    pub fn check_output(&self, output: &JsonObject) -> Result<(), MeshError> {
+        check(&self.output, output, "output", ErrorReason::OutputInvalid)
+    }
+}
+
+/// Validates `value` against `validator`, listing the first few violations.
+pub fn check(
+    validator: &Validator,
+    value: &JsonObject,
+    what: &str,
+    reason: ErrorReason,
+) -> Result<(), MeshError> {
+    let value = Value::Object(value.clone());
+    let mut first_field = None;
+    let mut problems = Vec::new();
+    for err in validator.iter_errors(&value).take(MAX_LISTED) {
+        let path = err.instance_path().to_string();
+        let at = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
+        first_field.get_or_insert_with(|| at.clone());
+        problems.push(format!("{at}: {err}"));
+    }
+    match first_field {
+        None => Ok(()),
+        Some(field) => Err(MeshError::new(
+            reason,
+            format!(
+                "{what} does not match the skill's schema: {}",
+                problems.join("; ")
+            ),
+        )
+        .with_meta("field", field)),
+    }
+}

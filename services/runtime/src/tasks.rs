@@ -1,0 +1,536 @@
+//! Task bookkeeping every agent gets for free.
+//!
+//! [`TaskTable`] admits tasks (draining, idempotency, the concurrency cap),
+//! and [`drive`] runs one: it owns the task's sequence numbers, sends
+//! SUBMITTED and WORKING, forwards the agent's events, sends heartbeats,
+//! enforces cancellation and the deadline, validates the output, and ends the
+//! stream with exactly one terminal status.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::json::to_struct;
+use agentmesh_proto::prost::Message;
+use agentmesh_proto::prost_types::{self, Timestamp};
+use agentmesh_proto::v1::{
+    ArtifactChunk, Heartbeat, TaskEvent, TaskFailure, TaskProgress, TaskResult, TaskState,
+    TaskStatusUpdate, task_event::Event,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, debug, warn};
+
+use crate::agent::{Agent, AgentEvent, OutArtifact, Task, TaskContext, TaskError};
+use crate::event_log::EventLog;
+use crate::schema::SkillSchemas;
+
+/// A task's event log.
+pub type TaskLog = EventLog<TaskEvent>;
+
+/// Limits of the task table, from [`crate::config::ServerConfig`].
+#[derive(Debug, Clone)]
+pub struct TaskLimits {
+    /// Tasks running at once; more get RESOURCE_EXHAUSTED.
+    pub max_concurrency: usize,
+    /// Artifact chunk size in bytes.
+    pub chunk_bytes: usize,
+    /// Completed tasks remembered for idempotent repeats.
+    pub idempotency_entries: usize,
+    /// How long a completed task is remembered for idempotent repeats.
+    pub idempotency_ttl: Duration,
+    /// Finished task states remembered for CancelTask.
+    pub finished_entries: usize,
+}
+
+struct Live {
+    cancel: CancellationToken,
+    log: Arc<TaskLog>,
+}
+
+struct Remembered {
+    log: Arc<TaskLog>,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct TableState {
+    live: HashMap<String, Live>,
+    idempotency: HashMap<String, Remembered>,
+    idempotency_order: VecDeque<String>,
+    finished: HashMap<String, TaskState>,
+    finished_order: VecDeque<String>,
+}
+
+/// The tasks of one agent server.
+pub struct TaskTable {
+    limits: TaskLimits,
+    permits: Arc<Semaphore>,
+    state: Mutex<TableState>,
+    shutdown: CancellationToken,
+    draining: CancellationToken,
+    live_count: watch::Sender<usize>,
+}
+
+/// How an admitted ExecuteTask call is answered.
+pub enum Admission {
+    /// A new task was started; the caller owns it.
+    Started {
+        /// The task's events.
+        log: Arc<TaskLog>,
+        /// Cancels the task.
+        cancel: CancellationToken,
+        /// Keeps the concurrency slot until the driver ends.
+        permit: OwnedSemaphorePermit,
+    },
+    /// The idempotency key was seen: follow or replay that task.
+    Repeat(Arc<TaskLog>),
+}
+
+impl TaskTable {
+    /// An empty table.
+    pub fn new(limits: TaskLimits) -> Arc<Self> {
+        let (live_count, _) = watch::channel(0);
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1))),
+            limits,
+            state: Mutex::new(TableState::default()),
+            shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
+            live_count,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TableState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The table's limits.
+    pub fn limits(&self) -> &TaskLimits {
+        &self.limits
+    }
+
+    /// Admits a task, or says why not.
+    pub fn admit(&self, task_id: &str, idempotency_key: &str) -> Result<Admission, MeshError> {
+        if self.draining.is_cancelled() {
+            return Err(MeshError::new(
+                ErrorReason::AgentUnavailable,
+                "agent is shutting down; send the task to another replica",
+            ));
+        }
+        let mut state = self.lock();
+        if !idempotency_key.is_empty() {
+            let ttl = self.limits.idempotency_ttl;
+            if let Some(seen) = state.idempotency.get(idempotency_key)
+                && seen.at.elapsed() <= ttl
+            {
+                return Ok(Admission::Repeat(Arc::clone(&seen.log)));
+            }
+        }
+        if task_id.is_empty() {
+            return Err(
+                MeshError::new(ErrorReason::InvalidInput, "task_id is required")
+                    .with_meta("field", "task_id"),
+            );
+        }
+        if state.live.contains_key(task_id) {
+            return Err(MeshError::new(
+                ErrorReason::InvalidInput,
+                format!("task {task_id} is already running; use a new task id per attempt"),
+            )
+            .with_meta("field", "task_id")
+            .with_code(tonic::Code::AlreadyExists));
+        }
+        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            MeshError::new(
+                ErrorReason::ResourceExhausted,
+                format!(
+                    "agent is running its maximum of {} tasks; retry later or elsewhere",
+                    self.limits.max_concurrency
+                ),
+            )
+            .with_meta("limit", "max_concurrency")
+            .with_meta("max_concurrency", self.limits.max_concurrency.to_string())
+        })?;
+        let log = TaskLog::new();
+        let cancel = self.shutdown.child_token();
+        state.live.insert(
+            task_id.to_string(),
+            Live {
+                cancel: cancel.clone(),
+                log: Arc::clone(&log),
+            },
+        );
+        if !idempotency_key.is_empty() {
+            remember(
+                &mut state,
+                idempotency_key,
+                &log,
+                self.limits.idempotency_entries,
+            );
+        }
+        self.live_count.send_replace(state.live.len());
+        Ok(Admission::Started {
+            log,
+            cancel,
+            permit,
+        })
+    }
+
+    fn finish(&self, task_id: &str, idempotency_key: &str, final_state: TaskState) {
+        let mut state = self.lock();
+        state.live.remove(task_id);
+        // Only a completed task answers repeats; after a failure or a cancel
+        // a retry with the same key must really run again.
+        if final_state != TaskState::Completed && !idempotency_key.is_empty() {
+            state.idempotency.remove(idempotency_key);
+        }
+        if state
+            .finished
+            .insert(task_id.to_string(), final_state)
+            .is_none()
+        {
+            state.finished_order.push_back(task_id.to_string());
+        }
+        while state.finished_order.len() > self.limits.finished_entries {
+            if let Some(old) = state.finished_order.pop_front() {
+                state.finished.remove(&old);
+            }
+        }
+        self.live_count.send_replace(state.live.len());
+    }
+
+    /// Cancels a task and waits (bounded) for its final state.
+    pub async fn cancel(&self, task_id: &str) -> Result<TaskState, MeshError> {
+        let live = {
+            let state = self.lock();
+            if let Some(done) = state.finished.get(task_id) {
+                return Ok(*done);
+            }
+            state
+                .live
+                .get(task_id)
+                .map(|l| (l.cancel.clone(), Arc::clone(&l.log)))
+        };
+        let Some((cancel, log)) = live else {
+            return Err(MeshError::new(
+                ErrorReason::NotFound,
+                format!("no task {task_id} on this agent"),
+            ));
+        };
+        cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), log.closed()).await;
+        Ok(final_state_of(&log).unwrap_or(TaskState::Canceled))
+    }
+
+    /// Stops admitting tasks (health goes NOT_SERVING at the same time).
+    pub fn begin_drain(&self) {
+        self.draining.cancel();
+    }
+
+    /// Resolves when no task is running.
+    pub async fn drained(&self) {
+        let mut rx = self.live_count.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Cancels every running task (end of the shutdown grace period).
+    pub fn cancel_all(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Tasks running now.
+    pub fn running(&self) -> usize {
+        *self.live_count.borrow()
+    }
+}
+
+fn remember(state: &mut TableState, key: &str, log: &Arc<TaskLog>, max: usize) {
+    let now = Instant::now();
+    if state
+        .idempotency
+        .insert(
+            key.to_string(),
+            Remembered {
+                log: Arc::clone(log),
+                at: now,
+            },
+        )
+        .is_none()
+    {
+        state.idempotency_order.push_back(key.to_string());
+    }
+    while state.idempotency_order.len() > max {
+        if let Some(old) = state.idempotency_order.pop_front() {
+            state.idempotency.remove(&old);
+        }
+    }
+    // Keys removed on failure stay in the order queue; drop them lazily.
+    while let Some(front) = state.idempotency_order.front() {
+        if state.idempotency.contains_key(front) {
+            break;
+        }
+        state.idempotency_order.pop_front();
+    }
+}
+
+/// The terminal state of a closed task log.
+pub fn final_state_of(log: &TaskLog) -> Option<TaskState> {
+    match log.last()?.event? {
+        Event::Status(s) if s.r#final => TaskState::try_from(s.state).ok(),
+        _ => None,
+    }
+}
+
+/// Everything [`drive`] needs for one task.
+pub struct DriveSpec<A> {
+    /// The agent.
+    pub agent: Arc<A>,
+    /// The table the task is registered in.
+    pub table: Arc<TaskTable>,
+    /// The task.
+    pub task: Task,
+    /// Its idempotency key ("" for none).
+    pub idempotency_key: String,
+    /// When it must end.
+    pub deadline: Instant,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Its skill's compiled schemas.
+    pub schemas: Arc<SkillSchemas>,
+    /// The log, cancel token and permit from [`Admission::Started`].
+    pub log: Arc<TaskLog>,
+    /// Cancels the task.
+    pub cancel: CancellationToken,
+    /// The concurrency slot, released when the task ends.
+    pub permit: OwnedSemaphorePermit,
+}
+
+enum Outcome {
+    Done(Result<crate::agent::TaskOutput, TaskError>),
+    Canceled,
+    DeadlineExceeded,
+}
+
+/// Runs one admitted task to its terminal event.
+pub async fn drive<A: Agent>(spec: DriveSpec<A>, span: Span) {
+    drive_inner(spec).instrument(span).await;
+}
+
+async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
+    let DriveSpec {
+        agent,
+        table,
+        task,
+        idempotency_key,
+        deadline,
+        heartbeat,
+        schemas,
+        log,
+        cancel,
+        permit,
+    } = spec;
+    let task_id = task.task_id.clone();
+    let emitter = Emitter {
+        log: &log,
+        task_id: &task_id,
+        chunk_bytes: table.limits().chunk_bytes.max(1024),
+    };
+    emitter.status(TaskState::Submitted, "accepted", false);
+    emitter.status(TaskState::Working, "started", false);
+
+    let (tx, mut rx) = mpsc::channel(64);
+    let ctx = TaskContext::new(tx, cancel.clone(), deadline);
+    let work = agent.execute(task, ctx);
+    tokio::pin!(work);
+    let mut beat = interval_at(Instant::now() + heartbeat, heartbeat);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut artifact_ids = Vec::new();
+
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break Outcome::Canceled,
+            () = sleep_until(deadline) => break Outcome::DeadlineExceeded,
+            Some(event) = rx.recv() => emitter.agent_event(event, &mut artifact_ids),
+            result = &mut work => {
+                while let Ok(event) = rx.try_recv() {
+                    emitter.agent_event(event, &mut artifact_ids);
+                }
+                break Outcome::Done(result);
+            }
+            _ = beat.tick() => emitter.emit(Event::Heartbeat(Heartbeat {}), false),
+        }
+    };
+
+    let final_state = match outcome {
+        Outcome::Done(Ok(output)) => match schemas.check_output(&output.output) {
+            Ok(()) => {
+                emitter.emit(
+                    Event::Result(TaskResult {
+                        output: Some(to_struct(&output.output)),
+                        artifact_ids,
+                    }),
+                    false,
+                );
+                emitter.status(TaskState::Completed, "completed", true);
+                TaskState::Completed
+            }
+            Err(err) => {
+                warn!(%err, "agent output violates its output schema");
+                emitter.fail(
+                    &TaskError::new(ErrorReason::OutputInvalid, err.message).retryable(None),
+                    TaskState::Failed,
+                )
+            }
+        },
+        Outcome::Done(Err(err)) => {
+            debug!(reason = err.reason.name(), message = %err.message, "task failed");
+            emitter.fail(&err, TaskState::Failed)
+        }
+        Outcome::Canceled => emitter.fail(
+            &TaskError::new(ErrorReason::Canceled, "task was cancelled"),
+            TaskState::Canceled,
+        ),
+        Outcome::DeadlineExceeded => emitter.fail(
+            &TaskError::new(
+                ErrorReason::DeadlineExceeded,
+                "task deadline passed before it finished",
+            )
+            .retryable(None),
+            TaskState::Failed,
+        ),
+    };
+    table.finish(&task_id, &idempotency_key, final_state);
+    drop(permit);
+}
+
+struct Emitter<'a> {
+    log: &'a TaskLog,
+    task_id: &'a str,
+    chunk_bytes: usize,
+}
+
+impl Emitter<'_> {
+    fn emit(&self, event: Event, close: bool) {
+        let size = match &event {
+            Event::ArtifactChunk(c) => c.data.len() + 128,
+            Event::Result(r) => r.output.as_ref().map_or(0, Message::encoded_len) + 64,
+            _ => 64,
+        };
+        let time = Timestamp::from(SystemTime::now());
+        // The driver is the only writer and closes the log once, at the end.
+        let _ = self.log.append_with(size, close, |seq| TaskEvent {
+            task_id: self.task_id.to_string(),
+            seq,
+            time: Some(time),
+            event: Some(event),
+        });
+    }
+
+    fn status(&self, state: TaskState, message: &str, last: bool) {
+        self.emit(
+            Event::Status(TaskStatusUpdate {
+                state: state.into(),
+                message: message.to_string(),
+                r#final: last,
+            }),
+            last,
+        );
+    }
+
+    fn fail(&self, err: &TaskError, state: TaskState) -> TaskState {
+        self.emit(
+            Event::Failure(TaskFailure {
+                reason: err.reason.name().to_string(),
+                message: err.message.clone(),
+                retryable: err.retryable,
+                retry_after: err
+                    .retry_after
+                    .and_then(|d| prost_types::Duration::try_from(d).ok()),
+            }),
+            false,
+        );
+        self.status(state, &err.message, true);
+        state
+    }
+
+    fn agent_event(&self, event: AgentEvent, artifact_ids: &mut Vec<String>) {
+        match event {
+            AgentEvent::Progress {
+                message,
+                fraction,
+                text_delta,
+            } => self.emit(
+                Event::Progress(TaskProgress {
+                    message,
+                    fraction,
+                    text_delta,
+                }),
+                false,
+            ),
+            AgentEvent::Artifact(artifact) => {
+                artifact_ids.push(artifact.artifact_id.clone());
+                self.artifact(artifact);
+            }
+        }
+    }
+
+    fn artifact(&self, artifact: OutArtifact) {
+        let OutArtifact {
+            artifact_id,
+            name,
+            description,
+            media_type,
+            metadata,
+            data,
+        } = artifact;
+        let mut chunks = data.chunks(self.chunk_bytes).peekable();
+        let mut first = true;
+        if chunks.peek().is_none() {
+            // An empty artifact is still one (last) chunk.
+            self.emit(
+                Event::ArtifactChunk(ArtifactChunk {
+                    artifact_id,
+                    name,
+                    description,
+                    media_type,
+                    metadata: Some(to_struct(&metadata)),
+                    data: Vec::new(),
+                    append: false,
+                    last_chunk: true,
+                }),
+                false,
+            );
+            return;
+        }
+        while let Some(chunk) = chunks.next() {
+            let last_chunk = chunks.peek().is_none();
+            let head = first;
+            first = false;
+            self.emit(
+                Event::ArtifactChunk(ArtifactChunk {
+                    artifact_id: artifact_id.clone(),
+                    name: if head { name.clone() } else { String::new() },
+                    description: if head {
+                        description.clone()
+                    } else {
+                        String::new()
+                    },
+                    media_type: if head {
+                        media_type.clone()
+                    } else {
+                        String::new()
+                    },
+                    metadata: head.then(|| to_struct(&metadata)),
+                    data: chunk.to_vec(),
+                    append: !head,
+                    last_chunk,
+                }),
+                false,
+            );
+        }
+    }
+}
