@@ -17,6 +17,7 @@ pub fn init(cfg: &TelemetryConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match cfg.log_format {
         LogFormat::Text => builder.try_init(),

@@ -1,0 +1,428 @@
+//! Sales sources behind one trait. Every source is queried with SQL built
+//! from a fixed whitelist of dimensions and bound parameters: no SQL text
+//! ever comes from a request. CSV files are loaded into an in-memory SQLite
+//! database at start, so aggregation is pushed down there too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
+use serde::Serialize;
+use time::Date;
+
+use crate::generator;
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A CSV file could not be read.
+    #[error("csv {path}: {source}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: csv::Error,
+    },
+    /// A CSV file lacks a column.
+    #[error("csv {path}: missing column {column}")]
+    CsvColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+    },
+    /// A file or folder is unusable.
+    #[error("{0}")]
+    Io(String),
+    /// The source has no rows.
+    #[error("the source has no sales rows")]
+    Empty,
+}
+
+/// A dimension rows can be grouped or filtered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    /// Calendar month, `YYYY-MM`.
+    Month,
+    /// ISO-like week, `YYYY-Www` (weeks start Monday).
+    Week,
+    /// Sales region.
+    Region,
+    /// Country.
+    Country,
+    /// Product line.
+    ProductLine,
+    /// Product.
+    Product,
+    /// Sales channel.
+    Channel,
+}
+
+impl Dimension {
+    /// Every dimension.
+    pub const ALL: [Self; 7] = [
+        Self::Month,
+        Self::Week,
+        Self::Region,
+        Self::Country,
+        Self::ProductLine,
+        Self::Product,
+        Self::Channel,
+    ];
+
+    /// The name used in requests and output columns.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::Week => "week",
+            Self::Region => "region",
+            Self::Country => "country",
+            Self::ProductLine => "product_line",
+            Self::Product => "product",
+            Self::Channel => "channel",
+        }
+    }
+
+    /// Parses a request name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// The SQL expression; a fixed string, never from a request.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Month => "substr(order_date, 1, 7)",
+            Self::Week => "strftime('%Y-W%W', order_date)",
+            Self::Region => "region",
+            Self::Country => "country",
+            Self::ProductLine => "product_line",
+            Self::Product => "product",
+            Self::Channel => "channel",
+        }
+    }
+
+    /// Whether values can be filtered on (categorical dimensions).
+    pub fn filterable(self) -> bool {
+        !matches!(self, Self::Month | Self::Week)
+    }
+}
+
+/// An aggregation request.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// First day.
+    pub start: Date,
+    /// Last day, inclusive.
+    pub end: Date,
+    /// Only rows whose dimension has one of the values.
+    pub filters: Vec<(Dimension, Vec<String>)>,
+    /// Group by these, in order.
+    pub group_by: Vec<Dimension>,
+}
+
+/// Measures of one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Measures {
+    /// Net revenue after discounts.
+    pub revenue: f64,
+    /// Cost of goods.
+    pub cost: f64,
+    /// Units sold.
+    pub units: i64,
+    /// Distinct orders.
+    pub orders: i64,
+    /// Order lines.
+    pub lines: i64,
+}
+
+/// One aggregated row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Dimension values, in `group_by` order.
+    pub keys: Vec<String>,
+    /// The measures.
+    pub measures: Measures,
+}
+
+/// What a source holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Description {
+    /// Order lines.
+    pub row_count: i64,
+    /// First order date.
+    pub first_date: String,
+    /// Last order date.
+    pub last_date: String,
+    /// Distinct values of the categorical dimensions.
+    pub regions: Vec<String>,
+    /// Distinct countries.
+    pub countries: Vec<String>,
+    /// Distinct product lines.
+    pub product_lines: Vec<String>,
+    /// Distinct products.
+    pub products: Vec<String>,
+    /// Distinct channels.
+    pub channels: Vec<String>,
+}
+
+impl Description {
+    /// Known values of a categorical dimension.
+    pub fn values(&self, dim: Dimension) -> &[String] {
+        match dim {
+            Dimension::Region => &self.regions,
+            Dimension::Country => &self.countries,
+            Dimension::ProductLine => &self.product_lines,
+            Dimension::Product => &self.products,
+            Dimension::Channel => &self.channels,
+            Dimension::Month | Dimension::Week => &[],
+        }
+    }
+}
+
+/// A source of sales order lines.
+pub trait SalesSource: Send + Sync {
+    /// Tables, ranges and distinct values.
+    fn describe(&self) -> Result<Description, SourceError>;
+    /// Aggregates order lines; rows sorted by their keys.
+    fn aggregate(&self, query: &Query) -> Result<Vec<Row>, SourceError>;
+}
+
+enum Db {
+    /// A SQLite file, opened read-only per query (connections are cheap, and
+    /// queries run in parallel).
+    File(PathBuf),
+    /// An in-memory database loaded from CSV.
+    Memory(Mutex<Connection>),
+}
+
+/// A SQLite-backed source: a SQLite file or CSV files loaded into memory.
+pub struct SqliteSource {
+    db: Db,
+}
+
+impl SqliteSource {
+    /// A SQLite file with a `sales` table.
+    pub fn open(path: &Path) -> Result<Self, SourceError> {
+        if !path.is_file() {
+            return Err(SourceError::Io(format!("{} is not a file", path.display())));
+        }
+        let source = Self {
+            db: Db::File(path.to_path_buf()),
+        };
+        source
+            .with_conn(|c| c.query_row("SELECT count(*) FROM sales", [], |r| r.get::<_, i64>(0)))?;
+        Ok(source)
+    }
+
+    /// The embedded database at `path`, generated first if it does not exist.
+    pub fn embedded(path: &Path, scale: f64, seed: u64) -> Result<Self, SourceError> {
+        if !path.is_file() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| SourceError::Io(format!("create {}: {e}", dir.display())))?;
+            }
+            let rows = generator::generate(path, scale, seed)?;
+            tracing::info!(path = %path.display(), rows, "generated the embedded sales database");
+        }
+        Self::open(path)
+    }
+
+    /// A CSV file, or every `*.csv` in a folder, with the `sales` columns as
+    /// headers.
+    pub fn csv(path: &Path) -> Result<Self, SourceError> {
+        let files = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| SourceError::Io(format!("read {}: {e}", path.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")))
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        if files.is_empty() {
+            return Err(SourceError::Io(format!(
+                "no .csv files in {}",
+                path.display()
+            )));
+        }
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(generator::SCHEMA)?;
+        for file in &files {
+            load_csv(&mut conn, file)?;
+        }
+        conn.execute_batch(generator::INDEX)?;
+        Ok(Self {
+            db: Db::Memory(Mutex::new(conn)),
+        })
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, SourceError> {
+        match &self.db {
+            Db::File(path) => {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                Ok(f(&conn)?)
+            }
+            Db::Memory(conn) => {
+                let conn = conn
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                Ok(f(&conn)?)
+            }
+        }
+    }
+}
+
+const CSV_COLUMNS: [&str; 12] = [
+    "order_id",
+    "order_date",
+    "region",
+    "country",
+    "product_line",
+    "product",
+    "channel",
+    "units",
+    "unit_price",
+    "discount",
+    "revenue",
+    "cost",
+];
+
+fn load_csv(conn: &mut Connection, file: &Path) -> Result<(), SourceError> {
+    let csv_err = |source| SourceError::Csv {
+        path: file.to_path_buf(),
+        source,
+    };
+    let mut reader = csv::Reader::from_path(file).map_err(csv_err)?;
+    let headers = reader.headers().map_err(csv_err)?.clone();
+    let mut index = Vec::with_capacity(CSV_COLUMNS.len());
+    for column in CSV_COLUMNS {
+        let i = headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(column))
+            .ok_or_else(|| SourceError::CsvColumn {
+                path: file.to_path_buf(),
+                column: column.to_string(),
+            })?;
+        index.push(i);
+    }
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO sales VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for record in reader.records() {
+            let record = record.map_err(csv_err)?;
+            let values = index.iter().map(|&i| record.get(i).unwrap_or("").trim());
+            insert.execute(params_from_iter(values))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SalesSource for SqliteSource {
+    fn describe(&self) -> Result<Description, SourceError> {
+        self.with_conn(|c| {
+            let (row_count, first, last): (i64, Option<String>, Option<String>) = c.query_row(
+                "SELECT count(*), min(order_date), max(order_date) FROM sales",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let distinct = |col: &str| -> Result<Vec<String>, rusqlite::Error> {
+                // `col` is one of the fixed names below, never request text.
+                let mut stmt =
+                    c.prepare(&format!("SELECT DISTINCT {col} FROM sales ORDER BY 1"))?;
+                stmt.query_map([], |r| r.get(0))?.collect()
+            };
+            Ok(Description {
+                row_count,
+                first_date: first.unwrap_or_default(),
+                last_date: last.unwrap_or_default(),
+                regions: distinct("region")?,
+                countries: distinct("country")?,
+                product_lines: distinct("product_line")?,
+                products: distinct("product")?,
+                channels: distinct("channel")?,
+            })
+        })
+        .and_then(|d| {
+            if d.row_count == 0 {
+                Err(SourceError::Empty)
+            } else {
+                Ok(d)
+            }
+        })
+    }
+
+    fn aggregate(&self, query: &Query) -> Result<Vec<Row>, SourceError> {
+        let keys: Vec<&str> = query.group_by.iter().map(|d| d.sql()).collect();
+        let mut sql = String::from("SELECT ");
+        for key in &keys {
+            sql.push_str(key);
+            sql.push_str(", ");
+        }
+        sql.push_str(
+            "sum(revenue), sum(cost), sum(units), count(DISTINCT order_id), count(*) \
+             FROM sales WHERE order_date BETWEEN ?1 AND ?2",
+        );
+        let mut params: Vec<SqlValue> = vec![
+            SqlValue::Text(query.start.to_string()),
+            SqlValue::Text(query.end.to_string()),
+        ];
+        for (dim, values) in &query.filters {
+            if values.is_empty() {
+                continue;
+            }
+            sql.push_str(" AND ");
+            sql.push_str(dim.sql());
+            sql.push_str(" IN (");
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                params.push(SqlValue::Text(value.clone()));
+                sql.push_str(&format!("?{}", params.len()));
+            }
+            sql.push(')');
+        }
+        if !keys.is_empty() {
+            let positions: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", positions.join(", ")));
+        }
+        let n = keys.len();
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
+                let mut key_values = Vec::with_capacity(n);
+                for i in 0..n {
+                    key_values.push(r.get::<_, Option<String>>(i)?.unwrap_or_default());
+                }
+                Ok(Row {
+                    keys: key_values,
+                    measures: Measures {
+                        revenue: r.get::<_, Option<f64>>(n)?.unwrap_or(0.0),
+                        cost: r.get::<_, Option<f64>>(n + 1)?.unwrap_or(0.0),
+                        units: r.get::<_, Option<i64>>(n + 2)?.unwrap_or(0),
+                        orders: r.get(n + 3)?,
+                        lines: r.get(n + 4)?,
+                    },
+                })
+            })?;
+            let rows: Vec<Row> = rows.collect::<Result<_, _>>()?;
+            // Without GROUP BY an empty period still yields one all-zero row.
+            Ok(rows.into_iter().filter(|r| r.measures.lines > 0).collect())
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! The data agent served on a bound loopback listener, each skill run over
+//! gRPC, results checked against the database itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use agentmesh_data::{DataAgent, DataConfig, SourceKind};
+use agentmesh_proto::json::{from_opt_struct, to_struct};
+use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
+use agentmesh_proto::v1::{ExecuteTaskRequest, TaskEvent, task_event::Event};
+use agentmesh_runtime::{JsonObject, ServerConfig, serve};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+fn temp_root(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("agentmesh-data-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn start(cfg: DataConfig) -> AgentServiceClient<Channel> {
+    let agent = tokio::task::spawn_blocking(move || DataAgent::open(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        agent,
+        listener,
+        ServerConfig::default(),
+        std::future::pending(),
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AgentServiceClient::new(channel)
+}
+
+struct Outcome {
+    output: Option<JsonObject>,
+    failure: Option<(String, String)>,
+    artifacts: Vec<(String, Vec<u8>)>,
+}
+
+async fn run(client: &mut AgentServiceClient<Channel>, skill: &str, input: Value) -> Outcome {
+    let Value::Object(map) = input else { panic!() };
+    let req = ExecuteTaskRequest {
+        task_id: uuid_like(),
+        skill_id: skill.into(),
+        input: Some(to_struct(&map)),
+        ..ExecuteTaskRequest::default()
+    };
+    let mut stream = client.execute_task(req).await.unwrap().into_inner();
+    let mut events: Vec<TaskEvent> = Vec::new();
+    while let Some(ev) = stream.next().await {
+        events.push(ev.unwrap());
+    }
+    let mut out = Outcome {
+        output: None,
+        failure: None,
+        artifacts: Vec::new(),
+    };
+    for ev in events {
+        match ev.event {
+            Some(Event::Result(r)) => out.output = Some(from_opt_struct(r.output.as_ref())),
+            Some(Event::Failure(f)) => out.failure = Some((f.reason, f.message)),
+            Some(Event::ArtifactChunk(c)) => {
+                if c.append {
+                    out.artifacts.last_mut().unwrap().1.extend(c.data);
+                } else {
+                    out.artifacts.push((c.name, c.data));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("task-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn sum_revenue(db: &std::path::Path, start: &str, end: &str, region: Option<&str>) -> f64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let sql = "SELECT sum(revenue) FROM sales WHERE order_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR region = ?3)";
+    conn.query_row(sql, rusqlite::params![start, end, region], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn embedded_source_describe_and_extract() {
+    let root = temp_root("embedded");
+    let cfg = DataConfig {
+        root: root.clone(),
+        ..DataConfig::default()
+    };
+    let mut client = start(cfg).await;
+    let db = root.join("sales.db");
+
+    let d = run(&mut client, "sales.describe", json!({}))
+        .await
+        .output
+        .unwrap();
+    assert!(d["row_count"].as_i64().unwrap() >= 200_000);
+    assert_eq!(d["first_date"], json!("2023-01-01"));
+    assert_eq!(d["complete_through"], json!("2025-06-30"));
+    assert!(
+        d["regions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Latin America"))
+    );
+    assert!(
+        d["product_lines"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Tablets"))
+    );
+
+    // "Q2" means the latest complete Q2: 2025.
+    let out = run(
+        &mut client,
+        "sales.extract",
+        json!({"period": "Q2", "compare": ["previous_period", "year_ago"]}),
+    )
+    .await;
+    let x = out.output.unwrap();
+    assert_eq!(x["period"]["label"], json!("Q2 2025"));
+    let expected = sum_revenue(&db, "2025-04-01", "2025-06-30", None);
+    let total = x["totals"]["revenue"].as_f64().unwrap();
+    assert!((total - expected).abs() < 0.01, "{total} vs {expected}");
+    let rows_sum: f64 = x["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revenue"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (rows_sum - expected).abs() < 1.0,
+        "rows add up to the total"
+    );
+    assert_eq!(
+        x["group_by"],
+        json!(["month", "region", "product_line", "channel"])
+    );
+    assert_eq!(
+        x["comparisons"]["previous_period"]["period"]["label"],
+        json!("Q1 2025")
+    );
+    let ya = x["comparisons"]["year_ago"]["totals"]["revenue"]
+        .as_f64()
+        .unwrap();
+    let ya_expected = sum_revenue(&db, "2024-04-01", "2024-06-30", None);
+    assert!((ya - ya_expected).abs() < 0.01);
+    // The CSV artifact holds the same rows.
+    let (name, csv) = &out.artifacts[0];
+    assert_eq!(name, "dataset.csv");
+    let text = String::from_utf8(csv.clone()).unwrap();
+    assert!(
+        text.starts_with("month,region,product_line,channel,revenue,cost,units,orders,lines\n")
+    );
+    assert_eq!(
+        text.lines().count(),
+        x["rows"].as_array().unwrap().len() + 1
+    );
+
+    // Filters are matched case-insensitively against the source's values.
+    let eu = run(
+        &mut client,
+        "sales.extract",
+        json!({"period": "2025-H1", "filters": {"region": ["europe"]}, "group_by": ["country"]}),
+    )
+    .await
+    .output
+    .unwrap();
+    let eu_expected = sum_revenue(&db, "2025-01-01", "2025-06-30", Some("Europe"));
+    assert!((eu["totals"]["revenue"].as_f64().unwrap() - eu_expected).abs() < 0.01);
+    assert_eq!(eu["filters"]["region"], json!(["Europe"]));
+    assert!(
+        eu["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("country").is_some())
+    );
+
+    // Bad input: a clear failure with a reason, never a panic.
+    for (input, needle) in [
+        (json!({"period": "Q5"}), "Q1 to Q4"),
+        (json!({"period": "2025-13"}), "month 13"),
+        (json!({"period": "2031-Q1"}), "no sales data"),
+        (
+            json!({"period": "2025-Q2", "filters": {"region": ["Atlantis"]}}),
+            "unknown region",
+        ),
+        (json!({"period": "whenever"}), "not understood"),
+    ] {
+        let out = run(&mut client, "sales.extract", input.clone()).await;
+        let (reason, message) = out.failure.unwrap_or_else(|| panic!("{input} should fail"));
+        assert_eq!(reason, "INVALID_INPUT", "{input}");
+        assert!(message.contains(needle), "{input}: {message}");
+    }
+    // Schema violations are refused before the task starts.
+    let Value::Object(map) = json!({"period": "2025-Q2", "sql": "DROP TABLE sales"}) else {
+        panic!()
+    };
+    let err = client
+        .execute_task(ExecuteTaskRequest {
+            task_id: "schema".into(),
+            skill_id: "sales.extract".into(),
+            input: Some(to_struct(&map)),
+            ..ExecuteTaskRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn csv_folder_source() {
+    let root = temp_root("csv");
+    let dir = root.join("exports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "order_id,order_date,region,country,product_line,product,channel,units,unit_price,discount,revenue,cost\n";
+    std::fs::write(
+        dir.join("a.csv"),
+        format!(
+            "{header}1,2025-04-02,Europe,Germany,Laptops,AeroBook 13,Online,2,1000,0,2000,1400\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.csv"),
+        format!("{header}2,2025-05-03,Europe,France,Monitors,ClearView 27,Retail,1,300,0,300,200\n3,2025-01-03,Europe,France,Monitors,ClearView 27,Retail,1,300,0,300,200\n"),
+    )
+    .unwrap();
+    let mut client = start(DataConfig {
+        root: root.clone(),
+        source: SourceKind::Csv,
+        path: "exports".into(),
+        ..DataConfig::default()
+    })
+    .await;
+    let x = run(
+        &mut client,
+        "sales.extract",
+        json!({"period": "2025-Q2", "group_by": ["product_line"]}),
+    )
+    .await
+    .output
+    .unwrap();
+    assert_eq!(x["totals"]["revenue"], json!(2300));
+    assert_eq!(x["totals"]["orders"], json!(2));
+    assert_eq!(x["rows"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn paths_outside_the_data_root_are_refused() {
+    let root = temp_root("outside");
+    let cfg = DataConfig {
+        root,
+        source: SourceKind::Sqlite,
+        path: "../../etc/passwd".into(),
+        ..DataConfig::default()
+    };
+    let err = DataAgent::open(&cfg).err().expect("refused");
+    assert!(err.to_string().contains("outside the data root"), "{err}");
+}
