@@ -1,1 +1,72 @@
+//! Helpers for agentmesh end-to-end tests: calling agents over gRPC and
+//! collecting what a task streams back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agentmesh_proto::json::{from_opt_struct, to_struct};
+use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
+use agentmesh_proto::v1::{ExecuteTaskRequest, task_event::Event};
+use serde_json::{Map, Value};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+/// What one task returned.
+#[derive(Debug, Default)]
+pub struct TaskOutcome {
+    /// The result's output, if it completed.
+    pub output: Option<Map<String, Value>>,
+    /// (reason, message) if it failed.
+    pub failure: Option<(String, String)>,
+    /// Artifacts: (name, media type, bytes), reassembled from chunks.
+    pub artifacts: Vec<(String, String, Vec<u8>)>,
+}
+
+/// Connects to an agent at `addr` ("127.0.0.1:port").
+pub async fn connect(addr: std::net::SocketAddr) -> AgentServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AgentServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024)
+}
+
+/// Runs one skill and collects its outcome.
+pub async fn run_skill(
+    client: &mut AgentServiceClient<Channel>,
+    skill: &str,
+    input: Value,
+) -> TaskOutcome {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let Value::Object(map) = input else {
+        panic!("input must be an object")
+    };
+    let req = ExecuteTaskRequest {
+        task_id: format!("task-{}", N.fetch_add(1, Ordering::SeqCst)),
+        run_id: "manual".into(),
+        skill_id: skill.into(),
+        input: Some(to_struct(&map)),
+        attempt: 1,
+        ..ExecuteTaskRequest::default()
+    };
+    let mut stream = client.execute_task(req).await.unwrap().into_inner();
+    let mut out = TaskOutcome::default();
+    while let Some(ev) = stream.next().await {
+        match ev.unwrap().event {
+            Some(Event::Result(r)) => out.output = Some(from_opt_struct(r.output.as_ref())),
+            Some(Event::Failure(f)) => out.failure = Some((f.reason, f.message)),
+            Some(Event::ArtifactChunk(c)) => {
+                if c.append {
+                    if let Some(last) = out.artifacts.last_mut() {
+                        last.2.extend(c.data);
+                    }
+                } else {
+                    out.artifacts.push((c.name, c.media_type, c.data));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
