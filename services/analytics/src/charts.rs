@@ -144,12 +144,13 @@ fn draw_bars(
         .margin(18)
         .x_label_area_size(56)
         .y_label_area_size(84)
-        .build_cartesian_2d((0..n).into_segmented(), lo..hi)
+        .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), lo..hi)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .bold_line_style(RGBColor(225, 225, 225))
+        .light_line_style(WHITE)
         .x_labels(labels.len() + 1)
         .x_label_formatter(&|v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(i) => usize::try_from(*i)
