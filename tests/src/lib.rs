@@ -70,3 +70,72 @@ pub async fn run_skill(
     }
     out
 }
+
+/// Path of a workspace binary, built first if `cargo test` did not build it
+/// (binaries of crates without integration tests are not built by it).
+pub fn binary(name: &str) -> std::path::PathBuf {
+    use std::sync::Mutex;
+    static BUILD: Mutex<()> = Mutex::new(());
+    // target/<profile>/deps/<test-exe> → target/<profile>/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let path = dir.join(name);
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--bin", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves
+/// no orphan behind.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `addr` answers health `service` with SERVING (bounded).
+pub async fn wait_serving(addr: std::net::SocketAddr, service: &str, within: std::time::Duration) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            let mut health = HealthClient::new(channel);
+            if let Ok(resp) = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                && resp.into_inner().status == 1
+            {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} not SERVING within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

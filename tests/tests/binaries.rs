@@ -1,0 +1,75 @@
+//! Each agent binary started with no arguments is a working agent on its
+//! default port: health SERVING, a card, and its skills answer. The real
+//! binaries run as separate processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use agentmesh_e2e::{Child, binary, connect, run_skill, wait_serving};
+use agentmesh_proto::v1::{AGENT_SERVICE_NAME, GetAgentCardRequest};
+use serde_json::json;
+
+#[tokio::test]
+async fn agent_binaries_work_with_no_arguments_on_their_default_ports() {
+    let cwd = std::env::temp_dir().join(format!("agentmesh-binaries-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut children = Vec::new();
+    for (name, port, skill) in [
+        ("data-agent", 50051, "sales.extract"),
+        ("analytics-agent", 50052, "analytics.metrics"),
+        ("summary-agent", 50053, "summary.write"),
+    ] {
+        let child = Command::new(binary(name))
+            .current_dir(&cwd)
+            .env_remove("AGENTMESH_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(Child(child));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_serving(addr, AGENT_SERVICE_NAME, Duration::from_secs(60)).await;
+        let mut client = connect(addr).await;
+        let card = client
+            .get_agent_card(GetAgentCardRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .card
+            .unwrap();
+        assert!(
+            card.skills.iter().any(|s| s.id == skill),
+            "{name} offers {skill}"
+        );
+    }
+    // And the skills answer: the whole chain over the three processes.
+    let mut data = connect(([127, 0, 0, 1], 50051).into()).await;
+    let mut analytics = connect(([127, 0, 0, 1], 50052).into()).await;
+    let mut summary = connect(([127, 0, 0, 1], 50053).into()).await;
+    let ds = run_skill(
+        &mut data,
+        "sales.extract",
+        json!({"period": "Q2", "compare": ["previous_period", "year_ago"]}),
+    )
+    .await
+    .output
+    .unwrap();
+    let m = run_skill(&mut analytics, "analytics.metrics", json!({"dataset": ds}))
+        .await
+        .output
+        .unwrap();
+    let c = run_skill(&mut analytics, "analytics.charts", json!({"metrics": m})).await;
+    assert_eq!(c.artifacts.len(), 4);
+    let s = run_skill(&mut summary, "summary.write", json!({"metrics": m}))
+        .await
+        .output
+        .unwrap();
+    assert_eq!(s["faithfulness"]["passed"], json!(true));
+    assert!(
+        cwd.join("data/sales.db").exists(),
+        "the embedded database was created on first start"
+    );
+    drop(children);
+}
