@@ -38,7 +38,7 @@ async fn data_analytics_summary_chained_by_hand() {
         .unwrap();
     let mut data = connect(spawn(data).await).await;
     let mut analytics = connect(spawn(AnalyticsAgent).await).await;
-    let mut summary = connect(spawn(SummaryAgent).await).await;
+    let mut summary = connect(spawn(SummaryAgent::deterministic()).await).await;
 
     let dataset = run_skill(
         &mut data,

@@ -4,7 +4,10 @@
 //! Skill `summary.write` (consumes `sales.metrics`, produces `summary`).
 
 pub mod faithfulness;
+pub mod llm;
 pub mod writer;
+
+use std::sync::Arc;
 
 use agentmesh_proto::v1::AgentCard;
 use agentmesh_runtime::{
@@ -27,6 +30,8 @@ pub struct SummaryConfig {
     pub server: ServerConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// The optional language-model backend.
+    pub llm: llm::LlmConfig,
 }
 
 impl Default for SummaryConfig {
@@ -34,13 +39,127 @@ impl Default for SummaryConfig {
         Self {
             server: ServerConfig::on_port(DEFAULT_PORT),
             telemetry: TelemetryConfig::default(),
+            llm: llm::LlmConfig::default(),
         }
     }
 }
 
-/// The summary agent.
+/// The summary agent: deterministic, or a language model checked for
+/// faithfulness with the deterministic summary as fallback.
 #[derive(Debug, Default, Clone)]
-pub struct SummaryAgent;
+pub struct SummaryAgent {
+    llm: Option<Arc<llm::LlmClient>>,
+}
+
+impl SummaryAgent {
+    /// The deterministic agent.
+    pub fn deterministic() -> Self {
+        Self::default()
+    }
+
+    /// An agent that asks a language model first.
+    pub fn with_llm(client: llm::LlmClient) -> Self {
+        Self {
+            llm: Some(Arc::new(client)),
+        }
+    }
+}
+
+/// The figures a language model may use, written as the check reads them.
+pub fn facts(metrics: &Value) -> Vec<String> {
+    use writer::{money, thousands};
+    let mut out = Vec::new();
+    let t = &metrics["totals"];
+    out.extend(
+        t["revenue"]
+            .as_f64()
+            .map(|v| format!("revenue {}", money(v))),
+    );
+    out.extend(
+        t["gross_margin_pct"]
+            .as_f64()
+            .map(|v| format!("gross margin {v:.1}%")),
+    );
+    out.extend(
+        t["orders"]
+            .as_f64()
+            .map(|v| format!("orders {}", thousands(v))),
+    );
+    out.extend(
+        t["average_order_value"]
+            .as_f64()
+            .map(|v| format!("average order value {}", money(v))),
+    );
+    for k in ["vs_previous", "vs_year_ago"] {
+        let g = &metrics["growth"][k];
+        if let (Some(label), Some(p)) = (g["label"].as_str(), g["revenue_pct"].as_f64()) {
+            out.push(format!("revenue growth vs {label} {p:+.1}%"));
+        }
+    }
+    for dim in ["region", "product_line", "channel"] {
+        for m in metrics["breakdowns"][dim].as_array().into_iter().flatten() {
+            let name = m["name"].as_str().unwrap_or("");
+            if let Some(share) = m["share_pct"].as_f64() {
+                out.push(format!(
+                    "{name}: {} revenue, {share:.1}% share",
+                    money(m["revenue"].as_f64().unwrap_or(0.0))
+                ));
+            }
+            if let Some(g) = m["growth_vs_year_ago_pct"].as_f64() {
+                out.push(format!("{name}: {g:+.1}% year over year"));
+            }
+        }
+    }
+    for a in metrics["anomalies"].as_array().into_iter().flatten() {
+        out.extend(a["message"].as_str().map(str::to_string));
+    }
+    out
+}
+
+fn llm_output(text: &str, figures: usize) -> JsonObject {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let clean = |l: &str| {
+        l.trim_start_matches(['#', '*', '-', ' '])
+            .trim_end_matches('*')
+            .trim()
+            .to_string()
+    };
+    let headline = lines.first().map(|l| clean(l)).unwrap_or_default();
+    let bullets: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("- ") || l.starts_with("* "))
+        .map(|l| clean(l))
+        .collect();
+    let recommendation = lines
+        .iter()
+        .rev()
+        .find(|l| l.to_ascii_lowercase().contains("recommend"))
+        .or(lines.last())
+        .map(|l| clean(l))
+        .unwrap_or_default();
+    let findings: Vec<String> = if bullets.is_empty() {
+        lines.iter().skip(1).take(5).map(|l| clean(l)).collect()
+    } else {
+        bullets.into_iter().take(5).collect()
+    };
+    let out = json!({
+        "headline": headline,
+        "findings": if findings.is_empty() { vec![headline.clone()] } else { findings },
+        "risks": [],
+        "recommendation": recommendation,
+        "markdown": text,
+        "backend": "llm",
+        "faithfulness": {"passed": true, "checked": figures},
+    });
+    match out {
+        Value::Object(m) => m,
+        _ => JsonObject::new(),
+    }
+}
 
 /// Labels in the metrics that are names of periods, not figures.
 fn labels(metrics: &Value) -> Vec<String> {
@@ -123,6 +242,7 @@ impl Agent for SummaryAgent {
                             "recommendation": {"type": "string", "minLength": 1},
                             "markdown": {"type": "string"},
                             "backend": {"enum": ["deterministic", "llm"]},
+                            "fallback_reason": {"type": "string", "description": "why the language model's text was not used"},
                             "faithfulness": {"type": "object", "required": ["passed"], "properties": {"passed": {"const": true}}}
                         }
                     }))
@@ -134,8 +254,39 @@ impl Agent for SummaryAgent {
         }
     }
 
-    async fn execute(&self, task: Task, _ctx: TaskContext) -> Result<TaskOutput, TaskError> {
+    async fn execute(&self, task: Task, ctx: TaskContext) -> Result<TaskOutput, TaskError> {
         let metrics = task.input.get("metrics").cloned().unwrap_or(Value::Null);
-        summarize(&metrics).map(TaskOutput::new)
+        // Always written: it validates the input and is the fallback.
+        let mut deterministic = summarize(&metrics)?;
+        let Some(client) = &self.llm else {
+            return Ok(TaskOutput::new(deterministic));
+        };
+        ctx.progress("asking the language model", -1.0).await;
+        let reason = match client.summarize(&metrics, &facts(&metrics), &ctx).await {
+            Ok(text) => {
+                let report = faithfulness::check(&text, &metrics, &labels(&metrics));
+                if report.passed() {
+                    return Ok(TaskOutput::new(llm_output(&text, report.checked.len())));
+                }
+                let bad: Vec<&str> = report
+                    .untraceable
+                    .iter()
+                    .map(|f| f.shown.as_str())
+                    .collect();
+                format!(
+                    "the model's text failed the faithfulness check ({} not in the metrics)",
+                    bad.join(", ")
+                )
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%reason, "falling back to the deterministic summary");
+        ctx.progress(
+            format!("fell back to the deterministic summary: {reason}"),
+            -1.0,
+        )
+        .await;
+        deterministic.insert("fallback_reason".into(), Value::String(reason));
+        Ok(TaskOutput::new(deterministic))
     }
 }

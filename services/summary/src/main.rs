@@ -21,6 +21,12 @@ async fn main() -> anyhow::Result<()> {
         std::env::vars(),
         args.common.overrides(),
     )?;
-    run_agent(SummaryAgent, cfg.server, &cfg.telemetry).await?;
+    let agent = if cfg.llm.enabled() {
+        let key = std::env::var(&cfg.llm.api_key_env).ok();
+        SummaryAgent::with_llm(agentmesh_summary::llm::LlmClient::new(&cfg.llm, key)?)
+    } else {
+        SummaryAgent::deterministic()
+    };
+    run_agent(agent, cfg.server, &cfg.telemetry).await?;
     Ok(())
 }
