@@ -22,6 +22,20 @@ pub struct TaskOutcome {
     pub artifacts: Vec<(String, String, Vec<u8>)>,
 }
 
+/// Serves `agent` with default limits on a new `127.0.0.1:0` listener until
+/// the test ends, and returns its address.
+pub async fn spawn_agent<A: agentmesh_runtime::Agent>(agent: A) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(agentmesh_runtime::serve(
+        agent,
+        listener,
+        agentmesh_runtime::ServerConfig::default(),
+        std::future::pending(),
+    ));
+    addr
+}
+
 /// Connects to an agent at `addr` ("127.0.0.1:port").
 pub async fn connect(addr: std::net::SocketAddr) -> AgentServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{addr}"))

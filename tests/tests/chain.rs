@@ -3,27 +3,11 @@
 //! summary whose every number passes the faithfulness check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-
 use agentmesh_analytics::AnalyticsAgent;
 use agentmesh_data::{DataAgent, DataConfig};
-use agentmesh_e2e::{connect, run_skill};
-use agentmesh_runtime::{Agent, ServerConfig, serve};
+use agentmesh_e2e::{connect, run_skill, spawn_agent};
 use agentmesh_summary::SummaryAgent;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-
-async fn spawn<A: Agent>(agent: A) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        agent,
-        listener,
-        ServerConfig::default(),
-        std::future::pending(),
-    ));
-    addr
-}
 
 #[tokio::test]
 async fn data_analytics_summary_chained_by_hand() {
@@ -36,9 +20,9 @@ async fn data_analytics_summary_chained_by_hand() {
         .await
         .unwrap()
         .unwrap();
-    let mut data = connect(spawn(data).await).await;
-    let mut analytics = connect(spawn(AnalyticsAgent).await).await;
-    let mut summary = connect(spawn(SummaryAgent::deterministic()).await).await;
+    let mut data = connect(spawn_agent(data).await).await;
+    let mut analytics = connect(spawn_agent(AnalyticsAgent).await).await;
+    let mut summary = connect(spawn_agent(SummaryAgent::deterministic()).await).await;
 
     let dataset = run_skill(
         &mut data,

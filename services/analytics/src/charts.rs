@@ -329,73 +329,88 @@ fn breakdown(metrics: &Value, dim: &str) -> Result<Vec<Value>, String> {
         .ok_or_else(|| format!("the dataset is not grouped by {dim}"))
 }
 
-fn names(list: &[Value]) -> Vec<String> {
+fn names(list: &[&Value]) -> Vec<String> {
     list.iter()
         .map(|m| m["name"].as_str().unwrap_or("").to_string())
         .collect()
 }
 
+/// A bar chart with its words: everything but the drawing is text.
+struct BarSpec<'a> {
+    id: &'a str,
+    title: String,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    labels: Vec<String>,
+    values: Vec<f64>,
+    value_text: &'a dyn Fn(f64) -> String,
+    /// Start of the alt text; the values are listed after it.
+    alt_intro: String,
+    caption: String,
+}
+
+fn bar_chart(spec: BarSpec<'_>) -> Result<Chart, String> {
+    let svg = bars(
+        &spec.title,
+        spec.x_desc,
+        spec.y_desc,
+        &spec.labels,
+        &spec.values,
+        spec.value_text,
+    )?;
+    let listing: Vec<String> = spec
+        .labels
+        .iter()
+        .zip(&spec.values)
+        .map(|(l, v)| format!("{l} {}", (spec.value_text)(*v)))
+        .collect();
+    let alt = format!("{}: {}.", spec.alt_intro, listing.join(", "));
+    Ok(Chart {
+        id: spec.id.into(),
+        caption: spec.caption,
+        svg: accessible(svg, &spec.title, &alt),
+        title: spec.title,
+        alt_text: alt,
+    })
+}
+
+fn values(list: &[&Value], key: &str) -> Vec<f64> {
+    list.iter()
+        .map(|m| m[key].as_f64().unwrap_or(0.0))
+        .collect()
+}
+
 fn region_revenue(metrics: &Value) -> Result<Chart, String> {
     let list = breakdown(metrics, "region")?;
+    let list: Vec<&Value> = list.iter().collect();
     let period = metrics["period"]["label"].as_str().unwrap_or("the period");
-    let labels = names(&list);
-    let values: Vec<f64> = list
-        .iter()
-        .map(|m| m["revenue"].as_f64().unwrap_or(0.0))
-        .collect();
-    let title = format!("Revenue by region, {period}");
-    let svg = bars(&title, "Region", "Revenue (USD)", &labels, &values, &money)?;
-    let listing: Vec<String> = labels
-        .iter()
-        .zip(&values)
-        .map(|(l, v)| format!("{l} {}", money(*v)))
-        .collect();
-    let alt = format!(
-        "Bar chart of revenue by region in {period}: {}.",
-        listing.join(", ")
-    );
-    Ok(Chart {
-        id: "revenue_by_region".into(),
+    bar_chart(BarSpec {
+        id: "revenue_by_region",
+        title: format!("Revenue by region, {period}"),
+        x_desc: "Region",
+        y_desc: "Revenue (USD)",
+        labels: names(&list),
+        values: values(&list, "revenue"),
+        value_text: &money,
+        alt_intro: format!("Bar chart of revenue by region in {period}"),
         caption: format!("Net revenue by sales region in {period}, largest first."),
-        svg: accessible(svg, &title, &alt),
-        title,
-        alt_text: alt,
     })
 }
 
 fn product_mix(metrics: &Value) -> Result<Chart, String> {
     let list = breakdown(metrics, "product_line")?;
+    let list: Vec<&Value> = list.iter().collect();
     let period = metrics["period"]["label"].as_str().unwrap_or("the period");
-    let labels = names(&list);
-    let values: Vec<f64> = list
-        .iter()
-        .map(|m| m["share_pct"].as_f64().unwrap_or(0.0))
-        .collect();
-    let title = format!("Product-line mix, {period}");
-    let pct = |v: f64| format!("{v:.1}%");
-    let svg = bars(
-        &title,
-        "Product line",
-        "Share of revenue (%)",
-        &labels,
-        &values,
-        &pct,
-    )?;
-    let listing: Vec<String> = labels
-        .iter()
-        .zip(&values)
-        .map(|(l, v)| format!("{l} {v:.1}%"))
-        .collect();
-    let alt = format!(
-        "Bar chart of each product line's share of revenue in {period}: {}.",
-        listing.join(", ")
-    );
-    Ok(Chart {
-        id: "product_line_mix".into(),
+    bar_chart(BarSpec {
+        id: "product_line_mix",
+        title: format!("Product-line mix, {period}"),
+        x_desc: "Product line",
+        y_desc: "Share of revenue (%)",
+        labels: names(&list),
+        values: values(&list, "share_pct"),
+        value_text: &|v| format!("{v:.1}%"),
+        alt_intro: format!("Bar chart of each product line's share of revenue in {period}"),
         caption: format!("Share of {period} revenue by product line."),
-        svg: accessible(svg, &title, &alt),
-        title,
-        alt_text: alt,
     })
 }
 
@@ -412,41 +427,18 @@ fn region_growth(metrics: &Value) -> Result<Chart, String> {
     if with_growth.is_empty() {
         return Err("no region has a defined growth vs the previous period".into());
     }
-    let labels: Vec<String> = with_growth
-        .iter()
-        .map(|m| m["name"].as_str().unwrap_or("").to_string())
-        .collect();
-    let values: Vec<f64> = with_growth
-        .iter()
-        .map(|m| m["growth_vs_previous_pct"].as_f64().unwrap_or(0.0))
-        .collect();
-    let title = format!("Revenue growth by region, {period} vs {prior}");
-    let pct = |v: f64| format!("{v:+.1}%");
-    let svg = bars(
-        &title,
-        "Region",
-        "Growth vs prior period (%)",
-        &labels,
-        &values,
-        &pct,
-    )?;
-    let listing: Vec<String> = labels
-        .iter()
-        .zip(&values)
-        .map(|(l, v)| format!("{l} {v:+.1}%"))
-        .collect();
-    let alt = format!(
-        "Bar chart of revenue growth by region, {period} against {prior}: {}.",
-        listing.join(", ")
-    );
-    Ok(Chart {
-        id: "growth_by_region".into(),
+    bar_chart(BarSpec {
+        id: "growth_by_region",
+        title: format!("Revenue growth by region, {period} vs {prior}"),
+        x_desc: "Region",
+        y_desc: "Growth vs prior period (%)",
+        labels: names(&with_growth),
+        values: values(&with_growth, "growth_vs_previous_pct"),
+        value_text: &|v| format!("{v:+.1}%"),
+        alt_intro: format!("Bar chart of revenue growth by region, {period} against {prior}"),
         caption: format!(
             "Change in revenue by region, {period} against {prior}; red bars are declines."
         ),
-        svg: accessible(svg, &title, &alt),
-        title,
-        alt_text: alt,
     })
 }
 

@@ -5,13 +5,11 @@
 use std::path::PathBuf;
 
 use agentmesh_data::{DataAgent, DataConfig, SourceKind};
-use agentmesh_proto::json::{from_opt_struct, to_struct};
+use agentmesh_e2e::{connect, run_skill, spawn_agent};
+use agentmesh_proto::json::to_struct;
+use agentmesh_proto::v1::ExecuteTaskRequest;
 use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
-use agentmesh_proto::v1::{ExecuteTaskRequest, TaskEvent, task_event::Event};
-use agentmesh_runtime::{JsonObject, ServerConfig, serve};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 fn temp_root(name: &str) -> PathBuf {
@@ -26,67 +24,7 @@ async fn start(cfg: DataConfig) -> AgentServiceClient<Channel> {
         .await
         .unwrap()
         .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        agent,
-        listener,
-        ServerConfig::default(),
-        std::future::pending(),
-    ));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    AgentServiceClient::new(channel)
-}
-
-struct Outcome {
-    output: Option<JsonObject>,
-    failure: Option<(String, String)>,
-    artifacts: Vec<(String, Vec<u8>)>,
-}
-
-async fn run(client: &mut AgentServiceClient<Channel>, skill: &str, input: Value) -> Outcome {
-    let Value::Object(map) = input else { panic!() };
-    let req = ExecuteTaskRequest {
-        task_id: uuid_like(),
-        skill_id: skill.into(),
-        input: Some(to_struct(&map)),
-        ..ExecuteTaskRequest::default()
-    };
-    let mut stream = client.execute_task(req).await.unwrap().into_inner();
-    let mut events: Vec<TaskEvent> = Vec::new();
-    while let Some(ev) = stream.next().await {
-        events.push(ev.unwrap());
-    }
-    let mut out = Outcome {
-        output: None,
-        failure: None,
-        artifacts: Vec::new(),
-    };
-    for ev in events {
-        match ev.event {
-            Some(Event::Result(r)) => out.output = Some(from_opt_struct(r.output.as_ref())),
-            Some(Event::Failure(f)) => out.failure = Some((f.reason, f.message)),
-            Some(Event::ArtifactChunk(c)) => {
-                if c.append {
-                    out.artifacts.last_mut().unwrap().1.extend(c.data);
-                } else {
-                    out.artifacts.push((c.name, c.data));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("task-{}", N.fetch_add(1, Ordering::SeqCst))
+    connect(spawn_agent(agent).await).await
 }
 
 fn sum_revenue(db: &std::path::Path, start: &str, end: &str, region: Option<&str>) -> f64 {
@@ -106,7 +44,7 @@ async fn embedded_source_describe_and_extract() {
     let mut client = start(cfg).await;
     let db = root.join("sales.db");
 
-    let d = run(&mut client, "sales.describe", json!({}))
+    let d = run_skill(&mut client, "sales.describe", json!({}))
         .await
         .output
         .unwrap();
@@ -127,7 +65,7 @@ async fn embedded_source_describe_and_extract() {
     );
 
     // "Q2" means the latest complete Q2: 2025.
-    let out = run(
+    let out = run_skill(
         &mut client,
         "sales.extract",
         json!({"period": "Q2", "compare": ["previous_period", "year_ago"]}),
@@ -162,7 +100,7 @@ async fn embedded_source_describe_and_extract() {
     let ya_expected = sum_revenue(&db, "2024-04-01", "2024-06-30", None);
     assert!((ya - ya_expected).abs() < 0.01);
     // The CSV artifact holds the same rows.
-    let (name, csv) = &out.artifacts[0];
+    let (name, _, csv) = &out.artifacts[0];
     assert_eq!(name, "dataset.csv");
     let text = String::from_utf8(csv.clone()).unwrap();
     assert!(
@@ -174,7 +112,7 @@ async fn embedded_source_describe_and_extract() {
     );
 
     // Filters are matched case-insensitively against the source's values.
-    let eu = run(
+    let eu = run_skill(
         &mut client,
         "sales.extract",
         json!({"period": "2025-H1", "filters": {"region": ["europe"]}, "group_by": ["country"]}),
@@ -204,7 +142,7 @@ async fn embedded_source_describe_and_extract() {
         ),
         (json!({"period": "whenever"}), "not understood"),
     ] {
-        let out = run(&mut client, "sales.extract", input.clone()).await;
+        let out = run_skill(&mut client, "sales.extract", input.clone()).await;
         let (reason, message) = out.failure.unwrap_or_else(|| panic!("{input} should fail"));
         assert_eq!(reason, "INVALID_INPUT", "{input}");
         assert!(message.contains(needle), "{input}: {message}");
@@ -250,7 +188,7 @@ async fn csv_folder_source() {
         ..DataConfig::default()
     })
     .await;
-    let x = run(
+    let x = run_skill(
         &mut client,
         "sales.extract",
         json!({"period": "2025-Q2", "group_by": ["product_line"]}),

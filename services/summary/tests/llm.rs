@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use agentmesh_proto::json::{from_opt_struct, to_struct};
 use agentmesh_proto::v1::{ExecuteTaskRequest, task_event::Event};
-use agentmesh_runtime::{ServerConfig, serve};
 use agentmesh_summary::SummaryAgent;
 use agentmesh_summary::llm::{LlmClient, LlmConfig};
 use serde_json::{Value, json};
@@ -85,15 +84,7 @@ async fn fake_model(text: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> SocketA
 }
 
 async fn run(agent: SummaryAgent) -> (Option<serde_json::Map<String, Value>>, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        agent,
-        listener,
-        ServerConfig::default(),
-        std::future::pending(),
-    ));
-    let mut client = agentmesh_e2e::connect(addr).await;
+    let mut client = agentmesh_e2e::connect(agentmesh_e2e::spawn_agent(agent).await).await;
     let Value::Object(input) = json!({"metrics": metrics()}) else {
         panic!()
     };
