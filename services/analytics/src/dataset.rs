@@ -68,6 +68,19 @@ pub struct Dataset {
     pub quality: Vec<String>,
 }
 
+/// The strings of a JSON array (other items and non-arrays give nothing).
+pub fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn invalid(msg: impl Into<String>) -> TaskError {
     TaskError::invalid_input(msg)
 }
@@ -108,14 +121,11 @@ fn agg(row: &JsonObject, at: &str, quality: &mut Vec<String>) -> Result<Agg, Tas
 }
 
 fn slice(
-    v: &Value,
+    obj: &JsonObject,
     what: &str,
     group_by: &[String],
     quality: &mut Vec<String>,
 ) -> Result<Slice, TaskError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| invalid(format!("{what} must be an object")))?;
     let period = obj.get("period").and_then(Value::as_object);
     let text = |k: &str| {
         period
@@ -167,23 +177,9 @@ impl Dataset {
             .get("dataset")
             .and_then(Value::as_object)
             .ok_or_else(|| invalid("input.dataset must be a sales.dataset object"))?;
-        let group_by: Vec<String> = d
-            .get("group_by")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let group_by = strings(d.get("group_by"));
         let mut quality = Vec::new();
-        let current = slice(
-            &Value::Object(d.clone()),
-            "dataset",
-            &group_by,
-            &mut quality,
-        )?;
+        let current = slice(d, "dataset", &group_by, &mut quality)?;
         if current.rows.is_empty() {
             return Err(invalid("the dataset is empty: there is nothing to analyse"));
         }
@@ -192,7 +188,13 @@ impl Dataset {
             |key: &str, quality: &mut Vec<String>| -> Result<Option<Slice>, TaskError> {
                 comparisons
                     .and_then(|c| c.get(key))
-                    .map(|v| slice(v, &format!("comparisons.{key}"), &group_by, quality))
+                    .map(|v| {
+                        let what = format!("comparisons.{key}");
+                        let obj = v
+                            .as_object()
+                            .ok_or_else(|| invalid(format!("{what} must be an object")))?;
+                        slice(obj, &what, &group_by, quality)
+                    })
                     .transpose()
             };
         let previous = comparison("previous_period", &mut quality)?;

@@ -119,17 +119,7 @@ impl Agent for AnalyticsAgent {
             }
             CHARTS => {
                 let metrics = task.input.get("metrics").cloned().unwrap_or(Value::Null);
-                let wanted: Vec<String> = task
-                    .input
-                    .get("charts")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let wanted = dataset::strings(task.input.get("charts"));
                 let (drawn, skipped) =
                     tokio::task::spawn_blocking(move || charts::render(&metrics, &wanted))
                         .await

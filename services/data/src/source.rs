@@ -191,10 +191,18 @@ pub trait SalesSource: Send + Sync {
     fn aggregate(&self, query: &Query) -> Result<Vec<Row>, SourceError>;
 }
 
+/// Idle read-only connections kept per file source. Tasks beyond this open
+/// their own connection and close it after the query.
+const MAX_IDLE_CONNECTIONS: usize = 8;
+
 enum Db {
-    /// A SQLite file, opened read-only per query (connections are cheap, and
-    /// queries run in parallel).
-    File(PathBuf),
+    /// A SQLite file, read through a small pool of read-only connections
+    /// (queries run in parallel; a pooled connection keeps its prepared
+    /// statements and page cache).
+    File {
+        path: PathBuf,
+        idle: Mutex<Vec<Connection>>,
+    },
     /// An in-memory database loaded from CSV.
     Memory(Mutex<Connection>),
 }
@@ -211,7 +219,10 @@ impl SqliteSource {
             return Err(SourceError::Io(format!("{} is not a file", path.display())));
         }
         let source = Self {
-            db: Db::File(path.to_path_buf()),
+            db: Db::File {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+            },
         };
         source
             .with_conn(|c| c.query_row("SELECT count(*) FROM sales", [], |r| r.get::<_, i64>(0)))?;
@@ -267,12 +278,26 @@ impl SqliteSource {
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, SourceError> {
         match &self.db {
-            Db::File(path) => {
-                let conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                Ok(f(&conn)?)
+            Db::File { path, idle } => {
+                let pooled = idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop();
+                let conn = match pooled {
+                    Some(conn) => conn,
+                    None => Connection::open_with_flags(
+                        path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?,
+                };
+                let result = f(&conn);
+                let mut idle = idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if idle.len() < MAX_IDLE_CONNECTIONS {
+                    idle.push(conn);
+                }
+                Ok(result?)
             }
             Db::Memory(conn) => {
                 let conn = conn

@@ -22,7 +22,6 @@ pub struct EventLog<T> {
 struct Inner<T> {
     events: Vec<T>,
     closed: bool,
-    bytes: usize,
 }
 
 /// Returned by [`EventLog::append_with`] when the log is closed.
@@ -38,7 +37,6 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
             inner: Mutex::new(Inner {
                 events: Vec::new(),
                 closed: false,
-                bytes: 0,
             }),
             changed,
         })
@@ -49,15 +47,9 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends the event built from its 1-based sequence number; `size` is
-    /// its approximate size in bytes, for [`EventLog::bytes`]. `close` ends
-    /// the log after this event. Fails if the log was already closed.
-    pub fn append_with(
-        &self,
-        size: usize,
-        close: bool,
-        build: impl FnOnce(u64) -> T,
-    ) -> Result<u64, Closed> {
+    /// Appends the event built from its 1-based sequence number; `close`
+    /// ends the log after this event. Fails if the log was already closed.
+    pub fn append_with(&self, close: bool, build: impl FnOnce(u64) -> T) -> Result<u64, Closed> {
         let seq = {
             let mut inner = self.lock();
             if inner.closed {
@@ -65,7 +57,6 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
             }
             let seq = inner.events.len() as u64 + 1;
             inner.events.push(build(seq));
-            inner.bytes += size;
             inner.closed = close;
             seq
         };
@@ -96,11 +87,6 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
     /// Whether the log is closed.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
-    }
-
-    /// Approximate bytes held, as reported to `append_with`.
-    pub fn bytes(&self) -> usize {
-        self.lock().bytes
     }
 
     /// The last event, if any.
@@ -189,31 +175,30 @@ mod tests {
     #[tokio::test]
     async fn follower_sees_history_then_live_events_then_end() {
         let log = EventLog::<u64>::new();
-        log.append_with(1, false, |s| s * 10).unwrap();
+        log.append_with(false, |s| s * 10).unwrap();
         let follower = log.follow(0);
         let writer = {
             let log = Arc::clone(&log);
             tokio::spawn(async move {
-                log.append_with(1, false, |s| s * 10).unwrap();
-                log.append_with(1, true, |s| s * 10).unwrap();
+                log.append_with(false, |s| s * 10).unwrap();
+                log.append_with(true, |s| s * 10).unwrap();
             })
         };
         let all: Vec<u64> = follower.collect().await;
         writer.await.unwrap();
         assert_eq!(all, vec![10, 20, 30]);
-        assert_eq!(log.append_with(1, false, |s| s), Err(Closed));
+        assert_eq!(log.append_with(false, |s| s), Err(Closed));
     }
 
     #[tokio::test]
     async fn follow_after_skips_seen_events() {
         let log = EventLog::<u64>::new();
         for _ in 0..5 {
-            log.append_with(1, false, |s| s).unwrap();
+            log.append_with(false, |s| s).unwrap();
         }
         log.close();
         let rest: Vec<u64> = log.follow(3).collect().await;
         assert_eq!(rest, vec![4, 5]);
         assert_eq!(log.snapshot_after(4), vec![5]);
-        assert_eq!(log.bytes(), 5);
     }
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::json::to_struct;
-use agentmesh_proto::prost::Message;
 use agentmesh_proto::prost_types::{self, Timestamp};
 use agentmesh_proto::v1::{
     ArtifactChunk, Heartbeat, TaskEvent, TaskFailure, TaskProgress, TaskResult, TaskState,
@@ -415,14 +414,9 @@ struct Emitter<'a> {
 
 impl Emitter<'_> {
     fn emit(&self, event: Event, close: bool) {
-        let size = match &event {
-            Event::ArtifactChunk(c) => c.data.len() + 128,
-            Event::Result(r) => r.output.as_ref().map_or(0, Message::encoded_len) + 64,
-            _ => 64,
-        };
         let time = Timestamp::from(SystemTime::now());
         // The driver is the only writer and closes the log once, at the end.
-        let _ = self.log.append_with(size, close, |seq| TaskEvent {
+        let _ = self.log.append_with(close, |seq| TaskEvent {
             task_id: self.task_id.to_string(),
             seq,
             time: Some(time),

@@ -382,6 +382,17 @@ async fn dropping_the_stream_cancels_the_task() {
         .into_inner();
     stream.next().await.unwrap().unwrap();
     drop(stream);
+    // Nobody calls CancelTask: only the dropped stream can stop the work.
+    let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+        while h.counters.cancelled.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        stopped.is_ok(),
+        "the agent's work was not stopped after the caller left"
+    );
     let mut other = h.client().await;
     let state = other
         .cancel_task(CancelTaskRequest {
@@ -392,7 +403,7 @@ async fn dropping_the_stream_cancels_the_task() {
         .unwrap()
         .into_inner()
         .state;
-    assert_eq!(state, TaskState::Canceled as i32);
+    assert_eq!(state, TaskState::Canceled as i32, "already ended CANCELED");
 }
 
 #[tokio::test]
