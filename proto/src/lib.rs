@@ -25,7 +25,9 @@ pub mod v1 {
     pub const AGENT_SERVICE_NAME: &str = "agentmesh.v1.AgentService";
     /// Fully-qualified name of the Orchestrator service.
     pub const ORCHESTRATOR_SERVICE_NAME: &str = "agentmesh.v1.OrchestratorService";
-    /// The protocol version agents put on their card.
+    /// Health and reflection name of the registry service.
+    pub const REGISTRY_SERVICE_NAME: &str = "agentmesh.v1.RegistryService";
+    /// Protocol version agents report in their card.
     pub const PROTOCOL_VERSION: &str = "agentmesh.v1";
 }
 

@@ -2,6 +2,8 @@
 //! collecting what a task streams back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mesh;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use agentmesh_proto::json::{from_opt_struct, to_struct};

@@ -94,6 +94,12 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
         self.lock().events.last().cloned()
     }
 
+    /// The event with sequence number `seq` (from 1).
+    pub fn get(&self, seq: u64) -> Option<T> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.lock().events.get(index).cloned()
+    }
+
     /// A copy of the events with sequence number greater than `after`.
     pub fn snapshot_after(&self, after: u64) -> Vec<T> {
         let inner = self.lock();

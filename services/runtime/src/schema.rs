@@ -54,6 +54,43 @@ impl SkillSchemas {
         check(&self.input, input, "input", ErrorReason::InvalidInput)
     }
 
+    /// Checks an input whose `pending` fields are filled in later (from
+    /// other steps' outputs): violations about those fields are ignored.
+    pub fn check_partial_input(
+        &self,
+        input: &JsonObject,
+        pending: &[&str],
+    ) -> Result<(), MeshError> {
+        let value = Value::Object(input.clone());
+        let about_pending = |err: &jsonschema::ValidationError<'_>| {
+            if let jsonschema::error::ValidationErrorKind::Required { property } = err.kind()
+                && property.as_str().is_some_and(|p| pending.contains(&p))
+            {
+                return true;
+            }
+            let path = err.instance_path().to_string();
+            let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+            pending.contains(&first)
+        };
+        let problems: Vec<String> = self
+            .input
+            .iter_errors(&value)
+            .filter(|e| !about_pending(e))
+            .take(MAX_LISTED)
+            .map(|e| format!("{}: {e}", display_path(&e.instance_path().to_string())))
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(MeshError::new(
+            ErrorReason::InvalidInput,
+            format!(
+                "input does not match the skill's schema: {}",
+                problems.join("; ")
+            ),
+        ))
+    }
+
     /// Checks a task output.
     pub fn check_output(&self, output: &JsonObject) -> Result<(), MeshError> {
         check(&self.output, output, "output", ErrorReason::OutputInvalid)
@@ -71,12 +108,7 @@ pub fn check(
     let mut first_field = None;
     let mut problems = Vec::new();
     for err in validator.iter_errors(&value).take(MAX_LISTED) {
-        let path = err.instance_path().to_string();
-        let at = if path.is_empty() {
-            "/".to_string()
-        } else {
-            path
-        };
+        let at = display_path(&err.instance_path().to_string());
         first_field.get_or_insert_with(|| at.clone());
         problems.push(format!("{at}: {err}"));
     }
@@ -90,5 +122,13 @@ pub fn check(
             ),
         )
         .with_meta("field", field)),
+    }
+}
+
+fn display_path(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
     }
 }

@@ -1,0 +1,315 @@
+//! One attempt of one step on one replica: `ExecuteTask`, forwarding its
+//! events into the run as they arrive, with the attempt deadline, the
+//! heartbeat lease and the run's stop switch. Abandoning an attempt sends
+//! `CancelTask` so the agent stops working on it.
+
+use std::time::Duration;
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::json::from_opt_struct;
+use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
+use agentmesh_proto::v1::{
+    Artifact, CancelTaskRequest, ExecuteTaskRequest, Part, StepTaskEvent, TaskEvent, part,
+    run_event, task_event,
+};
+use agentmesh_runtime::JsonObject;
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::transport::Channel;
+use tracing::debug;
+
+use crate::store::RunRecord;
+
+/// How long a `CancelTask` for an abandoned attempt may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why an attempt did not produce an output.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Machine-readable reason.
+    pub reason: ErrorReason,
+    /// For people.
+    pub message: String,
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+    /// The agent's hint for the next attempt.
+    pub retry_after: Option<Duration>,
+    /// Whether the failure counts against the replica (ejection).
+    pub endpoint_fault: bool,
+}
+
+impl Failure {
+    /// A failure with the retry rule of its reason.
+    pub fn new(reason: ErrorReason, message: impl Into<String>) -> Self {
+        let (retryable, endpoint_fault) = match reason {
+            ErrorReason::AgentUnavailable | ErrorReason::DeadlineExceeded => (true, true),
+            ErrorReason::OutputInvalid => (true, true),
+            ErrorReason::ResourceExhausted => (true, false),
+            _ => (false, false),
+        };
+        Self {
+            reason,
+            message: message.into(),
+            retryable,
+            retry_after: None,
+            endpoint_fault,
+        }
+    }
+
+    fn from_status(status: &tonic::Status) -> Self {
+        let err = MeshError::from_status(status);
+        let mut f = Self::new(err.reason, err.message);
+        // The agent went away while working (drain, crash): try elsewhere.
+        if status.code() == Code::Cancelled {
+            f.retryable = true;
+            f.endpoint_fault = true;
+        }
+        f
+    }
+}
+
+/// What a successful attempt returned.
+pub struct AttemptOutput {
+    /// The result's output.
+    pub output: JsonObject,
+    /// Artifacts, reassembled from chunks.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Everything one attempt needs.
+pub struct AttemptSpec<'a> {
+    /// The run the events go to.
+    pub run: &'a RunRecord,
+    /// The step.
+    pub step_id: &'a str,
+    /// When the attempt is abandoned.
+    pub deadline: Instant,
+    /// Longest silence from the agent.
+    pub lease: Duration,
+    /// Largest message accepted from the agent.
+    pub max_message_bytes: usize,
+    /// Most artifact bytes one attempt may return.
+    pub max_artifact_bytes: usize,
+    /// Progress events kept per run.
+    pub progress_cap: u64,
+}
+
+/// Runs one attempt on `channel`.
+pub async fn run(
+    channel: Channel,
+    request: ExecuteTaskRequest,
+    spec: AttemptSpec<'_>,
+) -> Result<AttemptOutput, Failure> {
+    let mut client = AgentServiceClient::new(channel)
+        .max_decoding_message_size(spec.max_message_bytes)
+        .max_encoding_message_size(spec.max_message_bytes);
+    let task_id = request.task_id.clone();
+    let attempt = request.attempt;
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(spec.deadline.saturating_duration_since(Instant::now()));
+    let stop = spec.run.stop.clone();
+
+    let lease = tokio::time::sleep(spec.lease);
+    tokio::pin!(lease);
+    let deadline = tokio::time::sleep_until(spec.deadline);
+    tokio::pin!(deadline);
+
+    let mut stream = tokio::select! {
+        resp = client.execute_task(request) => match resp {
+            Ok(resp) => resp.into_inner(),
+            Err(status) => return Err(Failure::from_status(&status)),
+        },
+        () = &mut deadline => return Err(deadline_failure()),
+        () = stop.cancelled() => return Err(stopped(spec.run)),
+    };
+
+    let mut collected = Collected::default();
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                cancel_remote(&mut client, &task_id, "run stopped").await;
+                return Err(stopped(spec.run));
+            }
+            () = &mut deadline => {
+                cancel_remote(&mut client, &task_id, "step deadline exceeded").await;
+                return Err(deadline_failure());
+            }
+            () = &mut lease => {
+                cancel_remote(&mut client, &task_id, "heartbeat lease lost").await;
+                return Err(Failure::new(
+                    ErrorReason::AgentUnavailable,
+                    format!("the agent sent nothing for {} ms (heartbeat lease lost)", spec.lease.as_millis()),
+                ));
+            }
+            next = stream.message() => next,
+        };
+        let event = match next {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(status) => return Err(Failure::from_status(&status)),
+        };
+        lease.as_mut().reset(Instant::now() + spec.lease);
+        if collected.take(event, &spec, attempt)? {
+            break;
+        }
+    }
+    match (collected.output, collected.failure) {
+        (_, Some(f)) => Err(f),
+        (Some(output), None) => Ok(AttemptOutput {
+            output,
+            artifacts: collected.artifacts,
+        }),
+        (None, None) => Err(Failure::new(
+            ErrorReason::AgentUnavailable,
+            "the agent's stream ended without a result",
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    output: Option<JsonObject>,
+    failure: Option<Failure>,
+    artifacts: Vec<Artifact>,
+    artifact_bytes: usize,
+}
+
+impl Collected {
+    /// Takes one event; true when the task has reached its final state.
+    fn take(
+        &mut self,
+        event: TaskEvent,
+        spec: &AttemptSpec<'_>,
+        attempt: u32,
+    ) -> Result<bool, Failure> {
+        let forward = |event: TaskEvent| {
+            spec.run.append_progress(
+                run_event::Event::StepEvent(StepTaskEvent {
+                    step_id: spec.step_id.to_string(),
+                    attempt,
+                    event: Some(event),
+                }),
+                spec.progress_cap,
+            );
+        };
+        match event.event {
+            Some(task_event::Event::Heartbeat(_)) | None => Ok(false),
+            Some(task_event::Event::Result(r)) => {
+                self.output = Some(from_opt_struct(r.output.as_ref()));
+                Ok(false)
+            }
+            Some(task_event::Event::Failure(f)) => {
+                let reason = ErrorReason::from_name(&f.reason).unwrap_or(ErrorReason::AgentFailed);
+                let mut failure = Failure::new(reason, f.message);
+                failure.retryable |= f.retryable;
+                failure.retry_after = f.retry_after.and_then(|d| Duration::try_from(d).ok());
+                self.failure = Some(failure);
+                Ok(false)
+            }
+            Some(task_event::Event::Status(ref s)) => {
+                let last = s.r#final;
+                forward(event);
+                Ok(last)
+            }
+            Some(task_event::Event::Progress(_)) => {
+                forward(event);
+                Ok(false)
+            }
+            Some(task_event::Event::ArtifactChunk(chunk)) => {
+                self.artifact_bytes += chunk.data.len();
+                if self.artifact_bytes > spec.max_artifact_bytes {
+                    return Err(Failure::new(
+                        ErrorReason::ResourceExhausted,
+                        format!(
+                            "the step's artifacts exceed {} bytes (execution.max_artifact_bytes)",
+                            spec.max_artifact_bytes
+                        ),
+                    ));
+                }
+                self.add_chunk(chunk, &forward, event.task_id, event.seq, event.time);
+                Ok(false)
+            }
+        }
+    }
+
+    fn add_chunk(
+        &mut self,
+        chunk: agentmesh_proto::v1::ArtifactChunk,
+        forward: &impl Fn(TaskEvent),
+        task_id: String,
+        seq: u64,
+        time: Option<agentmesh_proto::prost_types::Timestamp>,
+    ) {
+        let append_to = chunk
+            .append
+            .then(|| {
+                self.artifacts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.artifact_id == chunk.artifact_id)
+            })
+            .flatten();
+        if let Some(artifact) = append_to {
+            if let Some(Part {
+                content: Some(part::Content::Raw(bytes)),
+                ..
+            }) = artifact.parts.first_mut()
+            {
+                bytes.extend_from_slice(&chunk.data);
+            }
+            return;
+        }
+        // Clients learn of the artifact as it starts; the bytes come with
+        // the report.
+        let mut announced = chunk.clone();
+        announced.data = Default::default();
+        forward(TaskEvent {
+            task_id,
+            seq,
+            time,
+            event: Some(task_event::Event::ArtifactChunk(announced)),
+        });
+        self.artifacts.push(Artifact {
+            artifact_id: chunk.artifact_id,
+            name: chunk.name.clone(),
+            description: chunk.description,
+            parts: vec![Part {
+                content: Some(part::Content::Raw(chunk.data.to_vec())),
+                media_type: chunk.media_type,
+                filename: chunk.name,
+            }],
+            metadata: chunk.metadata,
+        });
+    }
+}
+
+fn deadline_failure() -> Failure {
+    Failure::new(
+        ErrorReason::DeadlineExceeded,
+        "the attempt did not finish within the step deadline",
+    )
+}
+
+fn stopped(run: &RunRecord) -> Failure {
+    let cause = run.stop_cause();
+    let mut f = Failure::new(
+        cause.map_or(ErrorReason::Canceled, |c| c.reason),
+        cause.map_or_else(|| "the run was stopped".to_string(), |c| c.message.clone()),
+    );
+    f.retryable = false;
+    f.endpoint_fault = false;
+    f
+}
+
+async fn cancel_remote(client: &mut AgentServiceClient<Channel>, task_id: &str, reason: &str) {
+    let req = CancelTaskRequest {
+        task_id: task_id.to_string(),
+        reason: reason.to_string(),
+    };
+    match tokio::time::timeout(CANCEL_TIMEOUT, client.cancel_task(req)).await {
+        Ok(Ok(_)) => debug!(task_id, reason, "task cancelled on the agent"),
+        Ok(Err(status)) => debug!(task_id, %status, "CancelTask failed"),
+        Err(_) => debug!(task_id, "CancelTask timed out"),
+    }
+}

@@ -1,0 +1,635 @@
+//! The delegation engine: accepts runs, drives each plan's DAG, finishes
+//! runs with a report.
+//!
+//! A step starts the moment its last dependency completes (no supersteps),
+//! each step in its own task. The run deadline and `CancelRun` stop every
+//! in-flight step through the run's stop switch; each attempt then sends
+//! `CancelTask` to its agent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::v1::{
+    Artifact, FanInPolicy, PlanSpec, Report, ReportChunk, ReportSection, RunFinished, RunPlanned,
+    RunSpec, RunState, part, run_event,
+};
+use agentmesh_runtime::JsonObject;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::attempt::Failure;
+use crate::config::OrchestratorConfig;
+use crate::plan::{self, Plan};
+use crate::registry::Registry;
+use crate::step::{self, RunClock, StepResult};
+use crate::store::{RunRecord, RunStore};
+
+/// Longest goal text accepted.
+pub const MAX_GOAL_BYTES: usize = 8 * 1024;
+/// Longest idempotency key accepted.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// A run as accepted: the stored record, and whether it is new (false when
+/// an idempotency key matched an earlier run).
+pub struct Accepted {
+    /// The run.
+    pub run: Arc<RunRecord>,
+    /// Whether this request created it.
+    pub created: bool,
+}
+
+/// A checked request, ready to run.
+pub struct Prepared {
+    plan: Arc<Plan>,
+    fan_in: FanInPolicy,
+    deadline: Duration,
+    goal: String,
+    key: String,
+}
+
+/// The engine shared by the gRPC services.
+pub struct Engine {
+    /// Endpoints and routing.
+    pub registry: Arc<Registry>,
+    /// Configuration.
+    pub cfg: Arc<OrchestratorConfig>,
+    /// Where runs are kept.
+    pub store: Arc<dyn RunStore>,
+    active: AtomicUsize,
+    draining: AtomicBool,
+    idle: Notify,
+}
+
+fn bad_request(field: &str, message: impl Into<String>) -> MeshError {
+    MeshError::new(ErrorReason::InvalidInput, message).with_meta("field", field)
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(
+        registry: Arc<Registry>,
+        cfg: Arc<OrchestratorConfig>,
+        store: Arc<dyn RunStore>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            cfg,
+            store,
+            active: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            idle: Notify::new(),
+        })
+    }
+
+    /// Checks a run request and validates (or, in future, makes) its plan.
+    pub fn prepare(&self, spec: Option<&RunSpec>) -> Result<Prepared, MeshError> {
+        let spec = spec.ok_or_else(|| bad_request("spec", "spec is required"))?;
+        if spec.goal.len() > MAX_GOAL_BYTES {
+            return Err(bad_request(
+                "spec.goal",
+                format!(
+                    "the goal is {} bytes; at most {MAX_GOAL_BYTES} are accepted",
+                    spec.goal.len()
+                ),
+            ));
+        }
+        if spec.idempotency_key.len() > MAX_KEY_BYTES {
+            return Err(bad_request(
+                "spec.idempotency_key",
+                format!("the idempotency key is longer than {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        let fan_in = match FanInPolicy::try_from(spec.fan_in) {
+            Ok(FanInPolicy::Unspecified) => FanInPolicy::AllRequired,
+            Ok(p) => p,
+            Err(_) => {
+                return Err(bad_request(
+                    "spec.fan_in",
+                    format!("fan_in {} is not a FanInPolicy", spec.fan_in),
+                ));
+            }
+        };
+        let exec = &self.cfg.execution;
+        let deadline = match &spec.deadline {
+            None => Duration::from_millis(exec.run_deadline_ms),
+            Some(d) => match Duration::try_from(*d) {
+                Ok(d) if !d.is_zero() && d <= Duration::from_millis(exec.max_run_deadline_ms) => d,
+                _ => {
+                    return Err(bad_request(
+                        "spec.deadline",
+                        format!(
+                            "the deadline must be positive and at most {} ms",
+                            exec.max_run_deadline_ms
+                        ),
+                    ));
+                }
+            },
+        };
+        let plan_spec = match &spec.plan {
+            Some(p) if !p.steps.is_empty() => p.clone(),
+            _ if spec.goal.trim().is_empty() => {
+                return Err(bad_request("spec", "send a goal or a plan"));
+            }
+            _ => self.plan_goal(spec)?,
+        };
+        let plan = plan::validate(&plan_spec, &self.registry, exec)?;
+        let goal = if spec.goal.trim().is_empty() {
+            format!("explicit plan of {} steps", plan.steps.len())
+        } else {
+            spec.goal.trim().to_string()
+        };
+        Ok(Prepared {
+            plan: Arc::new(plan),
+            fan_in,
+            deadline,
+            goal,
+            key: spec.idempotency_key.clone(),
+        })
+    }
+
+    /// Turns a goal into a plan. Goal interpretation is not part of this
+    /// engine yet: clients send explicit plans.
+    fn plan_goal(&self, _spec: &RunSpec) -> Result<PlanSpec, MeshError> {
+        Err(MeshError::new(
+            ErrorReason::GoalNotUnderstood,
+            "this orchestrator runs explicit plans only: set spec.plan",
+        )
+        .with_meta("field", "spec.plan"))
+    }
+
+    /// The plan event for `prepared`, as `Plan` returns it.
+    pub fn describe(&self, prepared: &Prepared) -> RunPlanned {
+        RunPlanned {
+            goal: prepared.goal.clone(),
+            intent: None,
+            steps: prepared.plan.describe(&self.registry),
+            fan_in: prepared.fan_in.into(),
+            deadline: Some((SystemTime::now() + prepared.deadline).into()),
+        }
+    }
+
+    /// Accepts a prepared run and starts it (or returns the run its
+    /// idempotency key names).
+    pub fn start(self: &Arc<Self>, prepared: Prepared) -> Result<Accepted, MeshError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(MeshError::new(
+                ErrorReason::AgentUnavailable,
+                "the orchestrator is shutting down; try another replica",
+            ));
+        }
+        let max = self.cfg.execution.max_active_runs;
+        if self.active.fetch_add(1, Ordering::AcqRel) >= max {
+            self.release();
+            return Err(MeshError::new(
+                ErrorReason::ResourceExhausted,
+                format!("{max} runs are already executing (execution.max_active_runs)"),
+            ));
+        }
+        let fresh = Arc::new(RunRecord::new(prepared.goal.clone(), prepared.key.clone()));
+        let run = self.store.insert(Arc::clone(&fresh));
+        if !Arc::ptr_eq(&run, &fresh) {
+            self.release();
+            return Ok(Accepted {
+                run,
+                created: false,
+            });
+        }
+        let mut planned = self.describe(&prepared);
+        let deadline_wall = SystemTime::now() + prepared.deadline;
+        planned.deadline = Some(deadline_wall.into());
+        run.append(run_event::Event::Planned(planned));
+        let clock = RunClock {
+            deadline: Instant::now() + prepared.deadline,
+            deadline_wall,
+            traceparent: agentmesh_runtime::telemetry::new_traceparent(),
+        };
+        info!(run_id = %run.id, steps = prepared.plan.steps.len(), "run accepted");
+        let span = info_span!("run", run_id = %run.id);
+        tokio::spawn(
+            Arc::clone(self)
+                .drive(Arc::clone(&run), prepared, clock)
+                .instrument(span),
+        );
+        Ok(Accepted { run, created: true })
+    }
+
+    fn release(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn drive(self: Arc<Self>, run: Arc<RunRecord>, prepared: Prepared, clock: RunClock) {
+        let clock = Arc::new(clock);
+        let dag = Arc::clone(&self).execute(
+            Arc::clone(&run),
+            Arc::clone(&prepared.plan),
+            prepared.fan_in,
+            Arc::clone(&clock),
+        );
+        tokio::pin!(dag);
+        let outcomes = tokio::select! {
+            outcomes = &mut dag => outcomes,
+            () = tokio::time::sleep_until(clock.deadline) => {
+                run.stop(MeshError::new(
+                    ErrorReason::DeadlineExceeded,
+                    format!("the run deadline of {} ms was exceeded", prepared.deadline.as_millis()),
+                ));
+                dag.await
+            }
+        };
+        self.finish(&run, &prepared, outcomes);
+        self.release();
+    }
+
+    /// Runs the DAG: starts every step whose dependencies have completed,
+    /// as soon as they have.
+    async fn execute(
+        self: Arc<Self>,
+        run: Arc<RunRecord>,
+        plan: Arc<Plan>,
+        fan_in: FanInPolicy,
+        clock: Arc<RunClock>,
+    ) -> Vec<Outcome> {
+        let n = plan.steps.len();
+        let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
+        let mut outcomes: Vec<Outcome> = (0..n).map(|_| Outcome::NotRun).collect();
+        let mut tasks = JoinSet::new();
+        let mut task_step = std::collections::HashMap::new();
+        let launch =
+            |i: usize,
+             outcomes: &mut Vec<Outcome>,
+             tasks: &mut JoinSet<_>,
+             task_step: &mut std::collections::HashMap<tokio::task::Id, usize>| {
+                match build_input(&plan, i, outcomes) {
+                    Ok((input, artifacts)) => {
+                        let engine = Arc::clone(&self);
+                        let run = Arc::clone(&run);
+                        let plan = Arc::clone(&plan);
+                        let clock = Arc::clone(&clock);
+                        let handle = tasks.spawn(async move {
+                            step::run_step(engine, run, &plan.steps[i], input, artifacts, &clock)
+                                .await
+                        });
+                        task_step.insert(handle.id(), i);
+                        outcomes[i] = Outcome::Running;
+                        None
+                    }
+                    Err(f) => Some(f),
+                }
+            };
+        let mut failed_now: Vec<(usize, Failure)> = Vec::new();
+        let roots: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        for i in roots {
+            if let Some(f) = launch(i, &mut outcomes, &mut tasks, &mut task_step) {
+                failed_now.push((i, f));
+            }
+        }
+        loop {
+            for (i, f) in failed_now.drain(..) {
+                self.step_failed(&run, &plan, fan_in, i, f, &mut outcomes);
+            }
+            let Some(joined) = tasks.join_next_with_id().await else {
+                break;
+            };
+            let (i, result) = match joined {
+                Ok((id, result)) => (task_step.get(&id).copied(), result),
+                Err(e) => (
+                    task_step.get(&e.id()).copied(),
+                    Err(Failure::new(
+                        ErrorReason::AgentFailed,
+                        "the step's task ended unexpectedly",
+                    )),
+                ),
+            };
+            let Some(i) = i else { continue };
+            match result {
+                Ok(done) => {
+                    outcomes[i] = Outcome::Done(Box::new(done));
+                    for &d in &plan.steps[i].dependents {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0
+                            && matches!(outcomes[d], Outcome::NotRun)
+                            && !run.stop.is_cancelled()
+                            && let Some(f) = launch(d, &mut outcomes, &mut tasks, &mut task_step)
+                        {
+                            failed_now.push((d, f));
+                        }
+                    }
+                }
+                Err(f) => failed_now.push((i, f)),
+            }
+        }
+        outcomes
+    }
+
+    /// A step failed for good: all-required stops the run; best-effort
+    /// marks everything downstream as not run.
+    fn step_failed(
+        &self,
+        run: &RunRecord,
+        plan: &Plan,
+        fan_in: FanInPolicy,
+        i: usize,
+        f: Failure,
+        outcomes: &mut [Outcome],
+    ) {
+        let id = plan.steps[i].spec.id.clone();
+        if !matches!(outcomes[i], Outcome::Running) {
+            // Failed before it started (input could not be built).
+            run.append(run_event::Event::StepFailed(
+                agentmesh_proto::v1::StepFailed {
+                    step_id: id.clone(),
+                    reason: f.reason.name().to_string(),
+                    message: f.message.clone(),
+                    attempts: 0,
+                },
+            ));
+        }
+        warn!(step = %id, reason = f.reason.name(), message = %f.message, "step failed");
+        if fan_in == FanInPolicy::AllRequired && !run.stop.is_cancelled() {
+            run.stop(
+                MeshError::new(f.reason, format!("step {id} failed: {}", f.message))
+                    .with_meta("step", id.as_str()),
+            );
+        }
+        let why = format!("not run: step {id} failed ({})", f.reason.name());
+        outcomes[i] = Outcome::Failed(f);
+        let mut stack: Vec<usize> = plan.steps[i].dependents.clone();
+        while let Some(d) = stack.pop() {
+            if matches!(outcomes[d], Outcome::NotRun) {
+                outcomes[d] = Outcome::Skipped(why.clone());
+                stack.extend(plan.steps[d].dependents.iter().copied());
+            }
+        }
+    }
+
+    fn finish(&self, run: &RunRecord, prepared: &Prepared, outcomes: Vec<Outcome>) {
+        let plan = &prepared.plan;
+        let missing = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Outcome::Done(_)))
+            .count();
+        let (state, reason, message) = match run.stop_cause() {
+            Some(c) if c.reason == ErrorReason::Canceled => (
+                RunState::Canceled,
+                c.reason.name().to_string(),
+                c.message.clone(),
+            ),
+            Some(c) => (
+                RunState::Failed,
+                c.reason.name().to_string(),
+                c.message.clone(),
+            ),
+            None if missing == 0 => (RunState::Completed, String::new(), String::new()),
+            None if missing == outcomes.len() => (
+                RunState::Failed,
+                first_reason(&outcomes),
+                "no step completed".to_string(),
+            ),
+            None => (
+                RunState::Partial,
+                first_reason(&outcomes),
+                format!("{missing} of {} steps did not complete", outcomes.len()),
+            ),
+        };
+        let report = report(&prepared.goal, plan, &outcomes, run.stop_cause());
+        for artifact in &report.artifacts_data {
+            self.stream_artifact(run, artifact);
+        }
+        info!(run_id = %run.id, state = state.as_str_name(), "run finished");
+        run.finish(RunFinished {
+            state: state.into(),
+            reason,
+            message,
+            report: Some(report.report),
+        });
+    }
+
+    /// Streams an artifact's bytes to clients as ReportChunk events.
+    fn stream_artifact(&self, run: &RunRecord, artifact: &Artifact) {
+        let chunk = self.cfg.execution.report_chunk_bytes.max(1);
+        for p in &artifact.parts {
+            let Some(part::Content::Raw(bytes)) = &p.content else {
+                continue;
+            };
+            let mut pieces = bytes.chunks(chunk).peekable();
+            if pieces.peek().is_none() {
+                run.append(report_chunk(artifact, p, &[], true));
+            }
+            while let Some(piece) = pieces.next() {
+                run.append(report_chunk(artifact, p, piece, pieces.peek().is_none()));
+            }
+        }
+    }
+
+    /// Stops `run` with CANCELED.
+    pub fn cancel(&self, run: &RunRecord, reason: &str) {
+        let message = if reason.is_empty() {
+            "canceled by the client".to_string()
+        } else {
+            format!("canceled by the client: {reason}")
+        };
+        run.stop(MeshError::new(ErrorReason::Canceled, message));
+    }
+}
+
+fn report_chunk(
+    artifact: &Artifact,
+    p: &agentmesh_proto::v1::Part,
+    data: &[u8],
+    last: bool,
+) -> run_event::Event {
+    run_event::Event::ReportChunk(ReportChunk {
+        artifact_id: artifact.artifact_id.clone(),
+        filename: p.filename.clone(),
+        media_type: p.media_type.clone(),
+        data: data.to_vec(),
+        last_chunk: last,
+    })
+}
+
+fn first_reason(outcomes: &[Outcome]) -> String {
+    outcomes
+        .iter()
+        .find_map(|o| match o {
+            Outcome::Failed(f) => Some(f.reason.name().to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// What became of one step.
+pub enum Outcome {
+    /// Not started (its inputs never existed, or the run stopped).
+    NotRun,
+    /// In flight.
+    Running,
+    /// Completed.
+    Done(Box<StepResult>),
+    /// Failed for good.
+    Failed(Failure),
+    /// Not run because a step it depends on failed.
+    Skipped(String),
+}
+
+/// The input of step `i` from its literals, its refs and its artifact
+/// sources, checked against the skill's input schema.
+fn build_input(
+    plan: &Plan,
+    i: usize,
+    outcomes: &[Outcome],
+) -> Result<(JsonObject, Vec<Artifact>), Failure> {
+    let step = &plan.steps[i];
+    let mut input = step.input.clone();
+    for r in &step.refs {
+        let Outcome::Done(done) = &outcomes[r.from] else {
+            return Err(Failure::new(
+                ErrorReason::PlanInvalid,
+                format!("{} has no output", plan.steps[r.from].spec.id),
+            ));
+        };
+        let value = done.output.pointer(&r.pointer).ok_or_else(|| {
+            Failure::new(
+                ErrorReason::PlanInvalid,
+                format!(
+                    "the output of step {} has nothing at {:?} (ref for field {})",
+                    plan.steps[r.from].spec.id, r.pointer, r.field
+                ),
+            )
+        })?;
+        input.insert(r.field.clone(), value.clone());
+    }
+    step.skill
+        .schemas
+        .check_input(&input)
+        .map_err(|e| Failure::new(ErrorReason::InvalidInput, e.message))?;
+    let mut artifacts = Vec::new();
+    for &from in &step.artifacts_from {
+        if let Outcome::Done(done) = &outcomes[from] {
+            artifacts.extend(done.artifacts.iter().cloned());
+        }
+    }
+    Ok((input, artifacts))
+}
+
+struct BuiltReport {
+    report: Report,
+    artifacts_data: Vec<Artifact>,
+}
+
+/// The run's report: one section per step (missing ones say why), the
+/// provenance of each completed step, and every artifact (bytes streamed
+/// separately as ReportChunk events).
+fn report(goal: &str, plan: &Plan, outcomes: &[Outcome], stop: Option<&MeshError>) -> BuiltReport {
+    let mut sections = Vec::new();
+    let mut provenance = Vec::new();
+    let mut artifacts = Vec::new();
+    for (step, outcome) in plan.steps.iter().zip(outcomes) {
+        let id = step.spec.id.clone();
+        let mut section = ReportSection {
+            id: id.clone(),
+            title: format!("{} ({})", id, step.spec.skill),
+            step_id: id.clone(),
+            ..ReportSection::default()
+        };
+        match outcome {
+            Outcome::Done(done) => {
+                section.body = summarize_output(&done.output);
+                section.artifact_ids = done
+                    .artifacts
+                    .iter()
+                    .map(|a| a.artifact_id.clone())
+                    .collect();
+                provenance.push(done.provenance.clone());
+                artifacts.extend(done.artifacts.iter().cloned());
+            }
+            Outcome::Failed(f) => {
+                section.missing = true;
+                section.missing_reason = format!("{}: {}", f.reason.name(), f.message);
+            }
+            Outcome::Skipped(why) => {
+                section.missing = true;
+                section.missing_reason = why.clone();
+            }
+            Outcome::NotRun | Outcome::Running => {
+                section.missing = true;
+                section.missing_reason = stop.map_or_else(
+                    || "not run".to_string(),
+                    |c| format!("not run: {}", c.message),
+                );
+            }
+        }
+        sections.push(section);
+    }
+    let listed = artifacts
+        .iter()
+        .map(|a: &Artifact| Artifact {
+            parts: a
+                .parts
+                .iter()
+                .map(|p| agentmesh_proto::v1::Part {
+                    content: None,
+                    media_type: p.media_type.clone(),
+                    filename: p.filename.clone(),
+                })
+                .collect(),
+            ..a.clone()
+        })
+        .collect();
+    BuiltReport {
+        report: Report {
+            title: goal.to_string(),
+            sections,
+            provenance,
+            summary: String::new(),
+            artifacts: listed,
+        },
+        artifacts_data: artifacts,
+    }
+}
+
+/// A one-line description of an output: its top-level fields.
+fn summarize_output(output: &Value) -> String {
+    match output {
+        Value::Object(map) => {
+            let fields: Vec<&str> = map.keys().map(String::as_str).collect();
+            format!("Output fields: {}.", fields.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
+impl agentmesh_runtime::Drain for Engine {
+    fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    fn cancel_all(&self) {
+        for run in self.store.list(usize::MAX) {
+            if !run.log.is_closed() {
+                run.stop(MeshError::new(
+                    ErrorReason::Canceled,
+                    "the orchestrator shut down before the run finished",
+                ));
+            }
+        }
+    }
+}

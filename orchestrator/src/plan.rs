@@ -1,0 +1,307 @@
+//! Plan validation: a client's (or the planner's) [`PlanSpec`] becomes a
+//! checked [`Plan`] before anything runs. Every problem is INVALID_ARGUMENT
+//! with a reason and the offending step in the ErrorInfo metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::json::from_opt_struct;
+use agentmesh_proto::v1::{PlanSpec, PlanStep, PlannedStep};
+use agentmesh_runtime::JsonObject;
+use tonic::Code;
+
+use crate::config::ExecutionConfig;
+use crate::registry::{Registry, SkillInfo};
+
+/// Longest step id.
+const MAX_ID_LEN: usize = 64;
+
+/// A field filled from an earlier step's output.
+#[derive(Debug, Clone)]
+pub struct InputRef {
+    /// Top-level input field.
+    pub field: String,
+    /// Index of the step read.
+    pub from: usize,
+    /// JSON Pointer into its output ("" = all of it).
+    pub pointer: String,
+}
+
+/// One validated step.
+pub struct StepPlan {
+    /// The step as sent.
+    pub spec: PlanStep,
+    /// Literal input.
+    pub input: JsonObject,
+    /// Fields taken from earlier outputs.
+    pub refs: Vec<InputRef>,
+    /// Steps whose artifacts are passed on.
+    pub artifacts_from: Vec<usize>,
+    /// Every step that must complete first.
+    pub deps: Vec<usize>,
+    /// Steps that wait for this one.
+    pub dependents: Vec<usize>,
+    /// Deadline of each attempt.
+    pub deadline: Duration,
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// The skill as the registry knows it.
+    pub skill: Arc<SkillInfo>,
+}
+
+/// A validated DAG.
+pub struct Plan {
+    /// Steps in the order they were sent.
+    pub steps: Vec<StepPlan>,
+}
+
+fn invalid(step: &str, message: impl Into<String>) -> MeshError {
+    MeshError::new(ErrorReason::PlanInvalid, message).with_meta("step", step)
+}
+
+fn check_id(id: &str) -> Result<(), MeshError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            id,
+            format!("step id {id:?} must be 1..={MAX_ID_LEN} characters of [a-z0-9_-]"),
+        ))
+    }
+}
+
+fn duration(
+    step: &str,
+    field: &str,
+    d: Option<&agentmesh_proto::prost_types::Duration>,
+) -> Result<Option<Duration>, MeshError> {
+    let Some(d) = d else { return Ok(None) };
+    match Duration::try_from(*d) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(
+            invalid(step, format!("step {step}: {field} must be positive"))
+                .with_meta("field", field),
+        ),
+    }
+}
+
+/// Checks `spec` against the registry's skills and the limits in `cfg`.
+pub fn validate(
+    spec: &PlanSpec,
+    registry: &Registry,
+    cfg: &ExecutionConfig,
+) -> Result<Plan, MeshError> {
+    if spec.steps.is_empty() {
+        return Err(MeshError::new(
+            ErrorReason::PlanInvalid,
+            "the plan has no steps",
+        ));
+    }
+    if spec.steps.len() > cfg.max_steps {
+        return Err(MeshError::new(
+            ErrorReason::PlanInvalid,
+            format!(
+                "the plan has {} steps; at most {} are allowed",
+                spec.steps.len(),
+                cfg.max_steps
+            ),
+        ));
+    }
+    let mut index = HashMap::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        check_id(&step.id)?;
+        if index.insert(step.id.as_str(), i).is_some() {
+            return Err(invalid(
+                &step.id,
+                format!("step id {:?} is used twice", step.id),
+            ));
+        }
+    }
+    let lookup = |step: &str, field: &str, name: &str| -> Result<usize, MeshError> {
+        match index.get(name) {
+            Some(&i) if name != step => Ok(i),
+            Some(_) => Err(
+                invalid(step, format!("step {step}: {field} names the step itself"))
+                    .with_meta("field", field),
+            ),
+            None => Err(invalid(
+                step,
+                format!("step {step}: {field} names {name:?}, which is not a step of this plan"),
+            )
+            .with_meta("field", field)),
+        }
+    };
+
+    let mut steps = Vec::with_capacity(spec.steps.len());
+    for step in &spec.steps {
+        let id = step.id.as_str();
+        let skill = registry.skill(&step.skill).ok_or_else(|| {
+            MeshError::new(
+                ErrorReason::UnknownSkill,
+                format!(
+                    "step {id}: no known agent offers skill {:?} (see ListAgents)",
+                    step.skill
+                ),
+            )
+            .with_code(Code::InvalidArgument)
+            .with_meta("step", id)
+            .with_meta("skill", step.skill.as_str())
+        })?;
+        let input = from_opt_struct(step.input.as_ref());
+        let mut refs = Vec::with_capacity(step.refs.len());
+        let mut deps = Vec::new();
+        for r in &step.refs {
+            if r.field.is_empty() {
+                return Err(invalid(id, format!("step {id}: a ref has no field")));
+            }
+            if input.contains_key(&r.field) {
+                return Err(invalid(
+                    id,
+                    format!("step {id}: field {:?} is both literal and a ref", r.field),
+                )
+                .with_meta("field", r.field.as_str()));
+            }
+            if !(r.pointer.is_empty() || r.pointer.starts_with('/')) {
+                return Err(invalid(
+                    id,
+                    format!(
+                        "step {id}: pointer {:?} is not a JSON Pointer (empty or starting with /)",
+                        r.pointer
+                    ),
+                ));
+            }
+            let from = lookup(id, "refs.from_step", &r.from_step)?;
+            deps.push(from);
+            refs.push(InputRef {
+                field: r.field.clone(),
+                from,
+                pointer: r.pointer.clone(),
+            });
+        }
+        let mut artifacts_from = Vec::new();
+        for name in &step.artifacts_from {
+            let from = lookup(id, "artifacts_from", name)?;
+            artifacts_from.push(from);
+            deps.push(from);
+        }
+        for name in &step.depends_on {
+            deps.push(lookup(id, "depends_on", name)?);
+        }
+        deps.sort_unstable();
+        deps.dedup();
+
+        let pending: Vec<&str> = refs.iter().map(|r| r.field.as_str()).collect();
+        skill
+            .schemas
+            .check_partial_input(&input, &pending)
+            .map_err(|e| {
+                MeshError::new(
+                    ErrorReason::InvalidInput,
+                    format!("step {id}: {}", e.message),
+                )
+                .with_meta("step", id)
+            })?;
+        if !step
+            .expect
+            .as_ref()
+            .is_none_or(|e| e.faithful_text.is_empty())
+        {
+            return Err(invalid(
+                id,
+                format!("step {id}: expect.faithful_text is not supported by this orchestrator"),
+            ));
+        }
+        let deadline = duration(id, "deadline", step.deadline.as_ref())?
+            .unwrap_or(Duration::from_millis(cfg.step_deadline_ms));
+        if step.max_attempts > cfg.max_attempts_limit {
+            return Err(invalid(
+                id,
+                format!(
+                    "step {id}: max_attempts {} is above the limit {}",
+                    step.max_attempts, cfg.max_attempts_limit
+                ),
+            )
+            .with_meta("field", "max_attempts"));
+        }
+        let max_attempts = if step.max_attempts == 0 {
+            cfg.max_attempts.max(1)
+        } else {
+            step.max_attempts
+        };
+        steps.push(StepPlan {
+            spec: step.clone(),
+            input,
+            refs,
+            artifacts_from,
+            deps,
+            dependents: Vec::new(),
+            deadline,
+            max_attempts,
+            skill,
+        });
+    }
+    for i in 0..steps.len() {
+        for d in steps[i].deps.clone() {
+            steps[d].dependents.push(i);
+        }
+    }
+    check_acyclic(&steps)?;
+    Ok(Plan { steps })
+}
+
+/// Kahn's algorithm; a step left over is on a cycle.
+fn check_acyclic(steps: &[StepPlan]) -> Result<(), MeshError> {
+    let mut waiting: Vec<usize> = steps.iter().map(|s| s.deps.len()).collect();
+    let mut ready: Vec<usize> = (0..steps.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut seen = 0;
+    while let Some(i) = ready.pop() {
+        seen += 1;
+        for &d in &steps[i].dependents {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.push(d);
+            }
+        }
+    }
+    if seen == steps.len() {
+        return Ok(());
+    }
+    let cycle: Vec<&str> = (0..steps.len())
+        .filter(|&i| waiting[i] > 0)
+        .map(|i| steps[i].spec.id.as_str())
+        .collect();
+    Err(invalid(
+        cycle.first().copied().unwrap_or_default(),
+        format!("the plan has a cycle through steps {}", cycle.join(", ")),
+    ))
+}
+
+impl Plan {
+    /// The plan as clients see it, with the agent and replica that would
+    /// serve each step now.
+    pub fn describe(&self, registry: &Registry) -> Vec<PlannedStep> {
+        self.steps
+            .iter()
+            .map(|s| {
+                let (agent, endpoint) = registry.preview(&s.spec.skill).unwrap_or_default();
+                PlannedStep {
+                    step: Some(s.spec.clone()),
+                    agent,
+                    endpoint,
+                    after: s
+                        .deps
+                        .iter()
+                        .map(|&d| self.steps[d].spec.id.clone())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,434 @@
+//! The endpoint table: every known agent replica, where it came from, its
+//! health, its card, its load and its recent failures; and replica choice.
+//!
+//! Locks here are synchronous and never held across an await. Discovery
+//! sources add and remove *sources* of an endpoint; an endpoint without
+//! sources is dropped and its health watcher stops.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use agentmesh_proto::v1::{AgentCard, AgentEndpoint, EndpointHealth, Skill};
+use agentmesh_runtime::schema::{SchemaError, SkillSchemas};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tracing::{info, warn};
+
+use crate::config::{DiscoveryConfig, RoutingConfig};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; recover the data if one did.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A skill as one agent's card declares it, with its schemas compiled.
+pub struct SkillInfo {
+    /// The card's skill.
+    pub skill: Skill,
+    /// Compiled input/output schemas.
+    pub schemas: SkillSchemas,
+}
+
+/// A fetched card with its skills indexed.
+pub struct CardInfo {
+    /// The card as the agent sent it.
+    pub card: AgentCard,
+    skills: HashMap<String, Arc<SkillInfo>>,
+}
+
+impl CardInfo {
+    /// Indexes a card and compiles its schemas.
+    pub fn new(card: AgentCard) -> Result<Self, SchemaError> {
+        let mut skills = HashMap::new();
+        for skill in &card.skills {
+            let schemas = SkillSchemas::compile(skill)?;
+            skills.insert(
+                skill.id.clone(),
+                Arc::new(SkillInfo {
+                    skill: skill.clone(),
+                    schemas,
+                }),
+            );
+        }
+        Ok(Self { card, skills })
+    }
+
+    /// The skill `id`, if the card offers it.
+    pub fn skill(&self, id: &str) -> Option<&Arc<SkillInfo>> {
+        self.skills.get(id)
+    }
+}
+
+#[derive(Default)]
+struct EndpointState {
+    health: EndpointHealth,
+    card: Option<Arc<CardInfo>>,
+    ejected_until: Option<Instant>,
+    consecutive_failures: u32,
+    outcomes: VecDeque<bool>,
+}
+
+/// One agent replica.
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+    /// A lazily connected channel that reconnects on its own.
+    pub channel: Channel,
+    sources: Mutex<BTreeSet<String>>,
+    state: Mutex<EndpointState>,
+    in_flight: AtomicU32,
+    /// Stops this endpoint's health watcher.
+    pub watcher: CancellationToken,
+}
+
+impl Endpoint {
+    /// The endpoint's current health.
+    pub fn health(&self) -> EndpointHealth {
+        lock(&self.state).health
+    }
+
+    /// The endpoint's card, once fetched.
+    pub fn card(&self) -> Option<Arc<CardInfo>> {
+        lock(&self.state).card.clone()
+    }
+
+    /// Tasks this orchestrator has in flight on the endpoint.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// A reserved slot on an endpoint; released when dropped.
+pub struct Slot {
+    /// The chosen endpoint.
+    pub endpoint: Arc<Endpoint>,
+    /// Its card at the time of choice.
+    pub card: Arc<CardInfo>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.registry.changed.notify_waiters();
+    }
+}
+
+/// Why no slot could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// No healthy, non-ejected endpoint offers the skill.
+    NoReplica,
+    /// Replicas exist but all are at their max concurrency.
+    AllBusy,
+}
+
+/// All known endpoints.
+pub struct Registry {
+    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    changed: Notify,
+    routing: RoutingConfig,
+    discovery: DiscoveryConfig,
+    /// Parent of every health watcher; cancelled on shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(routing: RoutingConfig, discovery: DiscoveryConfig) -> Arc<Self> {
+        Arc::new(Self {
+            endpoints: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            routing,
+            discovery,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Discovery settings (health intervals, timeouts).
+    pub fn discovery(&self) -> &DiscoveryConfig {
+        &self.discovery
+    }
+
+    /// Adds `source` to the endpoint at `address`, creating it (and its
+    /// health watcher) if new.
+    pub fn add_source(self: &Arc<Self>, address: &str, source: &str) -> Result<(), String> {
+        let created = {
+            let mut endpoints = lock(&self.endpoints);
+            if let Some(ep) = endpoints.get(address) {
+                lock(&ep.sources).insert(source.to_string());
+                None
+            } else {
+                let ep = Arc::new(self.new_endpoint(address)?);
+                lock(&ep.sources).insert(source.to_string());
+                endpoints.insert(address.to_string(), Arc::clone(&ep));
+                Some(ep)
+            }
+        };
+        if let Some(ep) = created {
+            info!(address, source, "endpoint added");
+            crate::health::spawn_watcher(Arc::clone(self), ep);
+        }
+        Ok(())
+    }
+
+    fn new_endpoint(&self, address: &str) -> Result<Endpoint, String> {
+        let uri = format!("http://{address}");
+        let endpoint = TonicEndpoint::from_shared(uri)
+            .map_err(|e| format!("invalid address {address:?}: {e}"))?
+            .connect_timeout(Duration::from_millis(self.discovery.connect_timeout_ms))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        Ok(Endpoint {
+            address: address.to_string(),
+            channel: endpoint.connect_lazy(),
+            sources: Mutex::new(BTreeSet::new()),
+            state: Mutex::new(EndpointState::default()),
+            in_flight: AtomicU32::new(0),
+            watcher: self.shutdown.child_token(),
+        })
+    }
+
+    /// Removes `source` from the endpoint at `address`; an endpoint left
+    /// without sources is dropped.
+    pub fn remove_source(&self, address: &str, source: &str) {
+        let removed = {
+            let mut endpoints = lock(&self.endpoints);
+            let empty = endpoints.get(address).is_some_and(|ep| {
+                let mut sources = lock(&ep.sources);
+                sources.remove(source);
+                sources.is_empty()
+            });
+            if empty {
+                endpoints.remove(address)
+            } else {
+                None
+            }
+        };
+        if let Some(ep) = removed {
+            info!(address, source, "endpoint removed");
+            ep.watcher.cancel();
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Makes the endpoints of `source` exactly `addresses`.
+    pub fn set_source_members(self: &Arc<Self>, source: &str, addresses: &BTreeSet<String>) {
+        let current: Vec<String> = lock(&self.endpoints)
+            .values()
+            .filter(|ep| lock(&ep.sources).contains(source))
+            .map(|ep| ep.address.clone())
+            .collect();
+        for gone in current.iter().filter(|a| !addresses.contains(*a)) {
+            self.remove_source(gone, source);
+        }
+        for address in addresses {
+            if let Err(e) = self.add_source(address, source) {
+                warn!(source, error = %e, "ignoring address");
+            }
+        }
+    }
+
+    /// Records a health change (and a new card when it became SERVING).
+    pub fn set_health(&self, ep: &Endpoint, health: EndpointHealth, card: Option<Arc<CardInfo>>) {
+        let changed = {
+            let mut st = lock(&ep.state);
+            let changed = st.health != health || card.is_some();
+            st.health = health;
+            if card.is_some() {
+                st.card = card;
+            }
+            changed
+        };
+        if changed {
+            info!(address = %ep.address, health = health.as_str_name(), "endpoint health");
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Counts an attempt's outcome against the endpoint; repeated failures
+    /// eject it for the cool-down.
+    pub fn record_outcome(self: &Arc<Self>, ep: &Endpoint, ok: bool) {
+        let mut st = lock(&ep.state);
+        st.outcomes.push_back(ok);
+        while st.outcomes.len() > self.routing.error_window.max(1) {
+            st.outcomes.pop_front();
+        }
+        if ok {
+            st.consecutive_failures = 0;
+            return;
+        }
+        st.consecutive_failures += 1;
+        if st.consecutive_failures >= self.routing.eject_after_failures.max(1) {
+            st.consecutive_failures = 0;
+            st.ejected_until =
+                Some(Instant::now() + Duration::from_millis(self.routing.eject_cooldown_ms));
+            warn!(address = %ep.address, cooldown_ms = self.routing.eject_cooldown_ms, "endpoint ejected after repeated failures");
+            drop(st);
+            // Wake replica waiters when the cool-down ends.
+            let registry = Arc::clone(self);
+            let cooldown = Duration::from_millis(self.routing.eject_cooldown_ms);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(cooldown) => registry.notify(),
+                    () = registry.shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// A skill's description from any endpoint that offers it (a SERVING
+    /// one first), or `None` if no known card names it.
+    pub fn skill(&self, id: &str) -> Option<Arc<SkillInfo>> {
+        let endpoints = lock(&self.endpoints);
+        let mut fallback = None;
+        for ep in endpoints.values() {
+            let st = lock(&ep.state);
+            if let Some(skill) = st.card.as_ref().and_then(|c| c.skill(id)) {
+                if st.health == EndpointHealth::Serving {
+                    return Some(Arc::clone(skill));
+                }
+                fallback.get_or_insert_with(|| Arc::clone(skill));
+            }
+        }
+        fallback
+    }
+
+    /// Chooses a replica for `skill`: SERVING, not ejected, below its max
+    /// concurrency, least loaded; endpoints in `avoid` only if nothing else
+    /// is available. Reserves a slot on it.
+    pub fn try_acquire(self: &Arc<Self>, skill: &str, avoid: &[String]) -> Result<Slot, NoSlot> {
+        let now = Instant::now();
+        let endpoints = lock(&self.endpoints);
+        let mut best: Option<(bool, u32, &Arc<Endpoint>, Arc<CardInfo>)> = None;
+        let mut offered = false;
+        for ep in endpoints.values() {
+            let st = lock(&ep.state);
+            if st.health != EndpointHealth::Serving || st.ejected_until.is_some_and(|t| t > now) {
+                continue;
+            }
+            let Some(card) = st.card.as_ref().filter(|c| c.skill(skill).is_some()) else {
+                continue;
+            };
+            offered = true;
+            let load = ep.in_flight();
+            let max = card.card.max_concurrency;
+            if max > 0 && load >= max {
+                continue;
+            }
+            let avoided = avoid.iter().any(|a| *a == ep.address);
+            let better = match &best {
+                None => true,
+                Some((b_avoided, b_load, b_ep, _)) => {
+                    (avoided, load, &ep.address) < (*b_avoided, *b_load, &b_ep.address)
+                }
+            };
+            if better {
+                best = Some((avoided, load, ep, Arc::clone(card)));
+            }
+        }
+        match best {
+            Some((_, _, ep, card)) => {
+                ep.in_flight.fetch_add(1, Ordering::AcqRel);
+                Ok(Slot {
+                    endpoint: Arc::clone(ep),
+                    card,
+                    registry: Arc::clone(self),
+                })
+            }
+            None if offered => Err(NoSlot::AllBusy),
+            None => Err(NoSlot::NoReplica),
+        }
+    }
+
+    /// Like [`Registry::try_acquire`], waiting up to `wait` (or until `stop`)
+    /// for a replica to become available.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        skill: &str,
+        avoid: &[String],
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Slot, NoSlot> {
+        let until = Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let last = match self.try_acquire(skill, avoid) {
+                Ok(slot) => return Ok(slot),
+                Err(e) => e,
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(until) => return Err(last),
+                () = stop.cancelled() => return Err(last),
+            }
+        }
+    }
+
+    /// The endpoint that would serve `skill` now, without reserving it.
+    pub fn preview(&self, skill: &str) -> Option<(String, String)> {
+        let now = Instant::now();
+        let endpoints = lock(&self.endpoints);
+        endpoints
+            .values()
+            .filter_map(|ep| {
+                let st = lock(&ep.state);
+                let usable = st.health == EndpointHealth::Serving
+                    && st.ejected_until.is_none_or(|t| t <= now);
+                let card = st
+                    .card
+                    .as_ref()
+                    .filter(|c| usable && c.skill(skill).is_some())?;
+                Some((ep.in_flight(), ep.address.clone(), card.card.name.clone()))
+            })
+            .min()
+            .map(|(_, address, name)| (name, address))
+    }
+
+    /// Every endpoint as `ListAgents` shows it, sorted by address.
+    pub fn snapshot(&self) -> Vec<AgentEndpoint> {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let endpoints = lock(&self.endpoints);
+        let mut out: Vec<AgentEndpoint> = endpoints
+            .values()
+            .map(|ep| {
+                let sources = lock(&ep.sources).iter().cloned().collect::<Vec<_>>();
+                let st = lock(&ep.state);
+                let failures = st.outcomes.iter().filter(|ok| !**ok).count();
+                let error_rate = if st.outcomes.is_empty() {
+                    0.0
+                } else {
+                    failures as f64 / st.outcomes.len() as f64
+                };
+                let ejected_until = st.ejected_until.filter(|t| *t > now);
+                AgentEndpoint {
+                    address: ep.address.clone(),
+                    source: sources.join(","),
+                    health: st.health.into(),
+                    card: st.card.as_ref().map(|c| c.card.clone()),
+                    in_flight: ep.in_flight(),
+                    error_rate,
+                    ejected: ejected_until.is_some(),
+                    ejected_until: ejected_until
+                        .map(|t| (wall + t.saturating_duration_since(now)).into()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.address.cmp(&b.address));
+        out
+    }
+
+    /// Wakes everyone waiting for a replica (used after ejections expire).
+    pub fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+}

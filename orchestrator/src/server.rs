@@ -1,0 +1,70 @@
+//! Wiring: the registry and its discovery sources, the engine, and the
+//! Orchestrator and Registry services on one gRPC server with the same
+//! limits, health, reflection and graceful shutdown as every agent.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use agentmesh_proto::v1::orchestrator_service_server::OrchestratorServiceServer;
+use agentmesh_proto::v1::registry_service_server::RegistryServiceServer;
+use agentmesh_proto::v1::{ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME};
+use agentmesh_runtime::{ServeError, serve_routes};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tracing::info;
+
+use crate::config::OrchestratorConfig;
+use crate::discovery::{self, DiscoveryError};
+use crate::engine::Engine;
+use crate::leases::{Leases, RegistryApi};
+use crate::registry::Registry;
+use crate::service::OrchestratorApi;
+use crate::store::MemoryStore;
+
+/// Why the orchestrator could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// A discovery entry or the resolver is invalid.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Serves the orchestrator on `listener` until `shutdown` resolves.
+pub async fn serve(
+    cfg: OrchestratorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), OrchestratorError> {
+    let cfg = Arc::new(cfg);
+    let registry = Registry::new(cfg.routing.clone(), cfg.discovery.clone());
+    discovery::start(&registry, &cfg.discovery)?;
+    let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
+    let store = Arc::new(MemoryStore::new(cfg.store.retained_runs));
+    let engine = Engine::new(Arc::clone(&registry), Arc::clone(&cfg), store);
+    let max = cfg.server.max_message_bytes;
+    let api = OrchestratorServiceServer::new(OrchestratorApi::new(Arc::clone(&engine)))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let reg = RegistryServiceServer::new(RegistryApi(leases))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    info!(
+        static_endpoints = cfg.discovery.endpoints.len(),
+        dns_names = cfg.discovery.dns.len(),
+        "orchestrator ready"
+    );
+    let result = serve_routes(
+        Routes::new(api).add_service(reg),
+        listener,
+        &cfg.server,
+        &[ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME],
+        engine.as_ref(),
+        shutdown,
+    )
+    .await;
+    registry.shutdown.cancel();
+    Ok(result?)
+}

@@ -1,0 +1,208 @@
+//! `agentmesh.v1.OrchestratorService` over the engine and the run store.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::v1::orchestrator_service_server::OrchestratorService;
+use agentmesh_proto::v1::{
+    CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListAgentsRequest,
+    ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse, RunEvent,
+    RunRequest, SubmitRequest, SubmitResponse, WatchRunRequest,
+};
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::engine::Engine;
+use crate::store::RunRecord;
+
+/// Runs listed when the client asks for no limit.
+const DEFAULT_LIST: usize = 50;
+/// How long CancelRun waits for the run to wind down.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most runs one ListRuns returns.
+const MAX_LIST: usize = 1_000;
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
+
+/// The Orchestrator API.
+pub struct OrchestratorApi {
+    engine: Arc<Engine>,
+}
+
+impl OrchestratorApi {
+    /// Serves `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    fn run(&self, run_id: &str) -> Result<Arc<RunRecord>, Status> {
+        if run_id.is_empty() {
+            return Err(
+                MeshError::new(ErrorReason::InvalidInput, "run_id is required")
+                    .with_meta("field", "run_id")
+                    .into_status(),
+            );
+        }
+        self.engine.store.get(run_id).ok_or_else(|| {
+            MeshError::new(
+                ErrorReason::NotFound,
+                format!("no run {run_id:?} (unknown, or dropped by retention)"),
+            )
+            .with_meta("run_id", run_id)
+            .into_status()
+        })
+    }
+}
+
+/// Cancels the run when the owning `Run` stream is dropped before the run
+/// finished (the client went away without Submit).
+struct CancelOnDrop {
+    run: Arc<RunRecord>,
+    engine: Arc<Engine>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.run.log.is_closed() {
+            self.engine
+                .cancel(&self.run, "the client closed its Run stream");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl OrchestratorService for OrchestratorApi {
+    type RunStream = EventStream;
+
+    async fn run(&self, request: Request<RunRequest>) -> Result<Response<EventStream>, Status> {
+        let prepared = self
+            .engine
+            .prepare(request.get_ref().spec.as_ref())
+            .map_err(MeshError::into_status)?;
+        let accepted = self
+            .engine
+            .start(prepared)
+            .map_err(MeshError::into_status)?;
+        let stream = accepted.run.log.follow(0);
+        if !accepted.created {
+            // A repeat of an earlier request: follow it, do not own it.
+            return Ok(Response::new(Box::pin(stream.map(Ok))));
+        }
+        let guard = CancelOnDrop {
+            run: accepted.run,
+            engine: Arc::clone(&self.engine),
+        };
+        Ok(Response::new(Box::pin(stream.map(move |ev| {
+            let _owned = &guard;
+            Ok(ev)
+        }))))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let prepared = self
+            .engine
+            .prepare(request.get_ref().spec.as_ref())
+            .map_err(MeshError::into_status)?;
+        let accepted = self
+            .engine
+            .start(prepared)
+            .map_err(MeshError::into_status)?;
+        Ok(Response::new(SubmitResponse {
+            run_id: accepted.run.id.clone(),
+        }))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
+        let run = self.run(&request.get_ref().run_id)?;
+        Ok(Response::new(GetRunResponse {
+            run: Some(run.summary()),
+            planned: run.planned(),
+            finished: run.finished().map(|(f, _)| f),
+        }))
+    }
+
+    type WatchRunStream = EventStream;
+
+    async fn watch_run(
+        &self,
+        request: Request<WatchRunRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let req = request.get_ref();
+        let run = self.run(&req.run_id)?;
+        let last = run.log.len();
+        if req.after_seq > last {
+            return Err(MeshError::new(
+                ErrorReason::InvalidInput,
+                format!(
+                    "after_seq {} is beyond the run's last event {last}",
+                    req.after_seq
+                ),
+            )
+            .with_meta("field", "after_seq")
+            .into_status());
+        }
+        Ok(Response::new(Box::pin(
+            run.log.follow(req.after_seq).map(Ok),
+        )))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<CancelRunRequest>,
+    ) -> Result<Response<CancelRunResponse>, Status> {
+        let req = request.get_ref();
+        let run = self.run(&req.run_id)?;
+        if !run.log.is_closed() {
+            self.engine.cancel(&run, &req.reason);
+            // Attempts cancel their agent tasks with a bounded CancelTask.
+            let _ = tokio::time::timeout(CANCEL_WAIT, run.log.closed()).await;
+        }
+        Ok(Response::new(CancelRunResponse {
+            state: run.state().into(),
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let limit = match request.get_ref().limit {
+            0 => DEFAULT_LIST,
+            n => (n as usize).min(MAX_LIST),
+        };
+        let runs = self
+            .engine
+            .store
+            .list(limit)
+            .iter()
+            .map(|r| r.summary())
+            .collect();
+        Ok(Response::new(ListRunsResponse { runs }))
+    }
+
+    async fn plan(&self, request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {
+        let prepared = self
+            .engine
+            .prepare(request.get_ref().spec.as_ref())
+            .map_err(MeshError::into_status)?;
+        Ok(Response::new(PlanResponse {
+            planned: Some(self.engine.describe(&prepared)),
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        _request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        Ok(Response::new(ListAgentsResponse {
+            endpoints: self.engine.registry.snapshot(),
+        }))
+    }
+}

@@ -1,0 +1,270 @@
+//! Runs and where they are kept.
+//!
+//! A run *is* its ordered, append-only list of [`RunEvent`]s: `Run` and
+//! `WatchRun` stream it, `GetRun` and `ListRuns` read it. [`RunStore`] is the
+//! seam for durable storage; [`MemoryStore`] keeps runs in memory with a
+//! retention bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::SystemTime;
+
+use agentmesh_proto::error::MeshError;
+use agentmesh_proto::v1::{RunEvent, RunFinished, RunPlanned, RunState, RunSummary, run_event};
+use agentmesh_runtime::event_log::EventLog;
+use tokio_util::sync::CancellationToken;
+
+/// One run: identity, its event log, and its stop switch.
+pub struct RunRecord {
+    /// Server-assigned id.
+    pub id: String,
+    /// The client's goal (a label when the plan was explicit).
+    pub goal: String,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: String,
+    /// When the run was accepted.
+    pub created: SystemTime,
+    /// The events.
+    pub log: Arc<EventLog<RunEvent>>,
+    /// Cancelled to stop every in-flight step (cancel, deadline, fail-fast).
+    pub stop: CancellationToken,
+    stop_cause: OnceLock<MeshError>,
+    progress_events: AtomicU64,
+}
+
+impl RunRecord {
+    /// A new, empty run.
+    pub fn new(goal: String, idempotency_key: String) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            goal,
+            idempotency_key,
+            created: SystemTime::now(),
+            log: EventLog::new(),
+            stop: CancellationToken::new(),
+            stop_cause: OnceLock::new(),
+            progress_events: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends an event; returns its sequence number (0 if the run has
+    /// already finished and the event was not recorded).
+    pub fn append(&self, event: run_event::Event) -> u64 {
+        self.append_inner(event, false)
+    }
+
+    /// Appends a progress event unless the run already holds `cap` of them.
+    pub fn append_progress(&self, event: run_event::Event, cap: u64) -> u64 {
+        if self.progress_events.fetch_add(1, Ordering::Relaxed) >= cap {
+            return 0;
+        }
+        self.append_inner(event, false)
+    }
+
+    /// Appends the final event and closes the log.
+    pub fn finish(&self, finished: RunFinished) -> u64 {
+        self.append_inner(run_event::Event::Finished(finished), true)
+    }
+
+    fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
+        self.log
+            .append_with(close, |seq| RunEvent {
+                run_id: self.id.clone(),
+                seq,
+                time: Some(SystemTime::now().into()),
+                event: Some(event),
+            })
+            .unwrap_or(0)
+    }
+
+    /// Stops the run for `cause` (the first cause wins).
+    pub fn stop(&self, cause: MeshError) {
+        let _ = self.stop_cause.set(cause);
+        self.stop.cancel();
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn stop_cause(&self) -> Option<&MeshError> {
+        self.stop_cause.get()
+    }
+
+    /// The plan event (the first event).
+    pub fn planned(&self) -> Option<RunPlanned> {
+        match self.log.get(1)?.event? {
+            run_event::Event::Planned(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The final event, once the run has finished.
+    pub fn finished(&self) -> Option<(RunFinished, RunEvent)> {
+        if !self.log.is_closed() {
+            return None;
+        }
+        let last = self.log.last()?;
+        match last.event.clone()? {
+            run_event::Event::Finished(f) => Some((f, last)),
+            _ => None,
+        }
+    }
+
+    /// The run's state as read from its log.
+    pub fn state(&self) -> RunState {
+        match self.finished() {
+            Some((f, _)) => f.state(),
+            None if self.log.is_empty() => RunState::Pending,
+            None => RunState::Running,
+        }
+    }
+
+    /// The run as `ListRuns` shows it.
+    pub fn summary(&self) -> RunSummary {
+        let finished = self.finished();
+        RunSummary {
+            run_id: self.id.clone(),
+            goal: self.goal.clone(),
+            state: finished
+                .as_ref()
+                .map_or_else(|| self.state(), |(f, _)| f.state())
+                .into(),
+            created: Some(self.created.into()),
+            finished: finished.and_then(|(_, ev)| ev.time),
+            last_seq: self.log.len(),
+        }
+    }
+}
+
+/// Where runs are kept.
+pub trait RunStore: Send + Sync {
+    /// Adds `run`, or returns the run already stored under its idempotency
+    /// key (then `run` is not stored).
+    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord>;
+    /// The run `id`.
+    fn get(&self, id: &str) -> Option<Arc<RunRecord>>;
+    /// Up to `limit` runs, newest first.
+    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>>;
+}
+
+/// In-memory runs; beyond `retained` the oldest finished runs are dropped.
+/// Running runs are never dropped (their number is bounded by admission).
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+    retained: usize,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    runs: HashMap<String, Arc<RunRecord>>,
+    order: VecDeque<String>,
+    keys: HashMap<String, String>,
+}
+
+impl MemoryStore {
+    /// An empty store keeping up to `retained` finished runs.
+    pub fn new(retained: usize) -> Self {
+        Self {
+            inner: Mutex::new(MemoryInner::default()),
+            retained,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl MemoryInner {
+    fn evict(&mut self, retained: usize) {
+        let finished = self.runs.values().filter(|r| r.log.is_closed()).count();
+        let mut excess = finished.saturating_sub(retained);
+        let mut i = 0;
+        while excess > 0 && i < self.order.len() {
+            let closed = self
+                .runs
+                .get(&self.order[i])
+                .is_none_or(|r| r.log.is_closed());
+            if closed {
+                if let Some(id) = self.order.remove(i)
+                    && let Some(run) = self.runs.remove(&id)
+                {
+                    self.keys.remove(&run.idempotency_key);
+                }
+                excess -= 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl RunStore for MemoryStore {
+    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
+        let mut inner = self.lock();
+        if !run.idempotency_key.is_empty() {
+            if let Some(existing) = inner
+                .keys
+                .get(&run.idempotency_key)
+                .and_then(|id| inner.runs.get(id))
+            {
+                return Arc::clone(existing);
+            }
+            inner
+                .keys
+                .insert(run.idempotency_key.clone(), run.id.clone());
+        }
+        inner.order.push_back(run.id.clone());
+        inner.runs.insert(run.id.clone(), Arc::clone(&run));
+        inner.evict(self.retained);
+        run
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
+        self.lock().runs.get(id).cloned()
+    }
+
+    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.runs.get(id).cloned())
+            .take(limit)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished_run(key: &str) -> Arc<RunRecord> {
+        let run = Arc::new(RunRecord::new("g".into(), key.into()));
+        run.finish(RunFinished::default());
+        run
+    }
+
+    #[test]
+    fn keeps_at_most_retained_finished_runs_and_never_drops_running_ones() {
+        let store = MemoryStore::new(2);
+        let running = store.insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        let a = store.insert(finished_run(""));
+        let b = store.insert(finished_run(""));
+        let c = store.insert(finished_run(""));
+        assert!(store.get(&running.id).is_some(), "a running run is kept");
+        assert!(store.get(&a.id).is_none(), "the oldest finished run goes");
+        assert!(store.get(&b.id).is_some() && store.get(&c.id).is_some());
+        let listed: Vec<String> = store.list(10).iter().map(|r| r.id.clone()).collect();
+        assert_eq!(listed, vec![c.id.clone(), b.id.clone(), running.id.clone()]);
+    }
+
+    #[test]
+    fn an_idempotency_key_returns_the_first_run() {
+        let store = MemoryStore::new(10);
+        let first = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
+        let second = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
+        assert_eq!(first.id, second.id);
+        assert_eq!(store.list(10).len(), 1);
+    }
+}
