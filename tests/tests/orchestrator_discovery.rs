@@ -1,0 +1,426 @@
+//! Discovery through health checks: static endpoints, DNS (a real DNS
+//! server on loopback), self-registration with leases, NOT_SERVING
+//! endpoints, ejection.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentmesh_e2e::mesh::*;
+use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
+use agentmesh_proto::v1::{
+    EndpointHealth, ListAgentsRequest, RegisterRequest, RenewLeaseRequest, RunRequest, RunState,
+    SubmitRequest, WatchRunRequest, run_event::Event,
+};
+use agentmesh_runtime::ServerConfig;
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::rdata::A;
+use hickory_resolver::proto::rr::{RData, Record, RecordType};
+use serde_json::json;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+async fn endpoints(
+    client: &mut agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient<
+        Channel,
+    >,
+) -> Vec<agentmesh_proto::v1::AgentEndpoint> {
+    client
+        .list_agents(ListAgentsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoints
+}
+
+/// Runs a one-step plan and returns the endpoint that served it.
+async fn served_by(
+    client: &mut agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient<
+        Channel,
+    >,
+    skill: &str,
+) -> String {
+    let events = run_all(client, spec(vec![step("s", skill, json!({}))])).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    f.report.as_ref().unwrap().provenance[0].endpoint.clone()
+}
+
+#[tokio::test]
+async fn static_endpoints_are_listed_and_a_not_serving_one_gets_no_new_work() {
+    let (a, stop_a) = spawn_agent_at(
+        TestAgent::new("work", &["work"]),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let (b, stop_b) = spawn_agent_at(
+        TestAgent::new("work", &["work"]),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    // A server with health but without the Agent service name: NOT_FOUND.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stranger = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        struct Idle;
+        impl agentmesh_runtime::Drain for Idle {
+            fn begin_drain(&self) {}
+            async fn drained(&self) {}
+            fn cancel_all(&self) {}
+        }
+        let routes = tonic::service::Routes::default();
+        agentmesh_runtime::serve_routes(
+            routes,
+            listener,
+            &ServerConfig::default(),
+            &[],
+            &Idle,
+            std::future::pending(),
+        )
+        .await
+    });
+    let orch = spawn_orchestrator(test_config(&[a, b, stranger])).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 2).await;
+
+    let listed = endpoints(&mut client).await;
+    assert_eq!(listed.len(), 3);
+    for ep in &listed {
+        assert_eq!(ep.source, "static");
+        if ep.address == stranger.to_string() {
+            assert_eq!(
+                ep.health(),
+                EndpointHealth::NotServing,
+                "unknown service name"
+            );
+            assert!(ep.card.is_none());
+        } else {
+            assert_eq!(ep.health(), EndpointHealth::Serving);
+            let card = ep.card.as_ref().unwrap();
+            assert_eq!(
+                (card.name.as_str(), card.version.as_str()),
+                ("work", "1.2.3")
+            );
+            assert_eq!(card.skills[0].id, "work");
+            assert!(!ep.ejected);
+        }
+    }
+
+    // A long task starts on one replica; that replica then shuts down
+    // gracefully (NOT_SERVING, draining).
+    let mut long = client
+        .run(RunRequest {
+            spec: Some(spec(vec![step("long", "work", json!({"sleep_ms": 1_000}))])),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    let busy = loop {
+        let ev = long.next().await.unwrap().unwrap();
+        let started = match &ev.event {
+            Some(Event::StepStarted(s)) => Some(s.endpoint.clone()),
+            _ => None,
+        };
+        events.push(ev);
+        if let Some(ep) = started {
+            break ep;
+        }
+    };
+    let lower = a.to_string().min(b.to_string());
+    assert_eq!(busy, lower, "least loaded, ties go to the lower address");
+    let (other, _keep) = if busy == a.to_string() {
+        drop(stop_a);
+        (b, stop_b)
+    } else {
+        drop(stop_b);
+        (a, stop_a)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while endpoints(&mut client)
+        .await
+        .iter()
+        .any(|e| e.address == busy && e.health() == EndpointHealth::Serving)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // New work goes elsewhere...
+    for _ in 0..3 {
+        assert_eq!(served_by(&mut client, "work").await, other.to_string());
+    }
+    // ...while the in-flight task on the draining replica finishes there.
+    while let Some(ev) = long.next().await {
+        events.push(ev.unwrap());
+    }
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed);
+    assert_eq!(f.report.as_ref().unwrap().provenance[0].endpoint, busy);
+}
+
+/// A DNS server on loopback that answers `name` with the current list.
+async fn dns_server(name: &'static str, answers: Arc<Mutex<Vec<Ipv4Addr>>>) -> SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(req) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
+            resp.metadata.recursion_desired = req.metadata.recursion_desired;
+            resp.metadata.recursion_available = true;
+            resp.metadata.authoritative = true;
+            resp.add_queries(req.queries.clone());
+            for q in &req.queries {
+                let asked = q.name().to_ascii();
+                if asked.trim_end_matches('.') != name {
+                    resp.metadata.response_code = ResponseCode::NXDomain;
+                    continue;
+                }
+                if q.query_type() == RecordType::A {
+                    for ip in answers.lock().unwrap().iter() {
+                        resp.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(*ip))));
+                    }
+                }
+            }
+            let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
+    // Three replicas on 127.0.0.{2,3,4}, same port, as pods behind a
+    // headless Service.
+    let (first, _s1) = spawn_agent_at(
+        TestAgent::new("work", &["work"]),
+        "127.0.0.2:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let port = first.port();
+    let (second, _s2) = spawn_agent_at(
+        TestAgent::new("work", &["work"]),
+        SocketAddr::from(([127, 0, 0, 3], port)),
+        ServerConfig::default(),
+    )
+    .await;
+    let answers = Arc::new(Mutex::new(vec![Ipv4Addr::new(127, 0, 0, 2)]));
+    let dns = dns_server("agents.mesh.test", Arc::clone(&answers)).await;
+    let mut cfg = test_config(&[]);
+    cfg.discovery.dns = vec![format!("agents.mesh.test:{port}")];
+    cfg.discovery.dns_server = Some(dns);
+    let orch = spawn_orchestrator(cfg).await;
+    let mut client = orchestrator(orch).await;
+    assert_eq!(
+        wait_serving_agents(&mut client, 1).await,
+        vec![first.to_string()]
+    );
+    let listed = endpoints(&mut client).await;
+    assert_eq!(listed[0].source, format!("dns:agents.mesh.test:{port}"));
+
+    // Runs keep going while the answer changes.
+    let mut early_runs = Vec::new();
+    for _ in 0..3 {
+        let s = spec(vec![step("s", "work", json!({"sleep_ms": 300}))]);
+        early_runs.push(
+            client
+                .submit(SubmitRequest { spec: Some(s) })
+                .await
+                .unwrap()
+                .into_inner()
+                .run_id,
+        );
+    }
+    answers.lock().unwrap().push(Ipv4Addr::new(127, 0, 0, 3));
+    let both = wait_serving_agents(&mut client, 2).await;
+    assert!(both.contains(&second.to_string()));
+    // A run now lands on the new replica when the old one is busy.
+    let busy = client
+        .submit(SubmitRequest {
+            spec: Some(spec(vec![step("s", "work", json!({"sleep_ms": 500}))])),
+        })
+        .await
+        .unwrap();
+    drop(busy);
+    assert_eq!(served_by(&mut client, "work").await, second.to_string());
+
+    // The first address disappears from DNS: its endpoint goes away.
+    answers
+        .lock()
+        .unwrap()
+        .retain(|ip| *ip != Ipv4Addr::new(127, 0, 0, 2));
+    assert_eq!(
+        wait_serving_agents(&mut client, 1).await,
+        vec![second.to_string()]
+    );
+    for _ in 0..2 {
+        assert_eq!(served_by(&mut client, "work").await, second.to_string());
+    }
+    // The runs started before the changes completed.
+    for run_id in early_runs {
+        let mut w = client
+            .watch_run(WatchRunRequest {
+                run_id,
+                after_seq: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut events = Vec::new();
+        while let Some(ev) = w.next().await {
+            events.push(ev.unwrap());
+        }
+        assert_eq!(finished(&events).state(), RunState::Completed);
+    }
+}
+
+#[tokio::test]
+async fn a_self_registered_agent_stays_while_it_renews_and_goes_when_its_lease_expires() {
+    let (agent, _stop) = spawn_agent_at(
+        TestAgent::new("work", &["work"]),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let orch = spawn_orchestrator(test_config(&[])).await;
+    let mut client = orchestrator(orch).await;
+    let channel = Channel::from_shared(format!("http://{orch}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut registry = RegistryServiceClient::new(channel);
+
+    let bad = registry
+        .register(RegisterRequest {
+            address: "no port".into(),
+            lease: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let lease = registry
+        .register(RegisterRequest {
+            address: agent.to_string(),
+            lease: Some(Duration::from_millis(600).try_into().unwrap()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    wait_serving_agents(&mut client, 1).await;
+    assert!(
+        endpoints(&mut client).await[0]
+            .source
+            .starts_with("registered:")
+    );
+    assert_eq!(served_by(&mut client, "work").await, agent.to_string());
+
+    // Renewing keeps it for longer than one lease.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        registry
+            .renew_lease(RenewLeaseRequest {
+                lease_id: lease.lease_id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(endpoints(&mut client).await.len(), 1);
+
+    // It stops renewing: the endpoint is removed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !endpoints(&mut client).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lease did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gone = registry
+        .renew_lease(RenewLeaseRequest {
+            lease_id: lease.lease_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    // Without agents, a run cannot be planned.
+    let err = client
+        .run(RunRequest {
+            spec: Some(spec(vec![step("s", "work", json!({}))])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_replica_that_keeps_failing_is_ejected_and_comes_back_after_the_cool_down() {
+    let one = TestAgent::new("work", &["work"]);
+    let two = TestAgent::new("work", &["work"]);
+    let (addr1, _s1) = spawn_agent_at(
+        one.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let (addr2, _s2) = spawn_agent_at(
+        two.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    // Ties go to the lower address: make that one the broken replica.
+    let (broken, broken_addr, good_addr) = if addr1.to_string() < addr2.to_string() {
+        (one, addr1, addr2)
+    } else {
+        (two, addr2, addr1)
+    };
+    broken.seen.fail_next.store(1_000, Ordering::SeqCst);
+    let mut cfg = test_config(&[addr1, addr2]);
+    cfg.routing.eject_after_failures = 2;
+    cfg.routing.eject_cooldown_ms = 800;
+    let orch = spawn_orchestrator(cfg).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 2).await;
+
+    // Each run tries the broken replica first, then reroutes.
+    for _ in 0..2 {
+        assert_eq!(served_by(&mut client, "work").await, good_addr.to_string());
+    }
+    let listed = endpoints(&mut client).await;
+    let ep = listed
+        .iter()
+        .find(|e| e.address == broken_addr.to_string())
+        .unwrap();
+    assert!(ep.ejected && ep.ejected_until.is_some(), "{ep:?}");
+    assert!(ep.error_rate > 0.99, "{ep:?}");
+    // While ejected it gets nothing.
+    let before = broken.seen.started.load(Ordering::SeqCst);
+    assert_eq!(served_by(&mut client, "work").await, good_addr.to_string());
+    assert_eq!(broken.seen.started.load(Ordering::SeqCst), before);
+    // After the cool-down it is back.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let ep = endpoints(&mut client)
+        .await
+        .into_iter()
+        .find(|e| e.address == broken_addr.to_string())
+        .unwrap();
+    assert!(!ep.ejected);
+    broken.seen.fail_next.store(0, Ordering::SeqCst);
+    assert_eq!(
+        served_by(&mut client, "work").await,
+        broken_addr.to_string()
+    );
+}
