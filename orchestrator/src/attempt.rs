@@ -208,9 +208,17 @@ impl Collected {
                 Ok(false)
             }
             Some(task_event::Event::Status(ref s)) => {
-                let last = s.r#final;
+                // The final state is told by StepCompleted/StepFailed/
+                // StepRetrying, which say more, and SUBMITTED adds nothing
+                // to StepStarted: do not send them twice.
+                if s.r#final {
+                    return Ok(true);
+                }
+                if s.state() == agentmesh_proto::v1::TaskState::Submitted {
+                    return Ok(false);
+                }
                 forward(event);
-                Ok(last)
+                Ok(false)
             }
             Some(task_event::Event::Progress(_)) => {
                 forward(event);

@@ -183,7 +183,7 @@ impl ExecutionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Finished runs kept for GetRun/WatchRun; the oldest go first.
+    /// Runs kept for GetRun/WatchRun; beyond it the oldest finished runs go.
     pub retained_runs: usize,
 }
 

@@ -18,7 +18,8 @@ use agentmesh_proto::v1::{
 use agentmesh_runtime::JsonObject;
 use serde_json::Value;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -259,34 +260,32 @@ impl Engine {
         let n = plan.steps.len();
         let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
         let mut outcomes: Vec<Outcome> = (0..n).map(|_| Outcome::NotRun).collect();
-        let mut tasks = JoinSet::new();
-        let mut task_step = std::collections::HashMap::new();
-        let launch =
-            |i: usize,
-             outcomes: &mut Vec<Outcome>,
-             tasks: &mut JoinSet<_>,
-             task_step: &mut std::collections::HashMap<tokio::task::Id, usize>| {
-                match build_input(&plan, i, outcomes) {
-                    Ok((input, artifacts)) => {
-                        let engine = Arc::clone(&self);
-                        let run = Arc::clone(&run);
-                        let plan = Arc::clone(&plan);
-                        let clock = Arc::clone(&clock);
-                        let handle = tasks.spawn(async move {
+        // Steps are polled by this one task (no spawn per step): each wakes
+        // only itself, and a slow step never holds up a ready one.
+        let mut running = FuturesUnordered::new();
+        let launch = |i: usize, outcomes: &mut Vec<Outcome>, running: &mut FuturesUnordered<_>| {
+            match build_input(&plan, i, outcomes) {
+                Ok((input, artifacts)) => {
+                    let engine = Arc::clone(&self);
+                    let run = Arc::clone(&run);
+                    let plan = Arc::clone(&plan);
+                    let clock = Arc::clone(&clock);
+                    running.push(async move {
+                        let result =
                             step::run_step(engine, run, &plan.steps[i], input, artifacts, &clock)
-                                .await
-                        });
-                        task_step.insert(handle.id(), i);
-                        outcomes[i] = Outcome::Running;
-                        None
-                    }
-                    Err(f) => Some(f),
+                                .await;
+                        (i, result)
+                    });
+                    outcomes[i] = Outcome::Running;
+                    None
                 }
-            };
+                Err(f) => Some(f),
+            }
+        };
         let mut failed_now: Vec<(usize, Failure)> = Vec::new();
         let roots: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
         for i in roots {
-            if let Some(f) = launch(i, &mut outcomes, &mut tasks, &mut task_step) {
+            if let Some(f) = launch(i, &mut outcomes, &mut running) {
                 failed_now.push((i, f));
             }
         }
@@ -294,20 +293,9 @@ impl Engine {
             for (i, f) in failed_now.drain(..) {
                 self.step_failed(&run, &plan, fan_in, i, f, &mut outcomes);
             }
-            let Some(joined) = tasks.join_next_with_id().await else {
+            let Some((i, result)) = running.next().await else {
                 break;
             };
-            let (i, result) = match joined {
-                Ok((id, result)) => (task_step.get(&id).copied(), result),
-                Err(e) => (
-                    task_step.get(&e.id()).copied(),
-                    Err(Failure::new(
-                        ErrorReason::AgentFailed,
-                        "the step's task ended unexpectedly",
-                    )),
-                ),
-            };
-            let Some(i) = i else { continue };
             match result {
                 Ok(done) => {
                     outcomes[i] = Outcome::Done(Box::new(done));
@@ -316,7 +304,7 @@ impl Engine {
                         if waiting[d] == 0
                             && matches!(outcomes[d], Outcome::NotRun)
                             && !run.stop.is_cancelled()
-                            && let Some(f) = launch(d, &mut outcomes, &mut tasks, &mut task_step)
+                            && let Some(f) = launch(d, &mut outcomes, &mut running)
                         {
                             failed_now.push((d, f));
                         }
@@ -505,10 +493,14 @@ fn build_input(
         })?;
         input.insert(r.field.clone(), value.clone());
     }
-    step.skill
-        .schemas
-        .check_input(&input)
-        .map_err(|e| Failure::new(ErrorReason::InvalidInput, e.message))?;
+    // Literal input was checked when the plan was validated; check again
+    // only once referenced values are filled in.
+    if !step.refs.is_empty() {
+        step.skill
+            .schemas
+            .check_input(&input)
+            .map_err(|e| Failure::new(ErrorReason::InvalidInput, e.message))?;
+    }
     let mut artifacts = Vec::new();
     for &from in &step.artifacts_from {
         if let Outcome::Done(done) = &outcomes[from] {

@@ -56,7 +56,12 @@ impl RunClock {
 pub fn input_hash(input: &JsonObject) -> String {
     let bytes = serde_json::to_vec(input).unwrap_or_default();
     let digest = Sha256::digest(&bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// Runs step `step` of `run` with `input` until it completes or fails for

@@ -146,8 +146,9 @@ pub trait RunStore: Send + Sync {
     fn list(&self, limit: usize) -> Vec<Arc<RunRecord>>;
 }
 
-/// In-memory runs; beyond `retained` the oldest finished runs are dropped.
-/// Running runs are never dropped (their number is bounded by admission).
+/// In-memory runs; beyond `retained` runs the oldest finished ones are
+/// dropped. Running runs are never dropped (admission bounds their number),
+/// so at most `retained + max_active_runs` runs are held.
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
     retained: usize,
@@ -161,7 +162,7 @@ struct MemoryInner {
 }
 
 impl MemoryStore {
-    /// An empty store keeping up to `retained` finished runs.
+    /// An empty store keeping up to `retained` runs.
     pub fn new(retained: usize) -> Self {
         Self {
             inner: Mutex::new(MemoryInner::default()),
@@ -175,24 +176,23 @@ impl MemoryStore {
 }
 
 impl MemoryInner {
+    /// Drops the oldest finished runs while more than `retained` are kept.
+    /// Runs still executing are skipped (admission bounds their number).
     fn evict(&mut self, retained: usize) {
-        let finished = self.runs.values().filter(|r| r.log.is_closed()).count();
-        let mut excess = finished.saturating_sub(retained);
         let mut i = 0;
-        while excess > 0 && i < self.order.len() {
-            let closed = self
+        while self.runs.len() > retained && i < self.order.len() {
+            let finished = self
                 .runs
                 .get(&self.order[i])
                 .is_none_or(|r| r.log.is_closed());
-            if closed {
-                if let Some(id) = self.order.remove(i)
-                    && let Some(run) = self.runs.remove(&id)
-                {
-                    self.keys.remove(&run.idempotency_key);
-                }
-                excess -= 1;
-            } else {
+            if !finished {
                 i += 1;
+                continue;
+            }
+            if let Some(id) = self.order.remove(i)
+                && let Some(run) = self.runs.remove(&id)
+            {
+                self.keys.remove(&run.idempotency_key);
             }
         }
     }
@@ -246,8 +246,8 @@ mod tests {
     }
 
     #[test]
-    fn keeps_at_most_retained_finished_runs_and_never_drops_running_ones() {
-        let store = MemoryStore::new(2);
+    fn keeps_at_most_retained_runs_and_never_drops_running_ones() {
+        let store = MemoryStore::new(3);
         let running = store.insert(Arc::new(RunRecord::new("g".into(), String::new())));
         let a = store.insert(finished_run(""));
         let b = store.insert(finished_run(""));
