@@ -97,9 +97,11 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
             let calls = c.health.iter_mut().map(|h| {
                 let mut h = h.clone();
                 async move {
-                    h.check(HealthCheckRequest { service: String::new() })
-                        .await
-                        .unwrap();
+                    h.check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .unwrap();
                 }
             });
             futures_util::future::join_all(calls).await;
@@ -127,7 +129,9 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
         }
         Case::Hop => {
             c.orch_health
-                .check(HealthCheckRequest { service: String::new() })
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
                 .await
                 .unwrap();
         }
@@ -264,7 +268,11 @@ async fn main() {
     cfg.discovery.health_check_ms = 100;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let orch_addr = listener.local_addr().unwrap();
-    tokio::spawn(agentmesh_orchestrator::serve(cfg, listener, std::future::pending()));
+    tokio::spawn(agentmesh_orchestrator::serve(
+        cfg,
+        listener,
+        std::future::pending(),
+    ));
 
     let orch_channel = channel(orch_addr).await;
     let mut orch = OrchestratorServiceClient::new(orch_channel.clone());
@@ -336,8 +344,13 @@ async fn main() {
         if results.len() < 5 {
             continue;
         }
-        let (unary, exec, hop, replay, orch) =
-            (&results[0], &results[1], &results[2], &results[3], &results[4]);
+        let (unary, exec, hop, replay, orch) = (
+            &results[0],
+            &results[1],
+            &results[2],
+            &results[3],
+            &results[4],
+        );
         // Latency view: what the orchestrator adds to the critical path,
         // beyond the raw fan-out and the client's own hop, per step.
         let own = (us(orch.p50) - us(exec.p50) - us(hop.p50)) / 3.0;
@@ -366,5 +379,8 @@ async fn main() {
             (cost(orch) - cost(exec) - cost(replay)) / 3.0,
         );
     }
-    println!("peak RSS of the whole benchmark process: {:.1} MiB", peak_rss_mib());
+    println!(
+        "peak RSS of the whole benchmark process: {:.1} MiB",
+        peak_rss_mib()
+    );
 }

@@ -16,10 +16,10 @@ use agentmesh_proto::v1::{
     RunSpec, RunState, part, run_event,
 };
 use agentmesh_runtime::JsonObject;
-use serde_json::Value;
-use tokio::sync::Notify;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use serde_json::Value;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 

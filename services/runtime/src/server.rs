@@ -170,9 +170,12 @@ pub async fn serve_routes<D: Drain>(
         .add_routes(routes)
         // The builder's tcp_nodelay applies only to listeners it binds
         // itself; without it, streamed events wait ~40 ms for delayed ACKs.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-            let _ = stop_rx.await;
-        });
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stop_rx.await;
+            },
+        );
     tokio::pin!(server);
 
     tokio::select! {
