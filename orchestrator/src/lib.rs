@@ -14,6 +14,7 @@ pub mod config;
 pub mod discovery;
 pub mod engine;
 pub mod health;
+pub mod intent;
 pub mod leases;
 pub mod plan;
 pub mod registry;

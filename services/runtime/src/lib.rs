@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod config;
 pub mod event_log;
+pub mod faithfulness;
 pub mod limits;
 pub mod schema;
 pub mod server;

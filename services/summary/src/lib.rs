@@ -3,7 +3,7 @@
 //!
 //! Skill `summary.write` (consumes `sales.metrics`, produces `summary`).
 
-pub mod faithfulness;
+pub use agentmesh_runtime::faithfulness;
 pub mod llm;
 pub mod writer;
 
@@ -161,21 +161,6 @@ fn llm_output(text: &str, figures: usize) -> JsonObject {
     }
 }
 
-/// Labels in the metrics that are names of periods, not figures.
-fn labels(metrics: &Value) -> Vec<String> {
-    let mut out = vec![
-        metrics["period"]["label"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-    ];
-    for k in ["vs_previous", "vs_year_ago"] {
-        out.extend(metrics["growth"][k]["label"].as_str().map(str::to_string));
-    }
-    out.sort_by_key(|l| std::cmp::Reverse(l.len()));
-    out
-}
-
 /// Writes and checks a summary; an unfaithful text is an error, never a
 /// result.
 pub fn summarize(metrics: &Value) -> Result<JsonObject, TaskError> {
@@ -186,7 +171,7 @@ pub fn summarize(metrics: &Value) -> Result<JsonObject, TaskError> {
     }
     let summary = writer::write(metrics);
     let text = summary.markdown();
-    let report = faithfulness::check(&text, metrics, &labels(metrics));
+    let report = faithfulness::check(&text, metrics, &faithfulness::labels(metrics));
     if !report.passed() {
         let bad: Vec<&str> = report
             .untraceable
@@ -264,7 +249,7 @@ impl Agent for SummaryAgent {
         ctx.progress("asking the language model", -1.0).await;
         let reason = match client.summarize(&metrics, &facts(&metrics), &ctx).await {
             Ok(text) => {
-                let report = faithfulness::check(&text, &metrics, &labels(&metrics));
+                let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
                 if report.passed() {
                     return Ok(TaskOutput::new(llm_output(&text, report.checked.len())));
                 }

@@ -36,6 +36,30 @@ impl Report {
     }
 }
 
+/// The strings under `label` keys anywhere in `v` (period names such as
+/// `Q2 2025`, which are not figures), longest first.
+pub fn labels(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("label", Value::String(s)) => out.push(s.clone()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out.sort_by_key(|l| std::cmp::Reverse(l.len()));
+    out.dedup();
+    out
+}
+
 /// Every numeric leaf of a JSON value.
 pub fn numbers(v: &Value, out: &mut Vec<f64>) {
     match v {
