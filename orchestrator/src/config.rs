@@ -26,6 +26,8 @@ pub struct OrchestratorConfig {
     pub execution: ExecutionConfig,
     /// How many runs are kept.
     pub store: StoreConfig,
+    /// Goal planning.
+    pub planning: PlanningConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -37,6 +39,7 @@ impl Default for OrchestratorConfig {
             routing: RoutingConfig::default(),
             execution: ExecutionConfig::default(),
             store: StoreConfig::default(),
+            planning: PlanningConfig::default(),
         }
     }
 }
@@ -193,4 +196,12 @@ impl Default for StoreConfig {
             retained_runs: 1_000,
         }
     }
+}
+
+/// Goal planning.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanningConfig {
+    /// Playbook files, or folders of `*.toml` playbooks, loaded at start.
+    pub playbooks: Vec<std::path::PathBuf>,
 }

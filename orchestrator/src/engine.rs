@@ -12,20 +12,22 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::v1::{
-    Artifact, FanInPolicy, PlanSpec, Report, ReportChunk, ReportSection, RunFinished, RunPlanned,
-    RunSpec, RunState, part, run_event,
+    Artifact, FanInPolicy, PlanSpec, ReportChunk, RunFinished, RunPlanned, RunSpec, RunState, part,
+    run_event,
 };
 use agentmesh_runtime::JsonObject;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::attempt::Failure;
+use crate::catalog::CatalogCache;
 use crate::config::OrchestratorConfig;
+use crate::intent::{self, GoalIntent};
 use crate::plan::{self, Plan};
+use crate::planner::Planner;
 use crate::registry::Registry;
 use crate::step::{self, RunClock, StepResult};
 use crate::store::{RunRecord, RunStore};
@@ -47,6 +49,7 @@ pub struct Accepted {
 /// A checked request, ready to run.
 pub struct Prepared {
     plan: Arc<Plan>,
+    intent: Option<GoalIntent>,
     fan_in: FanInPolicy,
     deadline: Duration,
     goal: String,
@@ -61,6 +64,9 @@ pub struct Engine {
     pub cfg: Arc<OrchestratorConfig>,
     /// Where runs are kept.
     pub store: Arc<dyn RunStore>,
+    /// Intent → plan.
+    pub planner: Planner,
+    catalog: CatalogCache,
     active: AtomicUsize,
     draining: AtomicBool,
     idle: Notify,
@@ -76,11 +82,14 @@ impl Engine {
         registry: Arc<Registry>,
         cfg: Arc<OrchestratorConfig>,
         store: Arc<dyn RunStore>,
+        planner: Planner,
     ) -> Arc<Self> {
         Arc::new(Self {
             registry,
             cfg,
             store,
+            planner,
+            catalog: CatalogCache::default(),
             active: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
@@ -88,7 +97,7 @@ impl Engine {
     }
 
     /// Checks a run request and validates (or, in future, makes) its plan.
-    pub fn prepare(&self, spec: Option<&RunSpec>) -> Result<Prepared, MeshError> {
+    pub async fn prepare(&self, spec: Option<&RunSpec>) -> Result<Prepared, MeshError> {
         let spec = spec.ok_or_else(|| bad_request("spec", "spec is required"))?;
         if spec.goal.len() > MAX_GOAL_BYTES {
             return Err(bad_request(
@@ -131,12 +140,19 @@ impl Engine {
                 }
             },
         };
-        let plan_spec = match &spec.plan {
-            Some(p) if !p.steps.is_empty() => p.clone(),
-            _ if spec.goal.trim().is_empty() => {
+        let no_params = spec
+            .parameters
+            .as_ref()
+            .is_none_or(|p| *p == agentmesh_proto::v1::RunParameters::default());
+        let (plan_spec, intent) = match &spec.plan {
+            Some(p) if !p.steps.is_empty() => (p.clone(), None),
+            _ if spec.goal.trim().is_empty() && no_params => {
                 return Err(bad_request("spec", "send a goal or a plan"));
             }
-            _ => self.plan_goal(spec)?,
+            _ => {
+                let (plan, intent) = self.plan_goal(spec).await?;
+                (plan, Some(intent))
+            }
         };
         let plan = plan::validate(&plan_spec, &self.registry, exec)?;
         let goal = if spec.goal.trim().is_empty() {
@@ -146,6 +162,7 @@ impl Engine {
         };
         Ok(Prepared {
             plan: Arc::new(plan),
+            intent,
             fan_in,
             deadline,
             goal,
@@ -153,21 +170,23 @@ impl Engine {
         })
     }
 
-    /// Turns a goal into a plan. Goal interpretation is not part of this
-    /// engine yet: clients send explicit plans.
-    fn plan_goal(&self, _spec: &RunSpec) -> Result<PlanSpec, MeshError> {
-        Err(MeshError::new(
-            ErrorReason::GoalNotUnderstood,
-            "this orchestrator runs explicit plans only: set spec.plan",
-        )
-        .with_meta("field", "spec.plan"))
+    /// Turns a goal into an intent (against the data's catalog) and the
+    /// intent into a plan.
+    async fn plan_goal(&self, spec: &RunSpec) -> Result<(PlanSpec, GoalIntent), MeshError> {
+        let described = self.catalog.get(&self.registry).await?;
+        let mut intent = intent::parse(&spec.goal, spec.parameters.as_ref(), &described.catalog)?;
+        intent
+            .notes
+            .push(format!("data described by {}", described.source));
+        let plan = self.planner.plan(&intent, &self.registry)?;
+        Ok((plan, intent))
     }
 
     /// The plan event for `prepared`, as `Plan` returns it.
     pub fn describe(&self, prepared: &Prepared) -> RunPlanned {
         RunPlanned {
             goal: prepared.goal.clone(),
-            intent: None,
+            intent: prepared.intent.as_ref().map(GoalIntent::to_proto),
             steps: prepared.plan.describe(&self.registry),
             fan_in: prepared.fan_in.into(),
             deadline: Some((SystemTime::now() + prepared.deadline).into()),
@@ -386,8 +405,14 @@ impl Engine {
                 format!("{missing} of {} steps did not complete", outcomes.len()),
             ),
         };
-        let report = report(&prepared.goal, plan, &outcomes, run.stop_cause());
-        for artifact in &report.artifacts_data {
+        let report = crate::report::integrate(
+            &prepared.goal,
+            prepared.intent.as_ref(),
+            plan,
+            &outcomes,
+            run.stop_cause(),
+        );
+        for artifact in &report.artifacts {
             self.stream_artifact(run, artifact);
         }
         info!(run_id = %run.id, state = state.as_str_name(), "run finished");
@@ -508,93 +533,6 @@ fn build_input(
         }
     }
     Ok((input, artifacts))
-}
-
-struct BuiltReport {
-    report: Report,
-    artifacts_data: Vec<Artifact>,
-}
-
-/// The run's report: one section per step (missing ones say why), the
-/// provenance of each completed step, and every artifact (bytes streamed
-/// separately as ReportChunk events).
-fn report(goal: &str, plan: &Plan, outcomes: &[Outcome], stop: Option<&MeshError>) -> BuiltReport {
-    let mut sections = Vec::new();
-    let mut provenance = Vec::new();
-    let mut artifacts = Vec::new();
-    for (step, outcome) in plan.steps.iter().zip(outcomes) {
-        let id = step.spec.id.clone();
-        let mut section = ReportSection {
-            id: id.clone(),
-            title: format!("{} ({})", id, step.spec.skill),
-            step_id: id.clone(),
-            ..ReportSection::default()
-        };
-        match outcome {
-            Outcome::Done(done) => {
-                section.body = summarize_output(&done.output);
-                section.artifact_ids = done
-                    .artifacts
-                    .iter()
-                    .map(|a| a.artifact_id.clone())
-                    .collect();
-                provenance.push(done.provenance.clone());
-                artifacts.extend(done.artifacts.iter().cloned());
-            }
-            Outcome::Failed(f) => {
-                section.missing = true;
-                section.missing_reason = format!("{}: {}", f.reason.name(), f.message);
-            }
-            Outcome::Skipped(why) => {
-                section.missing = true;
-                section.missing_reason = why.clone();
-            }
-            Outcome::NotRun | Outcome::Running => {
-                section.missing = true;
-                section.missing_reason = stop.map_or_else(
-                    || "not run".to_string(),
-                    |c| format!("not run: {}", c.message),
-                );
-            }
-        }
-        sections.push(section);
-    }
-    let listed = artifacts
-        .iter()
-        .map(|a: &Artifact| Artifact {
-            parts: a
-                .parts
-                .iter()
-                .map(|p| agentmesh_proto::v1::Part {
-                    content: None,
-                    media_type: p.media_type.clone(),
-                    filename: p.filename.clone(),
-                })
-                .collect(),
-            ..a.clone()
-        })
-        .collect();
-    BuiltReport {
-        report: Report {
-            title: goal.to_string(),
-            sections,
-            provenance,
-            summary: String::new(),
-            artifacts: listed,
-        },
-        artifacts_data: artifacts,
-    }
-}
-
-/// A one-line description of an output: its top-level fields.
-fn summarize_output(output: &Value) -> String {
-    match output {
-        Value::Object(map) => {
-            let fields: Vec<&str> = map.keys().map(String::as_str).collect();
-            format!("Output fields: {}.", fields.join(", "))
-        }
-        _ => String::new(),
-    }
 }
 
 impl agentmesh_runtime::Drain for Engine {

@@ -144,9 +144,7 @@ fn deliverables_of(word: &str) -> &'static [Deliverable] {
         | "memo" => &[Summary],
         "metrics" | "kpi" | "kpis" | "numbers" | "figures" | "breakdown" | "breakdowns"
         | "growth" | "analyze" | "analyse" => &[Metrics],
-        "data" | "dataset" | "extract" | "export" | "csv" | "table" | "rows" | "raw" => {
-            &[Dataset]
-        }
+        "data" | "dataset" | "extract" | "export" | "csv" | "table" | "rows" | "raw" => &[Dataset],
         _ => &[],
     }
 }
@@ -155,11 +153,51 @@ fn deliverables_of(word: &str) -> &'static [Deliverable] {
 fn is_filler(word: &str) -> bool {
     matches!(
         word,
-        "the" | "a" | "an" | "and" | "or" | "of" | "for" | "in" | "on" | "with" | "to" | "from"
-            | "by" | "please" | "me" | "my" | "our" | "us" | "we" | "i" | "generate" | "create"
-            | "make" | "build" | "give" | "show" | "produce" | "prepare" | "write" | "draft"
-            | "get" | "just" | "only" | "sales" | "sale" | "revenue" | "quarter" | "quarterly"
-            | "half" | "year" | "month" | "monthly" | "executive" | "region" | "regions"
+        "the"
+            | "a"
+            | "an"
+            | "and"
+            | "or"
+            | "of"
+            | "for"
+            | "in"
+            | "on"
+            | "with"
+            | "to"
+            | "from"
+            | "by"
+            | "please"
+            | "me"
+            | "my"
+            | "our"
+            | "us"
+            | "we"
+            | "i"
+            | "generate"
+            | "create"
+            | "make"
+            | "build"
+            | "give"
+            | "show"
+            | "produce"
+            | "prepare"
+            | "write"
+            | "draft"
+            | "get"
+            | "just"
+            | "only"
+            | "sales"
+            | "sale"
+            | "revenue"
+            | "quarter"
+            | "quarterly"
+            | "half"
+            | "year"
+            | "month"
+            | "monthly"
+            | "executive"
+            | "region"
+            | "regions"
     )
 }
 
@@ -223,11 +261,23 @@ fn months_period(year: i32, first: u8, last: u8, spec: String, label: String) ->
 }
 
 fn quarter(year: i32, q: u8) -> Option<Period> {
-    months_period(year, 3 * q - 2, 3 * q, format!("{year}-Q{q}"), format!("Q{q} {year}"))
+    months_period(
+        year,
+        3 * q - 2,
+        3 * q,
+        format!("{year}-Q{q}"),
+        format!("Q{q} {year}"),
+    )
 }
 
 fn half(year: i32, h: u8) -> Option<Period> {
-    months_period(year, 6 * h - 5, 6 * h, format!("{year}-H{h}"), format!("H{h} {year}"))
+    months_period(
+        year,
+        6 * h - 5,
+        6 * h,
+        format!("{year}-H{h}"),
+        format!("H{h} {year}"),
+    )
 }
 
 fn month_name(m: u8) -> String {
@@ -242,7 +292,11 @@ fn month_name(m: u8) -> String {
 fn latest(kind: char, n: u8, complete: Date) -> Option<Period> {
     let mut year = complete.year();
     for _ in 0..3 {
-        let p = if kind == 'Q' { quarter(year, n)? } else { half(year, n)? };
+        let p = if kind == 'Q' {
+            quarter(year, n)?
+        } else {
+            half(year, n)?
+        };
         if p.end <= complete {
             return Some(p);
         }
@@ -266,20 +320,37 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
     let w = t[i].as_str();
     // A year at `j`, also as "of 2025"; with the index after it.
     let year_at = |j: usize| -> Option<(i32, usize)> {
-        let j = if t.get(j).is_some_and(|w| w == "of" || w == "in") { j + 1 } else { j };
+        let j = if t.get(j).is_some_and(|w| w == "of" || w == "in") {
+            j + 1
+        } else {
+            j
+        };
         t.get(j).and_then(|w| year_of(w)).map(|y| (y, j + 1))
     };
     let year_after = |j: usize| year_at(j).map(|(y, _)| y);
     let after_year = |j: usize| year_at(j).map_or(j, |(_, n)| n);
     let year_before = if i > 0 { year_of(&t[i - 1]) } else { None };
-    let with_year = |kind: char, n: u8, year: Option<i32>, next: usize| -> Result<Option<Found>, MeshError> {
-        let (period, explicit_year) = match year {
-            Some(y) => (if kind == 'Q' { quarter(y, n) } else { half(y, n) }, true),
-            None => (latest(kind, n, complete), false),
+    let with_year =
+        |kind: char, n: u8, year: Option<i32>, next: usize| -> Result<Option<Found>, MeshError> {
+            let (period, explicit_year) = match year {
+                Some(y) => (
+                    if kind == 'Q' {
+                        quarter(y, n)
+                    } else {
+                        half(y, n)
+                    },
+                    true,
+                ),
+                None => (latest(kind, n, complete), false),
+            };
+            let period = period
+                .ok_or_else(|| not_understood(format!("no complete {kind}{n} in the data")))?;
+            Ok(Some(Found {
+                period,
+                explicit_year,
+                next,
+            }))
         };
-        let period = period.ok_or_else(|| not_understood(format!("no complete {kind}{n} in the data")))?;
-        Ok(Some(Found { period, explicit_year, next }))
-    };
     // 2025-q2, 2025-h1, 2025-04, 2025-04-01, 2025-04-01..2025-06-30 forms.
     if let Some((y, rest)) = w.split_once('-')
         && let Some(year) = year_of(y)
@@ -301,9 +372,19 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
             && let Ok(m) = m.parse::<u8>()
             && (1..=12).contains(&m)
         {
-            let p = months_period(year, m, m, format!("{year}-{m:02}"), format!("{} {year}", month_name(m)))
-                .ok_or_else(|| not_understood(format!("{w} is not a month")))?;
-            return Ok(Some(Found { period: p, explicit_year: true, next: i + 1 }));
+            let p = months_period(
+                year,
+                m,
+                m,
+                format!("{year}-{m:02}"),
+                format!("{} {year}", month_name(m)),
+            )
+            .ok_or_else(|| not_understood(format!("{w} is not a month")))?;
+            return Ok(Some(Found {
+                period: p,
+                explicit_year: true,
+                next: i + 1,
+            }));
         }
         if let [m, d] = parts.as_slice()
             && let (Ok(m), Ok(d)) = (m.parse::<u8>(), d.parse::<u8>())
@@ -315,8 +396,14 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
             // A date range: "2025-04-01 to 2025-06-30".
             let mut end = start;
             let mut next = i + 1;
-            if matches!(t.get(i + 1).map(String::as_str), Some("to" | "through" | "until" | "till"))
-                && let Some(Found { period, .. }) = t.get(i + 2).map(|_| period_at(t, i + 2, catalog)).transpose()?.flatten()
+            if matches!(
+                t.get(i + 1).map(String::as_str),
+                Some("to" | "through" | "until" | "till")
+            ) && let Some(Found { period, .. }) = t
+                .get(i + 2)
+                .map(|_| period_at(t, i + 2, catalog))
+                .transpose()?
+                .flatten()
             {
                 end = period.end;
                 next = i + 3;
@@ -324,9 +411,26 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
             if end < start {
                 return Err(not_understood("the period ends before it starts"));
             }
-            let spec = if start == end { start.to_string() } else { format!("{start}..{end}") };
-            let label = if start == end { start.to_string() } else { format!("{start} to {end}") };
-            return Ok(Some(Found { period: Period { start, end, spec, label }, explicit_year: true, next }));
+            let spec = if start == end {
+                start.to_string()
+            } else {
+                format!("{start}..{end}")
+            };
+            let label = if start == end {
+                start.to_string()
+            } else {
+                format!("{start} to {end}")
+            };
+            return Ok(Some(Found {
+                period: Period {
+                    start,
+                    end,
+                    spec,
+                    label,
+                },
+                explicit_year: true,
+                next,
+            }));
         }
     }
     // q2 / q5, h1.
@@ -359,20 +463,22 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
         }
     }
     // Month, month range ("april to june 2025", "jan-mar").
-    if let Some(m1) = month_of(w).or_else(|| {
-        w.split_once('-').and_then(|(a, _)| month_of(a))
-    }) {
+    if let Some(m1) = month_of(w).or_else(|| w.split_once('-').and_then(|(a, _)| month_of(a))) {
         let (m2, mut next) = if let Some((_, b)) = w.split_once('-') {
             (month_of(b).unwrap_or(m1), i + 1)
-        } else if matches!(t.get(i + 1).map(String::as_str), Some("to" | "through" | "until" | "till" | "thru"))
-            && let Some(m2) = t.get(i + 2).and_then(|w| month_of(w))
+        } else if matches!(
+            t.get(i + 1).map(String::as_str),
+            Some("to" | "through" | "until" | "till" | "thru")
+        ) && let Some(m2) = t.get(i + 2).and_then(|w| month_of(w))
         {
             (m2, i + 3)
         } else {
             (m1, i + 1)
         };
         if m2 < m1 {
-            return Err(not_understood("a month range must run forward within one year"));
+            return Err(not_understood(
+                "a month range must run forward within one year",
+            ));
         }
         let (year, explicit_year) = match year_after(next).or(year_before) {
             Some(y) => {
@@ -389,7 +495,10 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
             }
         };
         let (spec, label) = if m1 == m2 {
-            (format!("{year}-{m1:02}"), format!("{} {year}", month_name(m1)))
+            (
+                format!("{year}-{m1:02}"),
+                format!("{} {year}", month_name(m1)),
+            )
         } else {
             (
                 format!("{year}-{m1:02}..{year}-{m2:02}"),
@@ -398,7 +507,11 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
         };
         let period = months_period(year, m1, m2, spec, label)
             .ok_or_else(|| not_understood(format!("{w} is not a month")))?;
-        return Ok(Some(Found { period, explicit_year, next }));
+        return Ok(Some(Found {
+            period,
+            explicit_year,
+            next,
+        }));
     }
     // "last quarter", "this quarter", "last year", "this year".
     if matches!(w, "last" | "previous" | "this" | "current")
@@ -406,7 +519,7 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
     {
         let this = matches!(w, "this" | "current");
         let period = match unit {
-            "quarter" if this => quarter(last.year(), (u8::from(last.month()) + 2) / 3),
+            "quarter" if this => quarter(last.year(), u8::from(last.month()).div_ceil(3)),
             "quarter" => latest_complete_quarter(complete),
             "year" => {
                 let y = if this { last.year() } else { last.year() - 1 };
@@ -416,12 +529,22 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
                 let at = if this { last } else { complete };
                 let m = u8::from(at.month());
                 let y = at.year();
-                months_period(y, m, m, format!("{y}-{m:02}"), format!("{} {y}", month_name(m)))
+                months_period(
+                    y,
+                    m,
+                    m,
+                    format!("{y}-{m:02}"),
+                    format!("{} {y}", month_name(m)),
+                )
             }
             _ => return Ok(None),
         };
         let period = period.ok_or_else(|| not_understood("that period is outside the calendar"))?;
-        return Ok(Some(Found { period, explicit_year: false, next: i + 2 }));
+        return Ok(Some(Found {
+            period,
+            explicit_year: false,
+            next: i + 2,
+        }));
     }
     // A bare year, unless it qualifies the period that follows ("2024 Q3").
     if let Some(y) = year_of(w) {
@@ -436,15 +559,18 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
         }
         let p = months_period(y, 1, 12, y.to_string(), y.to_string())
             .ok_or_else(|| not_understood(format!("{w} is not a year")))?;
-        return Ok(Some(Found { period: p, explicit_year: true, next: i + 1 }));
+        return Ok(Some(Found {
+            period: p,
+            explicit_year: true,
+            next: i + 1,
+        }));
     }
     Ok(None)
 }
 
 /// The previous period of the same length (quarter → quarter, ...).
 fn previous_of(p: &Period) -> Option<(Date, Date)> {
-    let months = (p.end.year() - p.start.year()) * 12
-        + i32::from(u8::from(p.end.month()))
+    let months = (p.end.year() - p.start.year()) * 12 + i32::from(u8::from(p.end.month()))
         - i32::from(u8::from(p.start.month()))
         + 1;
     let start_index = p.start.year() * 12 + i32::from(u8::from(p.start.month())) - 1 - months;
@@ -472,7 +598,10 @@ pub fn parse(
 
     // Split off a comparison clause: "... vs last year", "compared to Q1".
     let cmp_at = words.iter().position(|w| {
-        matches!(w.as_str(), "vs" | "versus" | "against" | "compared" | "comparison" | "relative")
+        matches!(
+            w.as_str(),
+            "vs" | "versus" | "against" | "compared" | "comparison" | "relative"
+        )
     });
     let (main, cmp) = match cmp_at {
         Some(i) => (&words[..i], &words[i + 1..]),
@@ -514,7 +643,9 @@ pub fn parse(
             && !is_filler(w)
             && year_of(w).is_none()
             && w.chars().all(char::is_alphabetic)
-            && main.get(i + 1).is_some_and(|n| n == "region" || n == "country" || n == "channel")
+            && main
+                .get(i + 1)
+                .is_some_and(|n| n == "region" || n == "country" || n == "channel")
         {
             unknown.push(format!("{} {}", w, main[i + 1]));
         }
@@ -536,16 +667,39 @@ pub fn parse(
     let mut compare_previous = false;
     let mut compare_year_ago = false;
     let joined = words.join(" ");
-    if ["year over year", "yoy", "year-over-year", "year ago", "year-ago", "last year", "prior year", "previous year"]
-        .iter()
-        .any(|p| cmp.join(" ").contains(p) || (cmp.is_empty() && joined.contains(p) && *p != "last year"))
-    {
+    if [
+        "year over year",
+        "yoy",
+        "year-over-year",
+        "year ago",
+        "year-ago",
+        "last year",
+        "prior year",
+        "previous year",
+    ]
+    .iter()
+    .any(|p| {
+        cmp.join(" ").contains(p) || (cmp.is_empty() && joined.contains(p) && *p != "last year")
+    }) {
         compare_year_ago = true;
     }
-    if ["quarter over quarter", "qoq", "previous quarter", "last quarter", "prior quarter", "previous period", "prior period", "month over month", "previous month", "previous half"]
-        .iter()
-        .any(|p| cmp.join(" ").contains(p) || (cmp.is_empty() && joined.contains(p) && !p.starts_with("last")))
-    {
+    if [
+        "quarter over quarter",
+        "qoq",
+        "previous quarter",
+        "last quarter",
+        "prior quarter",
+        "previous period",
+        "prior period",
+        "month over month",
+        "previous month",
+        "previous half",
+    ]
+    .iter()
+    .any(|p| {
+        cmp.join(" ").contains(p)
+            || (cmp.is_empty() && joined.contains(p) && !p.starts_with("last"))
+    }) {
         compare_previous = true;
     }
 
@@ -628,17 +782,26 @@ pub fn parse(
             let mut resolved = Vec::new();
             for v in values {
                 let known = catalog.values.get(field).and_then(|known| {
-                    known.iter().find(|k| k.eq_ignore_ascii_case(v.trim())).cloned()
+                    known
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(v.trim()))
+                        .cloned()
                 });
                 match known {
                     Some(k) => resolved.push(k),
-                    None if catalog.values.get(field).is_none_or(Vec::is_empty) => resolved.push(v.trim().to_string()),
+                    None if catalog.values.get(field).is_none_or(Vec::is_empty) => {
+                        resolved.push(v.trim().to_string())
+                    }
                     None => {
                         return Err(MeshError::new(
                             ErrorReason::InvalidInput,
                             format!(
                                 "{field} {v:?} is not in the data; known: {}",
-                                catalog.values.get(field).map(|k| k.join(", ")).unwrap_or_default()
+                                catalog
+                                    .values
+                                    .get(field)
+                                    .map(|k| k.join(", "))
+                                    .unwrap_or_default()
                             ),
                         )
                         .with_meta("field", format!("spec.parameters.{field}s")));
@@ -729,7 +892,9 @@ fn match_filter(
                 continue;
             }
             let hit = vt.iter().zip(&t[i..]).all(|(a, b)| {
-                a == b || (a.len() > 3 && (b.strip_suffix('s') == Some(a) || a.strip_suffix('s') == Some(b)))
+                a == b
+                    || (a.len() > 3
+                        && (b.strip_suffix('s') == Some(a) || a.strip_suffix('s') == Some(b)))
             });
             if hit && best.as_ref().is_none_or(|(n, _, _)| vt.len() > *n) {
                 best = Some((vt.len(), field.clone(), value.clone()));
@@ -744,7 +909,10 @@ fn match_filter(
     for (alias, field, values) in ALIASES {
         if w == *alias {
             let known = catalog.values.get(*field)?;
-            let present: Vec<&&str> = values.iter().filter(|v| known.iter().any(|k| k == **v)).collect();
+            let present: Vec<&&str> = values
+                .iter()
+                .filter(|v| known.iter().any(|k| k == **v))
+                .collect();
             if present.is_empty() {
                 return None;
             }

@@ -10,6 +10,7 @@
 //! - [`server`]: the wiring.
 
 pub mod attempt;
+pub mod catalog;
 pub mod config;
 pub mod discovery;
 pub mod engine;
@@ -17,7 +18,10 @@ pub mod health;
 pub mod intent;
 pub mod leases;
 pub mod plan;
+pub mod planner;
+pub mod playbook;
 pub mod registry;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod step;

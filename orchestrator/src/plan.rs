@@ -208,15 +208,16 @@ pub fn validate(
                 )
                 .with_meta("step", id)
             })?;
-        if !step
-            .expect
-            .as_ref()
-            .is_none_or(|e| e.faithful_text.is_empty())
-        {
-            return Err(invalid(
-                id,
-                format!("step {id}: expect.faithful_text is not supported by this orchestrator"),
-            ));
+        if let Some(expect) = &step.expect {
+            for pointer in expect.non_empty.iter().chain(Some(&expect.faithful_text)) {
+                if !(pointer.is_empty() || pointer.starts_with('/')) {
+                    return Err(invalid(
+                        id,
+                        format!("step {id}: expectation pointer {pointer:?} is not a JSON Pointer"),
+                    )
+                    .with_meta("field", "expect"));
+                }
+            }
         }
         let deadline = duration(id, "deadline", step.deadline.as_ref())?
             .unwrap_or(Duration::from_millis(cfg.step_deadline_ms));

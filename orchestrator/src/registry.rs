@@ -300,6 +300,32 @@ impl Registry {
         fallback
     }
 
+    /// Skills (one per id) that produce `kind`, offered by SERVING endpoints,
+    /// with the agent names that offer them.
+    pub fn producers(&self, kind: &str) -> Vec<(Arc<SkillInfo>, Vec<String>)> {
+        let endpoints = lock(&self.endpoints);
+        let mut found: std::collections::BTreeMap<String, (Arc<SkillInfo>, Vec<String>)> =
+            std::collections::BTreeMap::new();
+        for ep in endpoints.values() {
+            let st = lock(&ep.state);
+            if st.health != EndpointHealth::Serving {
+                continue;
+            }
+            let Some(card) = &st.card else { continue };
+            for info in card.skills.values() {
+                if info.skill.produces.iter().any(|k| k == kind) {
+                    let entry = found
+                        .entry(info.skill.id.clone())
+                        .or_insert_with(|| (Arc::clone(info), Vec::new()));
+                    if !entry.1.contains(&card.card.name) {
+                        entry.1.push(card.card.name.clone());
+                    }
+                }
+            }
+        }
+        found.into_values().collect()
+    }
+
     /// Chooses a replica for `skill`: SERVING, not ejected, below its max
     /// concurrency, least loaded; endpoints in `avoid` only if nothing else
     /// is available. Reserves a slot on it.

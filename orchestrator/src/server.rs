@@ -27,6 +27,9 @@ pub enum OrchestratorError {
     /// A discovery entry or the resolver is invalid.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// A playbook could not be loaded.
+    #[error(transparent)]
+    Playbook(#[from] crate::playbook::PlaybookError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -38,12 +41,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), OrchestratorError> {
+    let playbooks = crate::playbook::load(&cfg.planning.playbooks)?;
     let cfg = Arc::new(cfg);
     let registry = Registry::new(cfg.routing.clone(), cfg.discovery.clone());
     discovery::start(&registry, &cfg.discovery)?;
     let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
     let store = Arc::new(MemoryStore::new(cfg.store.retained_runs));
-    let engine = Engine::new(Arc::clone(&registry), Arc::clone(&cfg), store);
+    let engine = Engine::new(
+        Arc::clone(&registry),
+        Arc::clone(&cfg),
+        store,
+        crate::planner::Planner::new(playbooks),
+    );
     let max = cfg.server.max_message_bytes;
     let api = OrchestratorServiceServer::new(OrchestratorApi::new(Arc::clone(&engine)))
         .max_decoding_message_size(max)

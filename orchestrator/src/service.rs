@@ -79,6 +79,7 @@ impl OrchestratorService for OrchestratorApi {
         let prepared = self
             .engine
             .prepare(request.get_ref().spec.as_ref())
+            .await
             .map_err(MeshError::into_status)?;
         let accepted = self
             .engine
@@ -106,6 +107,7 @@ impl OrchestratorService for OrchestratorApi {
         let prepared = self
             .engine
             .prepare(request.get_ref().spec.as_ref())
+            .await
             .map_err(MeshError::into_status)?;
         let accepted = self
             .engine
@@ -191,6 +193,7 @@ impl OrchestratorService for OrchestratorApi {
         let prepared = self
             .engine
             .prepare(request.get_ref().spec.as_ref())
+            .await
             .map_err(MeshError::into_status)?;
         Ok(Response::new(PlanResponse {
             planned: Some(self.engine.describe(&prepared)),

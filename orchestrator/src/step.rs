@@ -13,6 +13,7 @@ use agentmesh_proto::v1::{
     StepRetrying, StepStarted, TraceContext, part, run_event,
 };
 use agentmesh_runtime::JsonObject;
+use agentmesh_runtime::faithfulness;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -79,6 +80,7 @@ pub async fn run_step(
     let skill = step.spec.skill.as_str();
     let input_hash = input_hash(&input);
     let input_pb = to_struct(&input);
+    let input = Value::Object(input);
     let idempotency_key = format!("{}/{id}", run.id);
     let started = Instant::now();
     let mut earlier: Vec<String> = Vec::new();
@@ -161,7 +163,7 @@ pub async fn run_step(
             },
         )
         .await
-        .and_then(|out| validate_output(step, out));
+        .and_then(|out| validate_output(step, &input, out));
         match result {
             Ok(out) => {
                 engine.registry.record_outcome(&slot.endpoint, true);
@@ -252,7 +254,11 @@ fn fail(run: &RunRecord, id: &str, f: Failure, attempts: u32) -> Failure {
 
 /// The skill's output schema and the plan's expectations; a violation is a
 /// failed attempt (OUTPUT_INVALID, retryable elsewhere).
-fn validate_output(step: &StepPlan, out: AttemptOutput) -> Result<AttemptOutput, Failure> {
+fn validate_output(
+    step: &StepPlan,
+    input: &Value,
+    out: AttemptOutput,
+) -> Result<AttemptOutput, Failure> {
     let invalid = |message: String| Failure::new(ErrorReason::OutputInvalid, message);
     step.skill
         .schemas
@@ -279,6 +285,30 @@ fn validate_output(step: &StepPlan, out: AttemptOutput) -> Result<AttemptOutput,
             "expected at least {} valid SVG artifacts, got {svgs}",
             expect.min_svg_artifacts
         )));
+    }
+    if !expect.faithful_text.is_empty() {
+        let text = value
+            .pointer(&expect.faithful_text)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "expected text at {} of the output",
+                    expect.faithful_text
+                ))
+            })?;
+        let report = faithfulness::check(text, input, &faithfulness::labels(input));
+        if !report.passed() {
+            let shown: Vec<&str> = report
+                .untraceable
+                .iter()
+                .map(|f| f.shown.as_str())
+                .collect();
+            return Err(invalid(format!(
+                "the text at {} is not faithful to the step's input: {} not found in it",
+                expect.faithful_text,
+                shown.join(", ")
+            )));
+        }
     }
     let Value::Object(output) = value else {
         return Err(invalid("output is not an object".into()));

@@ -17,15 +17,36 @@ fn catalog() -> Catalog {
     let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
     values.insert(
         "region".into(),
-        v(&["Asia Pacific", "Europe", "Latin America", "Middle East & Africa", "North America"]),
+        v(&[
+            "Asia Pacific",
+            "Europe",
+            "Latin America",
+            "Middle East & Africa",
+            "North America",
+        ]),
     );
     values.insert(
         "country".into(),
-        v(&["Brazil", "Canada", "France", "Germany", "Japan", "United Kingdom", "United States"]),
+        v(&[
+            "Brazil",
+            "Canada",
+            "France",
+            "Germany",
+            "Japan",
+            "United Kingdom",
+            "United States",
+        ]),
     );
     values.insert(
         "product_line".into(),
-        v(&["Accessories", "Laptops", "Monitors", "Services", "Software", "Tablets"]),
+        v(&[
+            "Accessories",
+            "Laptops",
+            "Monitors",
+            "Services",
+            "Software",
+            "Tablets",
+        ]),
     );
     values.insert("channel".into(), v(&["Online", "Partner", "Retail"]));
     Catalog {
@@ -44,7 +65,11 @@ fn err(goal: &str) -> String {
     let e = parse(goal, None, &catalog()).expect_err(goal);
     assert_eq!(e.reason, ErrorReason::GoalNotUnderstood, "{goal:?}: {e:?}");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    assert!(e.message.contains("try e.g."), "says what would work: {}", e.message);
+    assert!(
+        e.message.contains("try e.g."),
+        "says what would work: {}",
+        e.message
+    );
     e.message
 }
 
@@ -54,12 +79,19 @@ fn period(i: &GoalIntent) -> (&str, &str) {
 
 #[test]
 fn the_reference_goal() {
-    let i = ok("Generate a Q2 sales performance report with visualizations and an executive summary");
+    let i =
+        ok("Generate a Q2 sales performance report with visualizations and an executive summary");
     assert_eq!(i.deliverables, ALL);
     assert_eq!(period(&i), ("2025-Q2", "Q2 2025"));
     assert!(i.compare_previous && i.compare_year_ago);
     assert!(i.filters.is_empty());
-    assert!(i.notes.iter().any(|n| n.contains("no year given") && n.contains("Q2 2025")), "{:?}", i.notes);
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.contains("no year given") && n.contains("Q2 2025")),
+        "{:?}",
+        i.notes
+    );
 }
 
 #[test]
@@ -67,8 +99,11 @@ fn quarters_with_and_without_years() {
     assert_eq!(period(&ok("Q1 2024 sales report")), ("2024-Q1", "Q1 2024"));
     assert_eq!(period(&ok("report for 2024 Q3")), ("2024-Q3", "Q3 2024"));
     assert_eq!(period(&ok("report 2024-q4")), ("2024-Q4", "Q4 2024"));
-    assert_eq!(period(&ok("sales report for q3")), ("2024-Q3", "Q3 2024"), );
-    assert_eq!(period(&ok("report for the first quarter of 2025")), ("2025-Q1", "Q1 2025"));
+    assert_eq!(period(&ok("sales report for q3")), ("2024-Q3", "Q3 2024"),);
+    assert_eq!(
+        period(&ok("report for the first quarter of 2025")),
+        ("2025-Q1", "Q1 2025")
+    );
     assert_eq!(period(&ok("third quarter report")), ("2024-Q3", "Q3 2024"));
     assert_eq!(period(&ok("Q2 2023 summary")), ("2023-Q2", "Q2 2023"));
 }
@@ -76,7 +111,10 @@ fn quarters_with_and_without_years() {
 #[test]
 fn relative_periods() {
     assert_eq!(period(&ok("last quarter report")), ("2025-Q2", "Q2 2025"));
-    assert_eq!(period(&ok("charts for this quarter")), ("2025-Q2", "Q2 2025"));
+    assert_eq!(
+        period(&ok("charts for this quarter")),
+        ("2025-Q2", "Q2 2025")
+    );
     assert_eq!(period(&ok("summary of last year")).0, "2024");
     assert_eq!(period(&ok("this year's metrics")).0, "2025");
     let i = ok("executive summary");
@@ -87,33 +125,64 @@ fn relative_periods() {
 #[test]
 fn halves_years_months_and_ranges() {
     assert_eq!(period(&ok("H1 2025 report")), ("2025-H1", "H1 2025"));
-    assert_eq!(period(&ok("second half 2024 summary")), ("2024-H2", "H2 2024"));
+    assert_eq!(
+        period(&ok("second half 2024 summary")),
+        ("2024-H2", "H2 2024")
+    );
     assert_eq!(period(&ok("report for h2")), ("2024-H2", "H2 2024"));
     assert_eq!(period(&ok("2024 annual report")), ("2024", "2024"));
-    assert_eq!(period(&ok("summary for March 2025")), ("2025-03", "March 2025"));
+    assert_eq!(
+        period(&ok("summary for March 2025")),
+        ("2025-03", "March 2025")
+    );
     assert_eq!(period(&ok("summary for sept 2024")).0, "2024-09");
-    assert_eq!(period(&ok("charts April to June 2025")), ("2025-04..2025-06", "April–June 2025"));
+    assert_eq!(
+        period(&ok("charts April to June 2025")),
+        ("2025-04..2025-06", "April–June 2025")
+    );
     assert_eq!(period(&ok("charts jan-mar 2024")).0, "2024-01..2024-03");
     assert_eq!(period(&ok("report for may")).0, "2025-05");
     let i = ok("data from 2025-04-01 to 2025-05-15");
-    assert_eq!(period(&i), ("2025-04-01..2025-05-15", "2025-04-01 to 2025-05-15"));
+    assert_eq!(
+        period(&i),
+        ("2025-04-01..2025-05-15", "2025-04-01 to 2025-05-15")
+    );
     assert_eq!(period(&ok("report 2025-02")).0, "2025-02");
 }
 
 #[test]
 fn deliverables() {
-    assert_eq!(ok("just a chart of revenue by region for H1").deliverables, vec![Charts]);
-    assert_eq!(ok("executive summary for Q1 2025").deliverables, vec![Summary]);
+    assert_eq!(
+        ok("just a chart of revenue by region for H1").deliverables,
+        vec![Charts]
+    );
+    assert_eq!(
+        ok("executive summary for Q1 2025").deliverables,
+        vec![Summary]
+    );
     assert_eq!(ok("summarize Q1 2025").deliverables, vec![Summary]);
     assert_eq!(ok("export the Q2 data as csv").deliverables, vec![Dataset]);
-    assert_eq!(ok("key metrics and KPIs for 2024").deliverables, vec![Metrics]);
-    assert_eq!(ok("charts and a summary for Q2").deliverables, vec![Charts, Summary]);
+    assert_eq!(
+        ok("key metrics and KPIs for 2024").deliverables,
+        vec![Metrics]
+    );
+    assert_eq!(
+        ok("charts and a summary for Q2").deliverables,
+        vec![Charts, Summary]
+    );
     assert_eq!(ok("quarterly performance overview").deliverables, ALL);
     assert_eq!(ok("graphs for Q4 2024").deliverables, vec![Charts]);
-    assert_eq!(ok("Plot revenue by region, Q2 2025").deliverables, vec![Charts]);
+    assert_eq!(
+        ok("Plot revenue by region, Q2 2025").deliverables,
+        vec![Charts]
+    );
     let i = ok("just a chart of revenue by region for H1");
     assert!(i.words.windows(3).any(|w| w == ["revenue", "by", "region"]));
-    assert!(i.filters.is_empty(), "'region' alone is not a filter: {:?}", i.filters);
+    assert!(
+        i.filters.is_empty(),
+        "'region' alone is not a filter: {:?}",
+        i.filters
+    );
 }
 
 #[test]
@@ -178,14 +247,21 @@ fn structured_parameters_override_the_text() {
         deliverables: vec![Charts as i32],
         ..RunParameters::default()
     };
-    assert_eq!(period(&parse("", Some(&only), &catalog()).unwrap()).0, "2025-H1");
+    assert_eq!(
+        period(&parse("", Some(&only), &catalog()).unwrap()).0,
+        "2025-H1"
+    );
     let bad = RunParameters {
         regions: vec!["Atlantis".into()],
         ..RunParameters::default()
     };
     let e = parse("report", Some(&bad), &catalog()).unwrap_err();
     assert_eq!(e.reason, ErrorReason::InvalidInput);
-    assert!(e.message.contains("Atlantis") && e.message.contains("Europe"), "{}", e.message);
+    assert!(
+        e.message.contains("Atlantis") && e.message.contains("Europe"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -198,7 +274,10 @@ fn nonsense_empty_and_impossible_goals_are_refused_with_guidance() {
     assert!(err("Q2 2025 sales").contains("what to deliver"));
     assert!(err("summary for the Antarctica region").contains("antarctica region"));
     assert!(err("report for Q1 2025 and Q3 2024").contains("two periods"));
-    assert!(err("Q2 2025 report vs Q3 2023").contains("previous period or the same period a year earlier"));
+    assert!(
+        err("Q2 2025 report vs Q3 2023")
+            .contains("previous period or the same period a year earlier")
+    );
     assert!(err("summary for 1999").contains("before the data starts"));
     assert!(err("report for june to march").contains("forward"));
 }
@@ -212,6 +291,8 @@ fn other_scripts_and_long_input_never_panic() {
     assert_eq!(ok("📈 charts for Q1 2025 🚀").deliverables, vec![Charts]);
     let long = format!("{} executive summary for Q1 2025", "please ".repeat(900));
     assert_eq!(ok(&long).deliverables, vec![Summary]);
-    let noise: String = (0..5000).map(|i| char::from_u32(0x4e00 + (i % 500)).unwrap()).collect();
+    let noise: String = (0..5000)
+        .map(|i| char::from_u32(0x4e00 + (i % 500)).unwrap())
+        .collect();
     assert!(err(&noise).contains("what to deliver"));
 }

@@ -155,3 +155,92 @@ pub async fn wait_serving(addr: std::net::SocketAddr, service: &str, within: std
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A free TCP port on `ip` (bound, then released for a child to take).
+pub fn free_port(ip: [u8; 4]) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0)).unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Starts workspace binary `name` listening on `listen` with `args`, in
+/// `cwd`, and waits until its `service` is SERVING.
+pub async fn start_process(
+    name: &str,
+    listen: std::net::SocketAddr,
+    args: &[String],
+    cwd: &std::path::Path,
+    service: &str,
+) -> Child {
+    std::fs::create_dir_all(cwd).unwrap();
+    let child = std::process::Command::new(binary(name))
+        .arg("--listen")
+        .arg(listen.to_string())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AGENTMESH_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Child(child);
+    wait_serving(listen, service, std::time::Duration::from_secs(60)).await;
+    child
+}
+
+/// The three agents and the orchestrator, each its own process on its own
+/// loopback port.
+pub struct Mesh {
+    /// Kept alive (and killed on drop).
+    pub children: Vec<Child>,
+    /// The data agent.
+    pub data: std::net::SocketAddr,
+    /// The analytics agent.
+    pub analytics: std::net::SocketAddr,
+    /// The summary agent.
+    pub summary: std::net::SocketAddr,
+    /// The orchestrator.
+    pub orchestrator: std::net::SocketAddr,
+    /// Working folder (the data agent's database lives here).
+    pub dir: std::path::PathBuf,
+}
+
+/// Starts the mesh in `dir`; `extra_agents` are added to the
+/// orchestrator's static endpoints.
+pub async fn start_mesh(dir: &std::path::Path, extra_agents: &[std::net::SocketAddr]) -> Mesh {
+    use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME};
+    let data = free_port([127, 0, 0, 1]);
+    let analytics = free_port([127, 0, 0, 2]);
+    let summary = free_port([127, 0, 0, 1]);
+    let orchestrator = free_port([127, 0, 0, 1]);
+    let mut children = Vec::new();
+    for (name, addr) in [
+        ("data-agent", data),
+        ("analytics-agent", analytics),
+        ("summary-agent", summary),
+    ] {
+        children.push(start_process(name, addr, &[], dir, AGENT_SERVICE_NAME).await);
+    }
+    let mut args = Vec::new();
+    for a in [data, analytics, summary].iter().chain(extra_agents) {
+        args.push("--agent".to_string());
+        args.push(a.to_string());
+    }
+    children.push(
+        start_process(
+            "orchestrator",
+            orchestrator,
+            &args,
+            dir,
+            ORCHESTRATOR_SERVICE_NAME,
+        )
+        .await,
+    );
+    Mesh {
+        children,
+        data,
+        analytics,
+        summary,
+        orchestrator,
+        dir: dir.to_path_buf(),
+    }
+}

@@ -478,3 +478,93 @@ pub fn position(events: &[RunEvent], pred: impl Fn(&run_event::Event) -> bool) -
         .iter()
         .position(|e| e.event.as_ref().is_some_and(&pred))
 }
+
+/// A replica that claims another agent's card but answers every task with
+/// an output that violates the skill's output schema (`{"bogus": true}`),
+/// without checking it itself.
+#[derive(Clone)]
+pub struct Impostor {
+    /// The card it presents.
+    pub card: AgentCard,
+    /// Tasks it answered.
+    pub answered: Arc<AtomicU32>,
+}
+
+#[tonic::async_trait]
+impl AgentService for Impostor {
+    async fn get_agent_card(
+        &self,
+        _: Request<GetAgentCardRequest>,
+    ) -> Result<Response<GetAgentCardResponse>, Status> {
+        Ok(Response::new(GetAgentCardResponse {
+            card: Some(self.card.clone()),
+        }))
+    }
+
+    type ExecuteTaskStream = TaskStream;
+
+    async fn execute_task(
+        &self,
+        request: Request<ExecuteTaskRequest>,
+    ) -> Result<Response<TaskStream>, Status> {
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        let id = request.into_inner().task_id;
+        let Value::Object(bogus) = json!({"bogus": true}) else {
+            unreachable!()
+        };
+        let events = vec![
+            status_event(&id, 1, TaskState::Working, false),
+            TaskEvent {
+                task_id: id.clone(),
+                seq: 2,
+                time: None,
+                event: Some(task_event::Event::Result(TaskResult {
+                    output: Some(to_struct(&bogus)),
+                    artifact_ids: vec![],
+                })),
+            },
+            status_event(&id, 3, TaskState::Completed, true),
+        ];
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            events.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn cancel_task(
+        &self,
+        _: Request<CancelTaskRequest>,
+    ) -> Result<Response<CancelTaskResponse>, Status> {
+        Ok(Response::new(CancelTaskResponse {
+            state: TaskState::Canceled.into(),
+        }))
+    }
+}
+
+/// Serves an [`Impostor`] with health on a new loopback port.
+pub async fn spawn_impostor(agent: Impostor) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        agentmesh_runtime::serve_routes(
+            tonic::service::Routes::new(AgentServiceServer::new(agent)),
+            listener,
+            &ServerConfig::default(),
+            &[AGENT_SERVICE_NAME],
+            &NoDrain,
+            std::future::pending(),
+        )
+        .await
+    });
+    addr
+}
+
+/// Artifacts streamed as ReportChunk events, reassembled: file name → bytes.
+pub fn report_files(events: &[RunEvent]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::<String, Vec<u8>>::new();
+    for e in events {
+        if let Some(run_event::Event::ReportChunk(c)) = &e.event {
+            files.entry(c.filename.clone()).or_default().extend(&c.data);
+        }
+    }
+    files
+}
