@@ -144,7 +144,13 @@ const SEASON: [f64; 12] = [
 /// temporary file next to it and renames, so a crash never leaves a
 /// half-written database behind. Returns the number of lines.
 pub fn generate(path: &Path, scale: f64, seed: u64) -> Result<u64, rusqlite::Error> {
-    let tmp = path.with_extension("generating");
+    // Unique per process and call: replicas sharing a data folder may
+    // generate at the same time; the first rename wins, the data is equal.
+    let tmp = path.with_extension(format!(
+        "generating-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let _ = std::fs::remove_file(&tmp);
     let mut conn = Connection::open(&tmp)?;
     conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
