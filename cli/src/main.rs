@@ -1,1 +1,57 @@
-fn main() {}
+//! `meshctl`: the command-line client of the Orchestrator API, the local
+//! mesh launcher (`up`) and the one-command demo (`demo`).
+
+mod args;
+mod client;
+mod commands;
+mod follow;
+mod local;
+mod output;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::client::{CliError, Exit};
+
+async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
+    let addr = cli.orchestrator.as_str();
+    let json = cli.json;
+    match cli.command {
+        Command::Run { goal, opts } => commands::run(addr, json, &goal, &opts).await,
+        Command::Plan { goal } => commands::plan(addr, json, &goal).await,
+        Command::Agents => commands::agents(addr, json).await,
+        Command::Runs { limit } => commands::runs(addr, json, limit).await,
+        Command::Get { run } => commands::get(addr, json, &run).await,
+        Command::Watch { run, after, out } => {
+            commands::watch(addr, json, &run, after, out.as_deref()).await
+        }
+        Command::Cancel { run } => commands::cancel(addr, json, &run).await,
+        Command::Up { mesh } => commands::up(&mesh).await,
+        Command::Demo { mesh, out } => commands::demo(&mesh, &out).await,
+        Command::Serve { service, args } => local::serve(&service, args).await.map(|()| Exit::Ok),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            let _ = e.print();
+            std::process::exit(code as i32);
+        }
+    };
+    let code = match dispatch(cli).await {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit
+        }
+    };
+    std::process::exit(code as i32);
+}

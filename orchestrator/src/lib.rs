@@ -11,6 +11,7 @@
 
 pub mod attempt;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod engine;

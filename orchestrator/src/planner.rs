@@ -185,7 +185,15 @@ impl Chain<'_> {
                 pointer: String::new(),
             });
         }
-        let id = unique_id(field_of(kind), &self.steps);
+        // Named for what it produces ("charts" when the skill says so).
+        let base = field_of(kind);
+        let skill_name = field_of(&s.id);
+        let name = if skill_name.starts_with(base) {
+            skill_name
+        } else {
+            base
+        };
+        let id = unique_id(name, &self.steps);
         let choice = if candidates.len() > 1 {
             format!(
                 "; chosen among {} (fewest inputs, then by name)",

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use agentmesh_proto::error::MeshError;
-use agentmesh_proto::v1::{Artifact, Part, Provenance, Report, ReportSection, part};
+use agentmesh_proto::v1::{Artifact, Deliverable, Part, Provenance, Report, ReportSection, part};
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -92,9 +92,27 @@ pub fn integrate(
     let mut provenance = Vec::new();
     let mut artifacts: Vec<Artifact> = Vec::new();
     let mut headline = String::new();
+    let wanted = |kind: Kind| {
+        let Some(intent) = intent else { return true };
+        let d = match kind {
+            Kind::Summary => Deliverable::Summary,
+            Kind::Metrics => Deliverable::Metrics,
+            Kind::Charts => Deliverable::Charts,
+            Kind::Data => Deliverable::Dataset,
+            Kind::Other => return true,
+        };
+        intent.deliverables.contains(&d)
+    };
     for (kind, i) in order {
         let step = &plan.steps[i];
         let id = step.spec.id.clone();
+        // Steps that only feed a deliverable appear in the provenance.
+        if !wanted(kind) {
+            if let Outcome::Done(done) = &outcomes[i] {
+                provenance.push(done.provenance.clone());
+            }
+            continue;
+        }
         let mut section = ReportSection {
             id: id.clone(),
             title: title_of(kind, &id),
@@ -337,11 +355,14 @@ fn metrics_body(out: &Value) -> String {
             let Some(members) = members.as_array() else {
                 continue;
             };
+            let name = dim.replace('_', " ");
+            let mut heading = name.clone();
+            if let Some(first) = heading.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
             let _ = write!(
                 s,
-                "\n**Revenue by {}**\n\n| {} | Revenue | Share | Margin | vs previous | vs year ago |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
-                dim.replace('_', " "),
-                dim.replace('_', " ")
+                "\n**Revenue by {name}**\n\n| {heading} | Revenue | Share | Margin | vs previous | vs year ago |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
             );
             for m in members {
                 let _ = writeln!(
@@ -477,42 +498,39 @@ fn render_markdown(
         }
     }
     s.push_str("## Provenance\n\n| Section | Step | Agent | Replica | Skill | Version | Attempts | Duration | Input hash |\n| --- | --- | --- | --- | --- | --- | ---: | ---: | --- |\n");
-    for section in &report.sections {
-        match report
-            .provenance
+    for p in &report.provenance {
+        let title = report
+            .sections
             .iter()
-            .find(|p| p.step_id == section.step_id)
-        {
-            Some(p) => {
-                let replica = if p.earlier_endpoints.is_empty() {
-                    p.endpoint.clone()
-                } else {
-                    format!("{} (after {})", p.endpoint, p.earlier_endpoints.join(", "))
-                };
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | `{}` |",
-                    section.title,
-                    p.step_id,
-                    p.agent,
-                    replica,
-                    p.skill,
-                    p.agent_version,
-                    p.attempts,
-                    duration_text(p),
-                    &p.input_hash.get(..12).unwrap_or(&p.input_hash),
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | — | — | — | — | — | — | missing: {} |",
-                    section.title,
-                    section.step_id,
-                    cell(&section.missing_reason)
-                );
-            }
-        }
+            .find(|sec| sec.step_id == p.step_id)
+            .map_or_else(|| "(input)".to_string(), |sec| sec.title.clone());
+        let replica = if p.earlier_endpoints.is_empty() {
+            p.endpoint.clone()
+        } else {
+            format!("{} (after {})", p.endpoint, p.earlier_endpoints.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | `{}` |",
+            title,
+            p.step_id,
+            p.agent,
+            replica,
+            p.skill,
+            p.agent_version,
+            p.attempts,
+            duration_text(p),
+            &p.input_hash.get(..12).unwrap_or(&p.input_hash),
+        );
+    }
+    for section in report.sections.iter().filter(|sec| sec.missing) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | — | — | — | — | — | — | missing: {} |",
+            section.title,
+            section.step_id,
+            cell(&section.missing_reason)
+        );
     }
     s
 }

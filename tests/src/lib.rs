@@ -171,8 +171,21 @@ pub async fn start_process(
     cwd: &std::path::Path,
     service: &str,
 ) -> Child {
+    start_process_env(name, listen, args, &[], cwd, service).await
+}
+
+/// [`start_process`] with extra environment variables.
+pub async fn start_process_env(
+    name: &str,
+    listen: std::net::SocketAddr,
+    args: &[String],
+    env: &[(&str, &str)],
+    cwd: &std::path::Path,
+    service: &str,
+) -> Child {
     std::fs::create_dir_all(cwd).unwrap();
     let child = std::process::Command::new(binary(name))
+        .envs(env.iter().copied())
         .arg("--listen")
         .arg(listen.to_string())
         .args(args)

@@ -9,6 +9,7 @@
 //!   artifacts with title, caption and alt text.
 
 pub mod charts;
+pub mod cli;
 pub mod dataset;
 pub mod metrics;
 

@@ -5,6 +5,7 @@
 //! * `sales.extract`: an aggregated dataset for a period, with filters,
 //!   group-by dimensions and comparison periods, plus a CSV artifact.
 
+pub mod cli;
 pub mod config;
 pub mod generator;
 pub mod period;

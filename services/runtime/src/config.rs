@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// HTTP/2 keepalive ping interval.
     pub keepalive_ms: u64,
+    /// Fault injection for resilience drills: every task waits this long
+    /// (heartbeating, cancellable) before the agent starts it. 0 = off.
+    pub fault_delay_ms: u64,
 }
 
 impl ServerConfig {
@@ -104,6 +107,7 @@ impl Default for ServerConfig {
             idempotency_ttl_ms: 600_000,
             shutdown_grace_ms: 20_000,
             keepalive_ms: 30_000,
+            fault_delay_ms: 0,
         }
     }
 }

@@ -123,6 +123,7 @@ impl<A: Agent> AgentGrpc<A> {
                     log: Arc::clone(&log),
                     cancel: cancel.clone(),
                     permit,
+                    fault_delay: Duration::from_millis(self.cfg.fault_delay_ms),
                 };
                 tokio::spawn(drive(spec, span));
                 Ok(owned_stream(log, cancel))

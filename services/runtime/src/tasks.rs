@@ -305,6 +305,8 @@ pub struct DriveSpec<A> {
     pub cancel: CancellationToken,
     /// The concurrency slot, released when the task ends.
     pub permit: OwnedSemaphorePermit,
+    /// Injected delay before the agent's work starts (fault injection).
+    pub fault_delay: Duration,
 }
 
 enum Outcome {
@@ -330,6 +332,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         log,
         cancel,
         permit,
+        fault_delay,
     } = spec;
     let task_id = task.task_id.clone();
     let emitter = Emitter {
@@ -342,7 +345,12 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
 
     let (tx, mut rx) = mpsc::channel(64);
     let ctx = TaskContext::new(tx, cancel.clone(), deadline);
-    let work = agent.execute(task, ctx);
+    let work = async move {
+        if !fault_delay.is_zero() {
+            tokio::time::sleep(fault_delay).await;
+        }
+        agent.execute(task, ctx).await
+    };
     tokio::pin!(work);
     let mut beat = interval_at(Instant::now() + heartbeat, heartbeat);
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -4,6 +4,7 @@
 //! Skill `summary.write` (consumes `sales.metrics`, produces `summary`).
 
 pub use agentmesh_runtime::faithfulness;
+pub mod cli;
 pub mod llm;
 pub mod writer;
 

@@ -1,0 +1,140 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// meshctl: the agentmesh command-line client, local mesh launcher and demo.
+///
+/// Exit codes: 0 success; 1 failure (the run failed, or the server
+/// refused); 2 partial result (best-effort run with gaps); 64 bad usage or
+/// an invalid request (e.g. a goal that cannot be understood); 69 the
+/// orchestrator cannot be reached; 130 canceled with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "meshctl", version, about, long_about = None)]
+pub struct Cli {
+    /// Orchestrator address (host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTMESH_ORCHESTRATOR",
+        default_value = "127.0.0.1:50050"
+    )]
+    pub orchestrator: String,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Fan-in policy of a run.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FanIn {
+    /// The run fails when a step fails.
+    AllRequired,
+    /// The run completes with the failed parts marked missing.
+    BestEffort,
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOpts {
+    /// Folder the report is written to.
+    #[arg(long, default_value = "agentmesh-report")]
+    pub out: PathBuf,
+    /// What a failed step does to the run.
+    #[arg(long, value_enum, default_value = "all-required")]
+    pub fan_in: FanIn,
+    /// End-to-end deadline of the run, in seconds.
+    #[arg(long)]
+    pub deadline: Option<u64>,
+}
+
+/// Where and how the local mesh runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeshOpts {
+    /// Working folder of the local mesh (data, logs).
+    #[arg(long, default_value = "agentmesh-local")]
+    pub dir: PathBuf,
+    /// Orchestrator port; the data, analytics and summary agents take the
+    /// next three, extra analytics replicas the ones after.
+    #[arg(long, default_value_t = 50050)]
+    pub base_port: u16,
+    /// Analytics agent replicas.
+    #[arg(long, default_value_t = 1)]
+    pub analytics_replicas: u16,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a goal: live progress, then the report written to --out.
+    Run {
+        /// The goal in plain language.
+        goal: String,
+        /// Run options.
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Show the plan for a goal and who would serve each step.
+    Plan {
+        /// The goal in plain language.
+        goal: String,
+    },
+    /// List the agents the orchestrator knows.
+    Agents,
+    /// List recent runs.
+    Runs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one run.
+    Get {
+        /// Run id.
+        run: String,
+    },
+    /// Follow a run's events, reconnecting after a dropped connection.
+    Watch {
+        /// Run id.
+        run: String,
+        /// Continue after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Folder the report is written to when the run finishes.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// Run id.
+        run: String,
+    },
+    /// Start the orchestrator and the three agents as separate local
+    /// processes; stop them with Ctrl-C.
+    Up {
+        /// Mesh options.
+        #[command(flatten)]
+        mesh: MeshOpts,
+    },
+    /// `up`, run the Q2 report goal, write the report, shut down.
+    Demo {
+        /// Mesh options.
+        #[command(flatten)]
+        mesh: MeshOpts,
+        /// Folder the report is written to.
+        #[arg(long, default_value = "agentmesh-report")]
+        out: PathBuf,
+    },
+    /// Run one service in this process (used by `up`).
+    #[command(hide = true)]
+    Serve {
+        /// data, analytics, summary or orchestrator.
+        service: String,
+        /// The service's own arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}

@@ -1,0 +1,299 @@
+//! The local mesh: the orchestrator and the agents, each a separate
+//! process (this executable's hidden `serve` subcommand, so nothing else
+//! has to be built), each a real gRPC server on its own loopback port.
+//! Started in order, waited for until SERVING, stopped gracefully (SIGTERM,
+//! then SIGKILL after a grace period); children are killed if `meshctl`
+//! itself goes away.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::args::MeshOpts;
+use crate::client::{CliError, Exit};
+
+/// How long a service may take to become SERVING (the data agent generates
+/// its database on first start).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a service may take to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// One running service.
+pub struct Service {
+    /// Display name, e.g. `analytics-2`.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Service {
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// The running mesh.
+pub struct LocalMesh {
+    /// Services in start order (agents first, orchestrator last).
+    pub services: Vec<Service>,
+}
+
+fn usage(message: String) -> CliError {
+    CliError::new(Exit::Failed, message)
+}
+
+async fn spawn(
+    dir: &Path,
+    name: &str,
+    service: &str,
+    addr: SocketAddr,
+    extra: &[String],
+) -> Result<Service, CliError> {
+    let exe = std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| usage(format!("{}: {e}", logs.display())))?;
+    let log = logs.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).map_err(|e| usage(format!("{}: {e}", log.display())))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| usage(format!("{}: {e}", log.display())))?;
+    let child = Command::new(exe)
+        .arg("serve")
+        .arg(service)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("AGENTMESH_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| usage(format!("starting {name}: {e}")))?;
+    Ok(Service {
+        name: name.to_string(),
+        addr,
+        log,
+        child,
+    })
+}
+
+/// Waits until `svc` reports `health_name` SERVING, failing early if the
+/// process exits.
+async fn wait_serving(svc: &mut Service, health_name: &str) -> Result<(), CliError> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = svc.child.try_wait() {
+            return Err(usage(format!(
+                "{} exited during start ({status}); see {}",
+                svc.name,
+                svc.log.display()
+            )));
+        }
+        if let Ok(endpoint) = Channel::from_shared(format!("http://{}", svc.addr))
+            && let Ok(channel) = endpoint
+                .connect_timeout(Duration::from_millis(500))
+                .connect()
+                .await
+        {
+            let mut health = HealthClient::new(channel);
+            let req = HealthCheckRequest {
+                service: health_name.to_string(),
+            };
+            if let Ok(resp) = health.check(req).await
+                && resp.get_ref().status == 1
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(usage(format!(
+                "{} did not become SERVING within {START_TIMEOUT:?}; see {}",
+                svc.name,
+                svc.log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl LocalMesh {
+    /// Starts the agents, then the orchestrator pointed at them.
+    pub async fn start(opts: &MeshOpts) -> Result<Self, CliError> {
+        std::fs::create_dir_all(&opts.dir)
+            .map_err(|e| usage(format!("{}: {e}", opts.dir.display())))?;
+        let dir = opts
+            .dir
+            .canonicalize()
+            .map_err(|e| usage(format!("{}: {e}", opts.dir.display())))?;
+        let port = |offset: u16| {
+            opts.base_port.checked_add(offset).ok_or_else(|| {
+                CliError::new(
+                    Exit::Usage,
+                    format!("--base-port {} is too high", opts.base_port),
+                )
+            })
+        };
+        let mut plan: Vec<(String, &str, SocketAddr)> = vec![
+            (
+                "data".into(),
+                "data",
+                SocketAddr::from(([127, 0, 0, 1], port(1)?)),
+            ),
+            (
+                "analytics".into(),
+                "analytics",
+                SocketAddr::from(([127, 0, 0, 1], port(2)?)),
+            ),
+            (
+                "summary".into(),
+                "summary",
+                SocketAddr::from(([127, 0, 0, 1], port(3)?)),
+            ),
+        ];
+        for r in 2..=opts.analytics_replicas.max(1) {
+            plan.push((
+                format!("analytics-{r}"),
+                "analytics",
+                SocketAddr::from(([127, 0, 0, 1], port(2 + r)?)),
+            ));
+        }
+        let mut mesh = Self {
+            services: Vec::new(),
+        };
+        // Start everything, then wait: the agents start in parallel.
+        for (name, service, addr) in &plan {
+            let svc = spawn(&dir, name, service, *addr, &[]).await?;
+            mesh.services.push(svc);
+        }
+        for svc in &mut mesh.services {
+            if let Err(e) = wait_serving(svc, AGENT_SERVICE_NAME).await {
+                mesh.shutdown().await;
+                return Err(e);
+            }
+        }
+        let mut extra = Vec::new();
+        for (_, _, addr) in &plan {
+            extra.push("--agent".to_string());
+            extra.push(addr.to_string());
+        }
+        let orch_addr = SocketAddr::from(([127, 0, 0, 1], opts.base_port));
+        let mut orch = match spawn(&dir, "orchestrator", "orchestrator", orch_addr, &extra).await {
+            Ok(o) => o,
+            Err(e) => {
+                mesh.shutdown().await;
+                return Err(e);
+            }
+        };
+        let ready = wait_serving(&mut orch, ORCHESTRATOR_SERVICE_NAME).await;
+        mesh.services.push(orch);
+        if let Err(e) = ready {
+            mesh.shutdown().await;
+            return Err(e);
+        }
+        Ok(mesh)
+    }
+
+    /// The orchestrator's address.
+    pub fn orchestrator(&self) -> Option<SocketAddr> {
+        self.services
+            .iter()
+            .find(|s| s.name == "orchestrator")
+            .map(|s| s.addr)
+    }
+
+    /// Resolves when any service exits; returns its name and status.
+    pub async fn any_exit(&mut self) -> (String, String) {
+        loop {
+            for svc in &mut self.services {
+                if let Ok(Some(status)) = svc.child.try_wait() {
+                    return (svc.name.clone(), status.to_string());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops every service: SIGTERM (the orchestrator first), then waits up
+    /// to the grace period, then SIGKILL.
+    pub async fn shutdown(&mut self) {
+        for svc in self.services.iter().rev() {
+            if let Some(pid) = svc.pid().and_then(|p| i32::try_from(p).ok()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        for svc in &mut self.services {
+            if tokio::time::timeout(STOP_GRACE, svc.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = svc.child.start_kill();
+                let _ = svc.child.wait().await;
+            }
+        }
+    }
+}
+
+/// Stops this process gracefully (SIGTERM to itself) when the parent that
+/// started it goes away, so a killed `meshctl up` leaves no orphans.
+fn exit_with_parent() {
+    let parent = nix::unistd::getppid();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if nix::unistd::getppid() != parent {
+                let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+                return;
+            }
+        }
+    });
+}
+
+/// Runs one service in this process: `meshctl serve <service> [args]`.
+pub async fn serve(service: &str, args: Vec<String>) -> Result<(), CliError> {
+    exit_with_parent();
+    let argv = std::iter::once(service.to_string()).chain(args);
+    let fail = |e: String| CliError::new(Exit::Failed, e);
+    let bad = |e: clap::Error| CliError::new(Exit::Usage, e.to_string());
+    use clap::Parser;
+    match service {
+        "data" => {
+            agentmesh_data::cli::run(agentmesh_data::cli::Args::try_parse_from(argv).map_err(bad)?)
+                .await
+                .map_err(|e| fail(e.to_string()))
+        }
+        "analytics" => agentmesh_analytics::cli::run(
+            agentmesh_analytics::cli::Args::try_parse_from(argv).map_err(bad)?,
+        )
+        .await
+        .map_err(|e| fail(e.to_string())),
+        "summary" => agentmesh_summary::cli::run(
+            agentmesh_summary::cli::Args::try_parse_from(argv).map_err(bad)?,
+        )
+        .await
+        .map_err(|e| fail(e.to_string())),
+        "orchestrator" => agentmesh_orchestrator::cli::run(
+            agentmesh_orchestrator::cli::Args::try_parse_from(argv).map_err(bad)?,
+        )
+        .await
+        .map_err(|e| fail(e.to_string())),
+        other => Err(CliError::new(
+            Exit::Usage,
+            format!("unknown service {other:?}: data, analytics, summary or orchestrator"),
+        )),
+    }
+}
