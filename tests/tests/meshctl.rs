@@ -613,6 +613,118 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
     assert_eq!(kinds.last().map(String::as_str), Some("finished"));
     assert!(seqs.len() > 6);
     relay.abort();
+
+    // Ctrl-C in `meshctl run` cancels the run on the orchestrator.
+    let run = Command::new(binary("meshctl"))
+        .args(["--orchestrator", &orch.to_string(), "run", "--out"])
+        .arg(dir.join("canceled"))
+        .arg(GOAL)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = Child(run);
+    let run_id = loop {
+        let runs = client
+            .list_runs(ListRunsRequest { limit: 1 })
+            .await
+            .unwrap()
+            .into_inner()
+            .runs;
+        if let Some(r) = runs.first().filter(|r| r.run_id != run_id) {
+            break r.run_id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = run.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let got = client
+        .get_run(agentmesh_proto::v1::GetRunRequest {
+            run_id: run_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.run.unwrap().state(),
+        agentmesh_proto::v1::RunState::Canceled
+    );
+
+    // `meshctl cancel RUN`.
+    let other = client
+        .submit(SubmitRequest {
+            spec: Some(RunSpec {
+                goal: GOAL.into(),
+                ..RunSpec::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    let (code, out, _) = meshctl(&["--orchestrator", &orch.to_string(), "cancel", &other]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("{other}: CANCELED"));
+    let (code, _, err) = meshctl(&["--orchestrator", &orch.to_string(), "cancel", "no-such-run"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}
+
+#[tokio::test]
+async fn when_one_service_crashes_meshctl_up_stops_the_others() {
+    let dir = temp("crash");
+    let base = free_block();
+    let up = Command::new(binary("meshctl"))
+        .args(["up", "--dir"])
+        .arg(dir.join("mesh"))
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = Child(up);
+    let mut lines = BufReader::new(up.0.stdout.take().unwrap()).lines();
+    let mut summary_pid = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.first() == Some(&"summary") {
+            summary_pid = cols.get(2).and_then(|p| p.parse::<i32>().ok());
+        }
+        if line.starts_with("press Ctrl-C") {
+            break;
+        }
+    }
+    let pid = summary_pid.expect("the table shows the summary agent's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = up.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "meshctl up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut up.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("summary exited"), "{err}");
+    for p in base..base + 4 {
+        assert!(!port_open(p), "port {p} still open: an orphan");
+    }
 }
 
 #[tokio::test]

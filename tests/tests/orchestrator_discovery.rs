@@ -424,3 +424,77 @@ async fn a_replica_that_keeps_failing_is_ejected_and_comes_back_after_the_cool_d
         broken_addr.to_string()
     );
 }
+
+/// A health service with Check only (Watch is UNIMPLEMENTED), as some gRPC
+/// servers in other languages have it.
+struct CheckOnly(Arc<std::sync::atomic::AtomicI32>);
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for CheckOnly {
+    async fn check(
+        &self,
+        _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(
+            tonic_health::pb::HealthCheckResponse {
+                status: self.0.load(Ordering::SeqCst),
+            },
+        ))
+    }
+
+    type WatchStream =
+        tokio_stream::Pending<Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>;
+
+    async fn watch(
+        &self,
+        _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "Watch is not implemented here",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn without_watch_the_orchestrator_falls_back_to_periodic_check() {
+    let status = Arc::new(std::sync::atomic::AtomicI32::new(1));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let health = CheckOnly(Arc::clone(&status));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                agentmesh_proto::v1::agent_service_server::AgentServiceServer::new(
+                    RawAgent::default(),
+                ),
+            )
+            .add_service(tonic_health::pb::health_server::HealthServer::new(health))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let orch = spawn_orchestrator(test_config(&[addr])).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 1).await;
+    assert_eq!(served_by(&mut client, "raw").await, addr.to_string());
+
+    // NOT_SERVING (2) by Check: no new work.
+    status.store(2, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while endpoints(&mut client).await[0].health() != EndpointHealth::NotServing {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Check fallback did not see NOT_SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = run_all(&mut client, spec(vec![step("s", "raw", json!({}))])).await;
+    let f = finished(&events);
+    assert_eq!(
+        (f.state(), f.reason.as_str()),
+        (RunState::Failed, "NO_AGENT_FOR_SKILL"),
+        "{f:?}"
+    );
+    // And back.
+    status.store(1, Ordering::SeqCst);
+    wait_serving_agents(&mut client, 1).await;
+    assert_eq!(served_by(&mut client, "raw").await, addr.to_string());
+}
