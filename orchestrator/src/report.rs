@@ -1,6 +1,6 @@
 //! Report integration: the step outputs of a run become one report,
-//! structured (sections, provenance, artifacts) and rendered as Markdown and
-//! as one self-contained HTML page (charts inline as data URIs, no external
+//! structured (sections, provenance, artifacts) and, for runs started from a
+//! goal, rendered as Markdown and as one self-contained HTML page (charts inline as data URIs, no external
 //! assets, readable on screen and in print).
 //!
 //! Sections follow what each step's skill produces: `summary` → Executive
@@ -30,8 +30,8 @@ pub const HTML_FILE: &str = "report.html";
 pub struct BuiltReport {
     /// The structured report (artifacts listed without bytes).
     pub report: Report,
-    /// Every artifact with its bytes: step artifacts, then report.md and
-    /// report.html.
+    /// Every artifact with its bytes: step artifacts, then (for goals)
+    /// report.md and report.html.
     pub artifacts: Vec<Artifact>,
 }
 
@@ -165,10 +165,14 @@ pub fn integrate(
         summary: headline,
         artifacts: Vec::new(),
     };
-    let markdown = render_markdown(&report, &artifacts, goal, intent, file_name);
-    let html = render_html(&report, &artifacts, goal, intent);
-    artifacts.push(text_artifact(MARKDOWN_FILE, "text/markdown", markdown));
-    artifacts.push(text_artifact(HTML_FILE, "text/html", html));
+    // A goal asks for a report to read; an explicit plan (API use) gets the
+    // structured report only.
+    if intent.is_some() {
+        let markdown = render_markdown(&report, &artifacts, goal, intent, file_name);
+        let html = render_html(&report, &artifacts, goal, intent);
+        artifacts.push(text_artifact(MARKDOWN_FILE, "text/markdown", markdown));
+        artifacts.push(text_artifact(HTML_FILE, "text/html", html));
+    }
     report.artifacts = artifacts.iter().map(without_bytes).collect();
     BuiltReport { report, artifacts }
 }

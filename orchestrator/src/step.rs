@@ -260,14 +260,20 @@ fn validate_output(
     out: AttemptOutput,
 ) -> Result<AttemptOutput, Failure> {
     let invalid = |message: String| Failure::new(ErrorReason::OutputInvalid, message);
+    let value = Value::Object(out.output);
     step.skill
         .schemas
-        .check_output(&out.output)
+        .check_output_value(&value)
         .map_err(|e| invalid(e.message))?;
     let Some(expect) = &step.spec.expect else {
-        return Ok(out);
+        let Value::Object(output) = value else {
+            return Err(invalid("output is not an object".into()));
+        };
+        return Ok(AttemptOutput {
+            output,
+            artifacts: out.artifacts,
+        });
     };
-    let value = Value::Object(out.output);
     for pointer in &expect.non_empty {
         let ok = value
             .pointer(pointer)

@@ -62,6 +62,9 @@ impl SkillSchemas {
         pending: &[&str],
     ) -> Result<(), MeshError> {
         let value = Value::Object(input.clone());
+        if self.input.is_valid(&value) {
+            return Ok(());
+        }
         let about_pending = |err: &jsonschema::ValidationError<'_>| {
             if let jsonschema::error::ValidationErrorKind::Required { property } = err.kind()
                 && property.as_str().is_some_and(|p| pending.contains(&p))
@@ -95,6 +98,11 @@ impl SkillSchemas {
     pub fn check_output(&self, output: &JsonObject) -> Result<(), MeshError> {
         check(&self.output, output, "output", ErrorReason::OutputInvalid)
     }
+
+    /// Checks a task output held as a JSON value (no copy).
+    pub fn check_output_value(&self, output: &Value) -> Result<(), MeshError> {
+        check_value(&self.output, output, "output", ErrorReason::OutputInvalid)
+    }
 }
 
 /// Validates `value` against `validator`, listing the first few violations.
@@ -104,10 +112,22 @@ pub fn check(
     what: &str,
     reason: ErrorReason,
 ) -> Result<(), MeshError> {
-    let value = Value::Object(value.clone());
+    check_value(validator, &Value::Object(value.clone()), what, reason)
+}
+
+/// [`check`] for a value; the valid case costs one `is_valid` pass.
+pub fn check_value(
+    validator: &Validator,
+    value: &Value,
+    what: &str,
+    reason: ErrorReason,
+) -> Result<(), MeshError> {
+    if validator.is_valid(value) {
+        return Ok(());
+    }
     let mut first_field = None;
     let mut problems = Vec::new();
-    for err in validator.iter_errors(&value).take(MAX_LISTED) {
+    for err in validator.iter_errors(value).take(MAX_LISTED) {
         let at = display_path(&err.instance_path().to_string());
         first_field.get_or_insert_with(|| at.clone());
         problems.push(format!("{at}: {err}"));
