@@ -276,8 +276,8 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
     );
 
     // The report as a browser shows it: not blank, every chart visible.
-    // Kept as a CI artifact (.ci/run sets AGENTMESH_ARTIFACTS).
-    let shots = std::env::var_os("AGENTMESH_ARTIFACTS").map_or_else(
+    // Kept as a CI artifact (.ci/run sets CI_ARTIFACTS_DIR).
+    let shots = std::env::var_os("CI_ARTIFACTS_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ci-artifacts"),
         PathBuf::from,
     );
