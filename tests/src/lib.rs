@@ -87,11 +87,12 @@ pub async fn run_skill(
     out
 }
 
-/// Path of a workspace binary, built first if `cargo test` did not build it
-/// (binaries of crates without integration tests are not built by it).
+/// Path of a workspace binary. The first call in a test process runs
+/// `cargo build --workspace --bins`, so every binary is there and current
+/// (`cargo test` alone builds only the binaries of packages with integration
+/// tests, and a stale one from an earlier build must never be used).
 pub fn binary(name: &str) -> std::path::PathBuf {
-    use std::sync::Mutex;
-    static BUILD: Mutex<()> = Mutex::new(());
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     // target/<profile>/deps/<test-exe> → target/<profile>/<name>
     let exe = std::env::current_exe().unwrap();
     let dir = exe
@@ -99,20 +100,29 @@ pub fn binary(name: &str) -> std::path::PathBuf {
         .and_then(std::path::Path::parent)
         .unwrap()
         .to_path_buf();
-    let path = dir.join(name);
-    let _guard = BUILD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !path.exists() {
+    BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--workspace", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building {name} failed");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--workspace", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "building the workspace binaries failed");
+    });
+    dir.join(name)
+}
+
+/// Removes every `AGENTMESH_*` variable from a child's environment, so the
+/// test's own environment cannot change the services' configuration.
+pub fn hermetic(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AGENTMESH_") {
+            cmd.env_remove(key);
+        }
     }
-    path
+    cmd
 }
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves
@@ -184,7 +194,8 @@ pub async fn start_process_env(
     service: &str,
 ) -> Child {
     std::fs::create_dir_all(cwd).unwrap();
-    let child = std::process::Command::new(binary(name))
+    let mut cmd = std::process::Command::new(binary(name));
+    let child = hermetic(&mut cmd)
         .envs(env.iter().copied())
         .arg("--listen")
         .arg(listen.to_string())

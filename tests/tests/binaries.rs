@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agentmesh_e2e::{Child, binary, connect, run_skill, wait_serving};
+use agentmesh_e2e::{Child, binary, connect, hermetic, run_skill, wait_serving};
 use agentmesh_proto::v1::{AGENT_SERVICE_NAME, GetAgentCardRequest};
 use serde_json::json;
 
@@ -21,9 +21,9 @@ async fn agent_binaries_work_with_no_arguments_on_their_default_ports() {
         ("analytics-agent", 50052, "analytics.metrics"),
         ("summary-agent", 50053, "summary.write"),
     ] {
-        let child = Command::new(binary(name))
+        let mut cmd = Command::new(binary(name));
+        let child = hermetic(&mut cmd)
             .current_dir(&cwd)
-            .env_remove("AGENTMESH_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentmesh_e2e::mesh::orchestrator;
-use agentmesh_e2e::{Child, binary, free_port, start_process, start_process_env, wait_serving};
+use agentmesh_e2e::{
+    Child, binary, free_port, hermetic, start_process, start_process_env, wait_serving,
+};
 use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, ListRunsRequest, ORCHESTRATOR_SERVICE_NAME, RunSpec, SubmitRequest,
     WatchRunRequest, run_event::Event,
@@ -27,13 +29,16 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
+/// A meshctl command with none of this process's `AGENTMESH_*` settings.
+fn meshctl_cmd() -> Command {
+    let mut cmd = meshctl_cmd();
+    hermetic(&mut cmd);
+    cmd
+}
+
 /// Runs meshctl to the end: (exit code, stdout, stderr).
 fn meshctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("meshctl"))
-        .args(args)
-        .env_remove("AGENTMESH_ORCHESTRATOR")
-        .output()
-        .unwrap();
+    let out = meshctl_cmd().args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -155,7 +160,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
     let dir = temp("up");
     let base = free_block();
     let addr = format!("127.0.0.1:{base}");
-    let up = Command::new(binary("meshctl"))
+    let up = meshctl_cmd()
         .args(["up", "--dir"])
         .arg(dir.join("mesh"))
         .args(["--base-port", &base.to_string()])
@@ -429,7 +434,7 @@ async fn an_analytics_replica_killed_mid_run_is_rerouted() {
     agentmesh_e2e::mesh::wait_serving_agents(&mut client, 4).await;
 
     let out_dir = dir.join("report");
-    let run = Command::new(binary("meshctl"))
+    let run = meshctl_cmd()
         .args([
             "--orchestrator",
             &orch.to_string(),
@@ -564,7 +569,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
         .unwrap()
         .into_inner()
         .run_id;
-    let watch = Command::new(binary("meshctl"))
+    let watch = meshctl_cmd()
         .args([
             "--orchestrator",
             &front.to_string(),
@@ -615,7 +620,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
     relay.abort();
 
     // Ctrl-C in `meshctl run` cancels the run on the orchestrator.
-    let run = Command::new(binary("meshctl"))
+    let run = meshctl_cmd()
         .args(["--orchestrator", &orch.to_string(), "run", "--out"])
         .arg(dir.join("canceled"))
         .arg(GOAL)
@@ -680,7 +685,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
 async fn when_one_service_crashes_meshctl_up_stops_the_others() {
     let dir = temp("crash");
     let base = free_block();
-    let up = Command::new(binary("meshctl"))
+    let up = meshctl_cmd()
         .args(["up", "--dir"])
         .arg(dir.join("mesh"))
         .args(["--base-port", &base.to_string()])
