@@ -31,7 +31,7 @@ fn temp(name: &str) -> PathBuf {
 
 /// A meshctl command with none of this process's `AGENTMESH_*` settings.
 fn meshctl_cmd() -> Command {
-    let mut cmd = meshctl_cmd();
+    let mut cmd = Command::new(binary("meshctl"));
     hermetic(&mut cmd);
     cmd
 }
