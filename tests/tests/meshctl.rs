@@ -94,7 +94,7 @@ fn screenshot(html: &Path, png: &Path) -> (usize, f64) {
                 .is_ok_and(|o| o.status.success())
         })
         .expect("headless Chromium is needed (Debian package `chromium`; .ci/run installs it)");
-    let profile = png.with_extension("profile");
+    let profile = std::env::temp_dir().join(format!("agentmesh-chromium-{}", std::process::id()));
     let status = Command::new(chromium)
         .args([
             "--headless",
