@@ -274,6 +274,12 @@ pub async fn follow(
                     ui.event(&ev);
                     collect(&mut got, ev);
                     if got.finished.is_some() {
+                        // The server ends the stream after the final event;
+                        // read to the end rather than reset it.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            while stream.next().await.is_some() {}
+                        })
+                        .await;
                         return Ok(got);
                     }
                 }

@@ -85,7 +85,7 @@ impl Case {
             Case::Unary => "unary x3 (raw tonic)",
             Case::Execute => "execute x3 (raw tonic)",
             Case::Hop => "hop: unary to orchestrator",
-            Case::Replay => "replay: WatchRun, same events",
+            Case::Replay => "replay: WatchRun (same events)",
             Case::Orchestrator => "orchestrator Run (3 steps)",
         }
     }
@@ -158,10 +158,30 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
                 .unwrap()
                 .into_inner();
             let mut last = None;
+            let mut retries = Vec::new();
             while let Some(ev) = s.next().await {
-                last = Some(ev.unwrap());
+                let ev = ev.unwrap();
+                if let Some(agentmesh_proto::v1::run_event::Event::StepRetrying(r)) = &ev.event {
+                    retries.push(r.clone());
+                }
+                last = Some(ev);
             }
-            assert!(last.is_some());
+            // Every run must complete, in one attempt per step: a retry
+            // would hide in the latency numbers.
+            let finished = match last.and_then(|e| e.event) {
+                Some(agentmesh_proto::v1::run_event::Event::Finished(f)) => f,
+                other => panic!("run did not finish: {other:?}"),
+            };
+            assert_eq!(
+                finished.state(),
+                agentmesh_proto::v1::RunState::Completed,
+                "{finished:?}"
+            );
+            let report = finished.report.unwrap_or_default();
+            assert!(
+                report.provenance.iter().all(|p| p.attempts == 1),
+                "a step was retried: {retries:?}"
+            );
         }
     }
 }
@@ -186,6 +206,7 @@ fn plan() -> RunSpec {
 struct Stats {
     p50: Duration,
     p99: Duration,
+    max: Duration,
     per_sec: f64,
 }
 
@@ -221,6 +242,7 @@ async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration
     Stats {
         p50: pct(0.50),
         p99: pct(0.99),
+        max: all[all.len() - 1],
         per_sec: all.len() as f64 / elapsed.as_secs_f64(),
     }
 }
@@ -305,8 +327,8 @@ async fn main() {
     }
 
     println!(
-        "{:<28} {:>9} {:>10} {:>10} {:>10}",
-        "case", "in flight", "p50 µs", "p99 µs", "runs/s"
+        "{:<28} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "case", "in flight", "p50 µs", "p99 µs", "max µs", "runs/s"
     );
     for in_flight in [1usize, 64] {
         // A fresh finished run to replay (older ones leave by retention).
@@ -327,16 +349,20 @@ async fn main() {
             Case::Replay,
             Case::Orchestrator,
         ] {
-            if only.as_deref().is_some_and(|o| o != case.name()) {
+            if only
+                .as_deref()
+                .is_some_and(|o| !o.split(',').any(|c| c == case.name()))
+            {
                 continue;
             }
             let s = measure(&clients, case, in_flight, time).await;
             println!(
-                "{:<28} {:>9} {:>10.0} {:>10.0} {:>10.0}",
+                "{:<28} {:>9} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
                 case.name(),
                 in_flight,
                 us(s.p50),
                 us(s.p99),
+                us(s.max),
                 s.per_sec
             );
             results.push(s);

@@ -20,6 +20,8 @@ use tracing::debug;
 
 use crate::store::RunRecord;
 
+/// How long the end of a finished task's stream is waited for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a `CancelTask` for an abandoned attempt may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -151,6 +153,13 @@ pub async fn run(
         };
         lease.as_mut().reset(Instant::now() + spec.lease);
         if collected.take(event, &spec, attempt)? {
+            // Read the stream to its end (trailers) instead of dropping it:
+            // a dropped stream is a RST_STREAM, and servers refuse clients
+            // that reset many streams (HTTP/2 rapid-reset protection).
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                while let Ok(Some(_)) = stream.message().await {}
+            })
+            .await;
             break;
         }
     }
