@@ -118,7 +118,6 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
     ("na", "region", &["North America"]),
     ("amer", "region", &["North America", "Latin America"]),
     ("americas", "region", &["North America", "Latin America"]),
-    ("us", "country", &["United States"]),
     ("usa", "country", &["United States"]),
     ("uk", "country", &["United Kingdom"]),
     ("ecommerce", "channel", &["Online"]),

@@ -208,6 +208,10 @@ fn filters_and_aliases() {
     assert_eq!(i.filters["channel"], vec!["Retail"]);
     let i = ok("UK summary 2024");
     assert_eq!(i.filters["country"], vec!["United Kingdom"]);
+    let i = ok("USA summary 2024");
+    assert_eq!(i.filters["country"], vec!["United States"]);
+    // "us" is a pronoun, not a country.
+    assert!(ok("give us a summary for Q1 2025").filters.is_empty());
 }
 
 #[test]
