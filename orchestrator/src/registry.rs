@@ -72,6 +72,17 @@ struct EndpointState {
     outcomes: VecDeque<bool>,
 }
 
+impl EndpointState {
+    /// The card, if this endpoint may get new work for `skill` now:
+    /// SERVING, not ejected, and its card offers the skill.
+    fn routable(&self, skill: &str, now: Instant) -> Option<&Arc<CardInfo>> {
+        if self.health != EndpointHealth::Serving || self.ejected_until.is_some_and(|t| t > now) {
+            return None;
+        }
+        self.card.as_ref().filter(|c| c.skill(skill).is_some())
+    }
+}
+
 /// One agent replica.
 pub struct Endpoint {
     /// `host:port`.
@@ -336,10 +347,7 @@ impl Registry {
         let mut offered = false;
         for ep in endpoints.values() {
             let st = lock(&ep.state);
-            if st.health != EndpointHealth::Serving || st.ejected_until.is_some_and(|t| t > now) {
-                continue;
-            }
-            let Some(card) = st.card.as_ref().filter(|c| c.skill(skill).is_some()) else {
+            let Some(card) = st.routable(skill, now) else {
                 continue;
             };
             offered = true;
@@ -407,12 +415,7 @@ impl Registry {
             .values()
             .filter_map(|ep| {
                 let st = lock(&ep.state);
-                let usable = st.health == EndpointHealth::Serving
-                    && st.ejected_until.is_none_or(|t| t <= now);
-                let card = st
-                    .card
-                    .as_ref()
-                    .filter(|c| usable && c.skill(skill).is_some())?;
+                let card = st.routable(skill, now)?;
                 Some((ep.in_flight(), ep.address.clone(), card.card.name.clone()))
             })
             .min()

@@ -498,3 +498,49 @@ async fn without_watch_the_orchestrator_falls_back_to_periodic_check() {
     wait_serving_agents(&mut client, 1).await;
     assert_eq!(served_by(&mut client, "raw").await, addr.to_string());
 }
+
+#[tokio::test]
+async fn an_agent_registers_itself_and_deregisters_when_it_shuts_down() {
+    let orch = spawn_orchestrator(test_config(&[])).await;
+    let mut client = orchestrator(orch).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = ServerConfig {
+        registration: Some(agentmesh_runtime::registration::RegistrationConfig {
+            orchestrator: orch.to_string(),
+            advertise: addr.to_string(),
+            lease_ms: 1_500,
+        }),
+        shutdown_grace_ms: 100,
+        ..ServerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(agentmesh_runtime::serve(
+        TestAgent::new("work", &["work"]),
+        listener,
+        cfg,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    wait_serving_agents(&mut client, 1).await;
+    assert!(
+        endpoints(&mut client).await[0]
+            .source
+            .starts_with("registered:")
+    );
+    // It renews: still there after two lease lengths.
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(served_by(&mut client, "work").await, addr.to_string());
+    // Shutting down deregisters at once (well before the lease would expire).
+    drop(stop);
+    let t0 = std::time::Instant::now();
+    while !endpoints(&mut client).await.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_millis(1_000),
+            "not deregistered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.await.unwrap().unwrap();
+}

@@ -79,6 +79,8 @@ pub struct ServerConfig {
     /// Fault injection for resilience drills: every task waits this long
     /// (heartbeating, cancellable) before the agent starts it. 0 = off.
     pub fault_delay_ms: u64,
+    /// Register with an orchestrator (self-registration with a lease).
+    pub registration: Option<crate::registration::RegistrationConfig>,
 }
 
 impl ServerConfig {
@@ -108,6 +110,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 20_000,
             keepalive_ms: 30_000,
             fault_delay_ms: 0,
+            registration: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod event_log;
 pub mod faithfulness;
 pub mod limits;
+pub mod registration;
 pub mod schema;
 pub mod server;
 pub mod service;

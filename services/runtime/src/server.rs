@@ -22,6 +22,7 @@ use agentmesh_proto::v1::agent_service_server::AgentServiceServer;
 use agentmesh_proto::v1::{AGENT_SERVICE_NAME, PROTOCOL_VERSION};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -119,6 +120,19 @@ pub async fn serve<A: Agent>(
     let svc = AgentServiceServer::new(grpc)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
+    // Deregister as soon as shutdown starts, so no new work is sent here.
+    let registered = CancellationToken::new();
+    let _deregister_on_exit = registered.clone().drop_guard();
+    if let Some(reg) = cfg.registration.clone() {
+        tokio::spawn(crate::registration::keep_registered(
+            reg,
+            registered.clone(),
+        ));
+    }
+    let shutdown = async move {
+        shutdown.await;
+        registered.cancel();
+    };
     serve_routes(
         Routes::new(svc),
         listener,

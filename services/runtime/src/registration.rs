@@ -1,0 +1,98 @@
+//! Self-registration: an agent tells an orchestrator where it listens
+//! (`agentmesh.v1.RegistryService.Register`), renews its lease at a third of
+//! the granted time, registers again if the lease was lost, and deregisters
+//! when it shuts down. Useful where there is no DNS to discover agents by.
+
+use std::time::Duration;
+
+use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
+use agentmesh_proto::v1::{DeregisterRequest, RegisterRequest, RenewLeaseRequest};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+/// Where and how to register.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// The orchestrator, `host:port`.
+    pub orchestrator: String,
+    /// The address the orchestrator should dial, `host:port` (the pod IP in
+    /// Kubernetes); required when listening on 0.0.0.0.
+    pub advertise: String,
+    /// Lease asked for, in ms.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    15_000
+}
+
+/// Keeps the registration alive until `stop` is cancelled, then deregisters.
+pub async fn keep_registered(cfg: RegistrationConfig, stop: CancellationToken) {
+    let Ok(endpoint) = Channel::from_shared(format!("http://{}", cfg.orchestrator)) else {
+        warn!(orchestrator = %cfg.orchestrator, "registration: invalid orchestrator address");
+        return;
+    };
+    let mut client = RegistryServiceClient::new(endpoint.connect_lazy());
+    let lease = Duration::from_millis(cfg.lease_ms);
+    let mut retry = Duration::from_millis(200);
+    let mut current: Option<(String, Duration)> = None;
+    loop {
+        let wait = match &current {
+            None => {
+                let req = RegisterRequest {
+                    address: cfg.advertise.clone(),
+                    lease: lease.try_into().ok(),
+                };
+                match client.register(req).await {
+                    Ok(resp) => {
+                        let resp = resp.into_inner();
+                        let ttl = resp
+                            .lease
+                            .and_then(|d| Duration::try_from(d).ok())
+                            .unwrap_or(lease);
+                        info!(orchestrator = %cfg.orchestrator, advertise = %cfg.advertise, lease_ms = ttl.as_millis() as u64, "registered");
+                        current = Some((resp.lease_id, ttl));
+                        retry = Duration::from_millis(200);
+                        ttl / 3
+                    }
+                    Err(status) => {
+                        warn!(%status, "registration failed; retrying");
+                        retry = (retry * 2).min(lease / 3);
+                        retry
+                    }
+                }
+            }
+            Some((id, ttl)) => {
+                let req = RenewLeaseRequest {
+                    lease_id: id.clone(),
+                };
+                match client.renew_lease(req).await {
+                    Ok(_) => *ttl / 3,
+                    Err(status) if status.code() == Code::NotFound => {
+                        warn!("registration lease lost; registering again");
+                        current = None;
+                        Duration::ZERO
+                    }
+                    Err(status) => {
+                        warn!(%status, "lease renewal failed; retrying");
+                        retry
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    if let Some((lease_id, _)) = current {
+        let dereg = client.deregister(DeregisterRequest { lease_id });
+        let _ = tokio::time::timeout(Duration::from_secs(2), dereg).await;
+        info!("deregistered");
+    }
+}
