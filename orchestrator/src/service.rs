@@ -71,20 +71,27 @@ impl Drop for CancelOnDrop {
     }
 }
 
+impl OrchestratorApi {
+    /// Prepares and starts the run a request asks for.
+    async fn accept(
+        &self,
+        spec: Option<&agentmesh_proto::v1::RunSpec>,
+    ) -> Result<crate::engine::Accepted, Status> {
+        let prepared = self
+            .engine
+            .prepare(spec)
+            .await
+            .map_err(MeshError::into_status)?;
+        self.engine.start(prepared).map_err(MeshError::into_status)
+    }
+}
+
 #[tonic::async_trait]
 impl OrchestratorService for OrchestratorApi {
     type RunStream = EventStream;
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<EventStream>, Status> {
-        let prepared = self
-            .engine
-            .prepare(request.get_ref().spec.as_ref())
-            .await
-            .map_err(MeshError::into_status)?;
-        let accepted = self
-            .engine
-            .start(prepared)
-            .map_err(MeshError::into_status)?;
+        let accepted = self.accept(request.get_ref().spec.as_ref()).await?;
         let stream = accepted.run.log.follow(0);
         if !accepted.created {
             // A repeat of an earlier request: follow it, do not own it.
@@ -104,15 +111,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        let prepared = self
-            .engine
-            .prepare(request.get_ref().spec.as_ref())
-            .await
-            .map_err(MeshError::into_status)?;
-        let accepted = self
-            .engine
-            .start(prepared)
-            .map_err(MeshError::into_status)?;
+        let accepted = self.accept(request.get_ref().spec.as_ref()).await?;
         Ok(Response::new(SubmitResponse {
             run_id: accepted.run.id.clone(),
         }))

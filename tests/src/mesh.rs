@@ -324,9 +324,9 @@ impl agentmesh_runtime::Drain for NoDrain {
     fn cancel_all(&self) {}
 }
 
-/// Serves a [`RawAgent`] with health (its Agent service SERVING) on a new
-/// loopback port.
-pub async fn spawn_raw(agent: RawAgent) -> SocketAddr {
+/// Serves an `AgentService` implementation with health (the Agent service
+/// SERVING) on a new loopback port.
+pub async fn spawn_agent_service<S: AgentService>(agent: S) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -341,6 +341,40 @@ pub async fn spawn_raw(agent: RawAgent) -> SocketAddr {
         .await
     });
     addr
+}
+
+/// Serves a [`RawAgent`].
+pub async fn spawn_raw(agent: RawAgent) -> SocketAddr {
+    spawn_agent_service(agent).await
+}
+
+/// One agent and an orchestrator that has discovered it; the agent serves
+/// until this is dropped.
+pub struct Solo {
+    /// The agent's address.
+    pub agent: SocketAddr,
+    /// A client of the orchestrator.
+    pub client: OrchestratorServiceClient<Channel>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `agent` and an orchestrator with it as a static endpoint, and
+/// waits until the orchestrator sees it SERVING.
+pub async fn solo<A: Agent>(agent: A) -> Solo {
+    let (addr, stop) = spawn_agent_at(
+        agent,
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let orch = spawn_orchestrator(test_config(&[addr])).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 1).await;
+    Solo {
+        agent: addr,
+        client,
+        _stop: stop,
+    }
 }
 
 /// Orchestrator settings for tests: fast health checks, short backoff and
@@ -540,22 +574,9 @@ impl AgentService for Impostor {
     }
 }
 
-/// Serves an [`Impostor`] with health on a new loopback port.
+/// Serves an [`Impostor`].
 pub async fn spawn_impostor(agent: Impostor) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        agentmesh_runtime::serve_routes(
-            tonic::service::Routes::new(AgentServiceServer::new(agent)),
-            listener,
-            &ServerConfig::default(),
-            &[AGENT_SERVICE_NAME],
-            &NoDrain,
-            std::future::pending(),
-        )
-        .await
-    });
-    addr
+    spawn_agent_service(agent).await
 }
 
 /// Artifacts streamed as ReportChunk events, reassembled: file name → bytes.

@@ -66,6 +66,21 @@ fn free_block() -> u16 {
     }
 }
 
+/// Waits (bounded) for a child to exit.
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "the process did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
@@ -386,17 +401,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = up.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "meshctl up did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut up, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     for p in base..base + 4 {
         assert!(!port_open(p), "port {p} still open");
@@ -712,17 +717,7 @@ async fn when_one_service_crashes_meshctl_up_stops_the_others() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = up.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "meshctl up did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut up, Duration::from_secs(30));
     assert_eq!(status.code(), Some(1));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut up.0.stderr.take().unwrap(), &mut err).unwrap();

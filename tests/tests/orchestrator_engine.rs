@@ -11,7 +11,6 @@ use agentmesh_proto::v1::{
     CancelRunRequest, FanInPolicy, GetRunRequest, RunState, SubmitRequest, WatchRunRequest,
     run_event::Event,
 };
-use agentmesh_runtime::ServerConfig;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
@@ -34,15 +33,8 @@ fn started_at(events: &[agentmesh_proto::v1::RunEvent], id: &str) -> usize {
 #[tokio::test]
 async fn independent_steps_overlap_and_a_slow_branch_does_not_hold_up_another() {
     let agent = TestAgent::new("work", &["work"]);
-    let (addr, _stop) = spawn_agent_at(
-        agent,
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-    )
-    .await;
-    let orch = spawn_orchestrator(test_config(&[addr])).await;
-    let mut client = orchestrator(orch).await;
-    wait_serving_agents(&mut client, 1).await;
+    let solo = solo(agent).await;
+    let (addr, mut client) = (solo.agent, solo.client.clone());
 
     // slow: 800 ms. fast1 → fast2: 100 ms each, fast2 needs fast1's output.
     let plan = spec(vec![
@@ -245,15 +237,8 @@ async fn a_silent_agent_loses_its_heartbeat_lease_and_is_told_to_cancel() {
 async fn step_and_run_deadlines_stop_the_work_on_the_agent() {
     let agent = TestAgent::new("work", &["work"]);
     let seen = agent.seen.clone();
-    let (addr, _stop) = spawn_agent_at(
-        agent,
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-    )
-    .await;
-    let orch = spawn_orchestrator(test_config(&[addr])).await;
-    let mut client = orchestrator(orch).await;
-    wait_serving_agents(&mut client, 1).await;
+    let solo = solo(agent).await;
+    let mut client = solo.client.clone();
 
     // Step deadline: each attempt gets 200 ms; two attempts.
     let mut slow = step("slow", "work", json!({"sleep_ms": 5_000}));
@@ -311,15 +296,8 @@ async fn step_and_run_deadlines_stop_the_work_on_the_agent() {
 async fn cancel_run_and_a_dropped_run_stream_cancel_the_agents_tasks() {
     let agent = TestAgent::new("work", &["work"]);
     let seen = agent.seen.clone();
-    let (addr, _stop) = spawn_agent_at(
-        agent,
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-    )
-    .await;
-    let orch = spawn_orchestrator(test_config(&[addr])).await;
-    let mut client = orchestrator(orch).await;
-    wait_serving_agents(&mut client, 1).await;
+    let solo = solo(agent).await;
+    let mut client = solo.client.clone();
     let two_slow = || {
         spec(vec![
             step("a", "work", json!({"sleep_ms": 10_000})),
@@ -407,15 +385,8 @@ async fn cancel_run_and_a_dropped_run_stream_cancel_the_agents_tasks() {
 #[tokio::test]
 async fn all_required_fails_the_run_and_best_effort_completes_with_gaps_marked() {
     let agent = TestAgent::new("work", &["work"]);
-    let (addr, _stop) = spawn_agent_at(
-        agent,
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-    )
-    .await;
-    let orch = spawn_orchestrator(test_config(&[addr])).await;
-    let mut client = orchestrator(orch).await;
-    wait_serving_agents(&mut client, 1).await;
+    let solo = solo(agent).await;
+    let mut client = solo.client.clone();
     let plan = || {
         spec(vec![
             step("good", "work", json!({"sleep_ms": 300, "value": 1})),
@@ -466,15 +437,8 @@ async fn all_required_fails_the_run_and_best_effort_completes_with_gaps_marked()
 #[tokio::test]
 async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
     let agent = TestAgent::new("work", &["work"]);
-    let (addr, _stop) = spawn_agent_at(
-        agent,
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-    )
-    .await;
-    let orch = spawn_orchestrator(test_config(&[addr])).await;
-    let mut client = orchestrator(orch).await;
-    wait_serving_agents(&mut client, 1).await;
+    let solo = solo(agent).await;
+    let mut client = solo.client.clone();
     let plan = spec(vec![
         step("a", "work", json!({"sleep_ms": 100})),
         with_ref(
@@ -558,15 +522,8 @@ async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
 async fn bad_plans_and_requests_get_invalid_argument_naming_the_problem() {
     use agentmesh_proto::v1::{PlanStep, RunSpec};
     let agent = TestAgent::new("work", &["work"]);
-    let (addr, _stop) = spawn_agent_at(
-        agent,
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-    )
-    .await;
-    let orch = spawn_orchestrator(test_config(&[addr])).await;
-    let mut client = orchestrator(orch).await;
-    wait_serving_agents(&mut client, 1).await;
+    let solo = solo(agent).await;
+    let (addr, mut client) = (solo.agent, solo.client.clone());
 
     let ok = || step("a", "work", json!({}));
     type Case = (
