@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::{Artifact, Deliverable, Part, Provenance, Report, ReportSection, part};
+use agentmesh_runtime::faithfulness;
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -235,35 +236,12 @@ fn bytes_of(a: &Artifact) -> (&[u8], &str) {
 }
 
 fn money(v: &Value) -> String {
-    let Some(x) = v.as_f64() else {
-        return "n/a".into();
-    };
-    let a = x.abs();
-    let s = if a >= 1e9 {
-        format!("${:.2}B", a / 1e9)
-    } else if a >= 1e6 {
-        format!("${:.2}M", a / 1e6)
-    } else if a >= 1e3 {
-        format!("${:.1}K", a / 1e3)
-    } else {
-        format!("${a:.0}")
-    };
-    if x < 0.0 { format!("-{s}") } else { s }
+    v.as_f64().map_or_else(|| "n/a".into(), faithfulness::money)
 }
 
 fn count(v: &Value) -> String {
-    let Some(x) = v.as_f64() else {
-        return "n/a".into();
-    };
-    let digits = format!("{:.0}", x.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if x < 0.0 { format!("-{out}") } else { out }
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), faithfulness::thousands)
 }
 
 fn pct(v: &Value) -> String {

@@ -244,6 +244,24 @@ fn status_event(task_id: &str, seq: u64, state: TaskState, last: bool) -> TaskEv
     }
 }
 
+/// WORKING, a result with `output`, COMPLETED: a task that went well.
+fn completed_stream(id: &str, output: agentmesh_proto::prost_types::Struct) -> TaskStream {
+    let events = vec![
+        status_event(id, 1, TaskState::Working, false),
+        TaskEvent {
+            task_id: id.into(),
+            seq: 2,
+            time: None,
+            event: Some(task_event::Event::Result(TaskResult {
+                output: Some(output),
+                artifact_ids: vec![],
+            })),
+        },
+        status_event(id, 3, TaskState::Completed, true),
+    ];
+    Box::pin(tokio_stream::iter(events.into_iter().map(Ok)))
+}
+
 #[tonic::async_trait]
 impl AgentService for RawAgent {
     async fn get_agent_card(
@@ -278,31 +296,19 @@ impl AgentService for RawAgent {
             }
         };
         let id = req.task_id.clone();
-        let events = match mode {
-            RawMode::Unavailable => return Err(Status::unavailable("raw agent: not now")),
+        match mode {
+            RawMode::Unavailable => Err(Status::unavailable("raw agent: not now")),
             RawMode::Silent => {
                 let first = tokio_stream::once(Ok(status_event(&id, 1, TaskState::Working, false)));
-                return Ok(Response::new(Box::pin(
+                Ok(Response::new(Box::pin(
                     first.chain(tokio_stream::pending()),
-                )));
+                )))
             }
-            RawMode::Echo => vec![
-                status_event(&id, 1, TaskState::Working, false),
-                TaskEvent {
-                    task_id: id.clone(),
-                    seq: 2,
-                    time: None,
-                    event: Some(task_event::Event::Result(TaskResult {
-                        output: Some(to_struct(&from_opt_struct(req.input.as_ref()))),
-                        artifact_ids: vec![],
-                    })),
-                },
-                status_event(&id, 3, TaskState::Completed, true),
-            ],
-        };
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            events.into_iter().map(Ok),
-        ))))
+            RawMode::Echo => Ok(Response::new(completed_stream(
+                &id,
+                to_struct(&from_opt_struct(req.input.as_ref())),
+            ))),
+        }
     }
 
     async fn cancel_task(
@@ -493,6 +499,48 @@ pub async fn run_all(
     events
 }
 
+/// Every event of run `run_id` after `after`, until the run's log ends.
+pub async fn watch_to_end(
+    client: &mut OrchestratorServiceClient<Channel>,
+    run_id: &str,
+    after: u64,
+) -> Vec<RunEvent> {
+    let mut stream = client
+        .watch_run(agentmesh_proto::v1::WatchRunRequest {
+            run_id: run_id.into(),
+            after_seq: after,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(ev) = stream.next().await {
+        events.push(ev.unwrap());
+    }
+    events
+}
+
+/// The newest run other than `except`, waiting (bounded) for one to appear.
+pub async fn newest_run(client: &mut OrchestratorServiceClient<Channel>, except: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = client
+            .list_runs(agentmesh_proto::v1::ListRunsRequest { limit: 1 })
+            .await
+            .unwrap()
+            .into_inner()
+            .runs;
+        if let Some(r) = runs.first().filter(|r| r.run_id != except) {
+            return r.run_id.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new run appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The events' payloads.
 pub fn kinds(events: &[RunEvent]) -> Vec<&run_event::Event> {
     events.iter().filter_map(|e| e.event.as_ref()).collect()
@@ -546,22 +594,7 @@ impl AgentService for Impostor {
         let Value::Object(bogus) = json!({"bogus": true}) else {
             unreachable!()
         };
-        let events = vec![
-            status_event(&id, 1, TaskState::Working, false),
-            TaskEvent {
-                task_id: id.clone(),
-                seq: 2,
-                time: None,
-                event: Some(task_event::Event::Result(TaskResult {
-                    output: Some(to_struct(&bogus)),
-                    artifact_ids: vec![],
-                })),
-            },
-            status_event(&id, 3, TaskState::Completed, true),
-        ];
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            events.into_iter().map(Ok),
-        ))))
+        Ok(Response::new(completed_stream(&id, to_struct(&bogus))))
     }
 
     async fn cancel_task(

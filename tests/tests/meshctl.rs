@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentmesh_e2e::mesh::orchestrator;
+use agentmesh_e2e::mesh::{newest_run, orchestrator};
 use agentmesh_e2e::{
     Child, binary, free_port, hermetic, start_process, start_process_env, wait_serving,
 };
 use agentmesh_proto::v1::{
-    AGENT_SERVICE_NAME, ListRunsRequest, ORCHESTRATOR_SERVICE_NAME, RunSpec, SubmitRequest,
-    WatchRunRequest, run_event::Event,
+    AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunSpec, SubmitRequest, WatchRunRequest,
+    run_event::Event,
 };
 use agentmesh_runtime::faithfulness;
 use serde_json::Value;
@@ -455,18 +455,7 @@ async fn an_analytics_replica_killed_mid_run_is_rerouted() {
         .unwrap();
     let mut run = Child(run);
     // Find the run, and wait for the metrics step to start on the slow replica.
-    let run_id = loop {
-        let runs = client
-            .list_runs(ListRunsRequest { limit: 1 })
-            .await
-            .unwrap()
-            .into_inner()
-            .runs;
-        if let Some(r) = runs.first() {
-            break r.run_id.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let run_id = newest_run(&mut client, "").await;
     let mut events = client
         .watch_run(WatchRunRequest {
             run_id,
@@ -634,18 +623,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
         .spawn()
         .unwrap();
     let mut run = Child(run);
-    let run_id = loop {
-        let runs = client
-            .list_runs(ListRunsRequest { limit: 1 })
-            .await
-            .unwrap()
-            .into_inner()
-            .runs;
-        if let Some(r) = runs.first().filter(|r| r.run_id != run_id) {
-            break r.run_id.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let run_id = newest_run(&mut client, &run_id).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.0.id() as i32),

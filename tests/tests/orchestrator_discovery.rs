@@ -12,7 +12,7 @@ use agentmesh_e2e::mesh::*;
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{
     EndpointHealth, ListAgentsRequest, RegisterRequest, RenewLeaseRequest, RunRequest, RunState,
-    SubmitRequest, WatchRunRequest, run_event::Event,
+    SubmitRequest, run_event::Event,
 };
 use agentmesh_runtime::ServerConfig;
 use hickory_resolver::proto::op::{Message, ResponseCode};
@@ -269,18 +269,7 @@ async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
     }
     // The runs started before the changes completed.
     for run_id in early_runs {
-        let mut w = client
-            .watch_run(WatchRunRequest {
-                run_id,
-                after_seq: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut events = Vec::new();
-        while let Some(ev) = w.next().await {
-            events.push(ev.unwrap());
-        }
+        let events = watch_to_end(&mut client, &run_id, 0).await;
         assert_eq!(finished(&events).state(), RunState::Completed);
     }
 }

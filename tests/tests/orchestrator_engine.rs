@@ -477,17 +477,7 @@ async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
     drop(first);
     let last = seen.last().unwrap().seq;
     // Reconnect after the last sequence number received.
-    let mut rest = client
-        .watch_run(WatchRunRequest {
-            run_id: run_id.clone(),
-            after_seq: last,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(ev) = rest.next().await {
-        seen.push(ev.unwrap());
-    }
+    seen.extend(watch_to_end(&mut client, &run_id, last).await);
     let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
     assert_eq!(
         seqs,
@@ -496,18 +486,7 @@ async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
     );
     assert_eq!(finished(&seen).state(), RunState::Completed);
     // The whole log, read again, is the same.
-    let mut again = client
-        .watch_run(WatchRunRequest {
-            run_id: run_id.clone(),
-            after_seq: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut all = Vec::new();
-    while let Some(ev) = again.next().await {
-        all.push(ev.unwrap());
-    }
+    let all = watch_to_end(&mut client, &run_id, 0).await;
     assert_eq!(all, seen);
     let got = client
         .get_run(GetRunRequest { run_id })

@@ -36,6 +36,35 @@ impl Report {
     }
 }
 
+/// Money as agentmesh writes it, and [`figures`] reads it back: `$1.20B`,
+/// `$12.35M`, `$412.5k`, `$950`.
+pub fn money(x: f64) -> String {
+    let a = x.abs();
+    let s = if a >= 1e9 {
+        format!("${:.2}B", a / 1e9)
+    } else if a >= 1e6 {
+        format!("${:.2}M", a / 1e6)
+    } else if a >= 1e3 {
+        format!("${:.1}k", a / 1e3)
+    } else {
+        format!("${a:.0}")
+    };
+    if x < 0.0 { format!("-{s}") } else { s }
+}
+
+/// A count with thousands separators: `16194.0` → `"16,194"`.
+pub fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 { format!("-{out}") } else { out }
+}
+
 /// The strings under `label` keys anywhere in `v` (period names such as
 /// `Q2 2025`, which are not figures), longest first.
 pub fn labels(v: &Value) -> Vec<String> {

@@ -68,7 +68,7 @@ impl SummaryAgent {
 
 /// The figures a language model may use, written as the check reads them.
 pub fn facts(metrics: &Value) -> Vec<String> {
-    use writer::{money, thousands};
+    use agentmesh_runtime::faithfulness::{money, thousands};
     let mut out = Vec::new();
     let t = &metrics["totals"];
     out.extend(

@@ -7,6 +7,7 @@
 //! figure is printed from the metrics with the rounding the faithfulness
 //! check expects.
 
+use agentmesh_runtime::faithfulness::{money, thousands};
 use serde_json::Value;
 
 /// A written summary.
@@ -38,31 +39,6 @@ impl Summary {
         s.push_str(&format!("\n**Recommendation:** {}\n", self.recommendation));
         s
     }
-}
-
-/// `$12.35M`, `$412.5k`.
-pub fn money(x: f64) -> String {
-    let a = x.abs();
-    if a >= 1e6 {
-        format!("${:.2}M", a / 1e6)
-    } else if a >= 1e3 {
-        format!("${:.1}k", a / 1e3)
-    } else {
-        format!("${a:.0}")
-    }
-}
-
-/// `16194.0` → `"16,194"`.
-pub fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if x < 0.0 { format!("-{out}") } else { out }
 }
 
 fn pct(x: f64) -> String {
