@@ -10,6 +10,11 @@ mod output;
 
 use clap::Parser;
 
+// mimalloc: the services allocate and free many small objects per request
+// across worker threads; measured in docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::args::{Cli, Command};
 use crate::client::{CliError, Exit};
 

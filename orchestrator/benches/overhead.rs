@@ -4,7 +4,10 @@
 //! 1. `unary x3`: three `grpc.health.v1.Health/Check` unary calls in
 //!    parallel, one per no-op agent (a plain tonic fan-out);
 //! 2. `execute x3`: three `ExecuteTask` streams straight to the agents,
-//!    read to the end (the calls the orchestrator makes);
+//!    read to the end, with only task id and skill set; and `execute x3,
+//!    full`: the same calls carrying everything the orchestrator's calls
+//!    carry (input, run id, idempotency key, deadline and `grpc-timeout`,
+//!    heartbeat interval, trace context), which the agent acts on;
 //! 3. `hop`: one unary `Health/Check` to the orchestrator: the client's
 //!    own round trip to it, which any orchestrator adds once per run;
 //! 4. `replay`: `WatchRun` of a finished run of the same plan: streaming
@@ -19,20 +22,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use agentmesh_orchestrator::OrchestratorConfig;
 use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
+use agentmesh_proto::v1::orchestrator_service_server::{
+    OrchestratorService, OrchestratorServiceServer,
+};
 use agentmesh_proto::v1::{
-    AgentCard, EndpointHealth, ExecuteTaskRequest, ListAgentsRequest, PlanSpec, PlanStep,
-    RunRequest, RunSpec, SubmitRequest, WatchRunRequest,
+    AgentCard, EndpointHealth, ExecuteTaskRequest, ListAgentsRequest, PlanSpec, PlanStep, RunEvent,
+    RunFinished, RunPlanned, RunRequest, RunSpec, RunState, StepCompleted, StepStarted,
+    StepTaskEvent, SubmitRequest, TaskEvent, TaskState, TraceContext, WatchRunRequest, run_event,
+    task_event,
 };
 use agentmesh_runtime::{Agent, ServerConfig, SkillSpec, Task, TaskContext, TaskError, TaskOutput};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SKILLS: [&str; 3] = ["noop.a", "noop.b", "noop.c"];
 
@@ -52,6 +63,159 @@ impl Agent for Noop {
     }
 }
 
+/// The floor: a minimal relay with the orchestrator's API shape and none of
+/// its machinery (no validation, routing, retries, leases, store or
+/// report). `Run` spawns one task that sends the same three `ExecuteTask`
+/// calls and streams the same 11 kinds of events through a channel.
+#[derive(Clone)]
+struct Relay {
+    agents: Vec<(&'static str, AgentServiceClient<Channel>)>,
+}
+
+type RelayStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<RunEvent, tonic::Status>> + Send>>;
+
+fn relay_event(run_id: &str, seq: &mut u64, event: run_event::Event) -> RunEvent {
+    *seq += 1;
+    RunEvent {
+        run_id: run_id.to_string(),
+        seq: *seq,
+        time: Some(SystemTime::now().into()),
+        event: Some(event),
+    }
+}
+
+#[tonic::async_trait]
+impl OrchestratorService for Relay {
+    type RunStream = RelayStream;
+    type WatchRunStream = RelayStream;
+
+    async fn run(
+        &self,
+        _: tonic::Request<RunRequest>,
+    ) -> Result<tonic::Response<RelayStream>, tonic::Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let agents = self.agents.clone();
+        tokio::spawn(async move {
+            let run_id = uuid::Uuid::new_v4().to_string();
+            let seq = std::sync::Mutex::new(0u64);
+            let send = |e: run_event::Event| {
+                let ev = relay_event(&run_id, &mut seq.lock().unwrap(), e);
+                let _ = tx.try_send(Ok(ev));
+            };
+            send(run_event::Event::Planned(RunPlanned::default()));
+            let steps = agents.into_iter().map(|(skill, mut client)| {
+                let send = &send;
+                let run_id = &run_id;
+                async move {
+                    send(run_event::Event::StepStarted(StepStarted {
+                        step_id: skill.into(),
+                        ..StepStarted::default()
+                    }));
+                    let request = full_request(run_id, skill);
+                    let mut s = client.execute_task(request).await.unwrap().into_inner();
+                    let mut output = None;
+                    while let Some(ev) = s.next().await {
+                        match ev.unwrap().event {
+                            Some(task_event::Event::Status(st))
+                                if st.state() == TaskState::Working =>
+                            {
+                                send(run_event::Event::StepEvent(StepTaskEvent {
+                                    step_id: skill.into(),
+                                    attempt: 1,
+                                    event: Some(TaskEvent {
+                                        event: Some(task_event::Event::Status(st)),
+                                        ..TaskEvent::default()
+                                    }),
+                                }));
+                            }
+                            Some(task_event::Event::Result(r)) => output = r.output,
+                            _ => {}
+                        }
+                    }
+                    send(run_event::Event::StepCompleted(StepCompleted {
+                        step_id: skill.into(),
+                        output,
+                        provenance: None,
+                    }));
+                }
+            });
+            futures_util::future::join_all(steps).await;
+            send(run_event::Event::Finished(RunFinished {
+                state: RunState::Completed.into(),
+                ..RunFinished::default()
+            }));
+        });
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+    async fn submit(
+        &self,
+        _: tonic::Request<SubmitRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::SubmitResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+    async fn get_run(
+        &self,
+        _: tonic::Request<agentmesh_proto::v1::GetRunRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::GetRunResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+    async fn watch_run(
+        &self,
+        _: tonic::Request<WatchRunRequest>,
+    ) -> Result<tonic::Response<RelayStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+    async fn cancel_run(
+        &self,
+        _: tonic::Request<agentmesh_proto::v1::CancelRunRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::CancelRunResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+    async fn list_runs(
+        &self,
+        _: tonic::Request<agentmesh_proto::v1::ListRunsRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::ListRunsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+    async fn plan(
+        &self,
+        _: tonic::Request<agentmesh_proto::v1::PlanRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::PlanResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+    async fn list_agents(
+        &self,
+        _: tonic::Request<ListAgentsRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::ListAgentsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
+}
+
+/// The request the orchestrator sends for a step, built the same way.
+fn full_request(run_id: &str, skill: &str) -> tonic::Request<ExecuteTaskRequest> {
+    let deadline = Duration::from_secs(60);
+    let mut request = tonic::Request::new(ExecuteTaskRequest {
+        task_id: format!("{run_id}/{skill}/1"),
+        run_id: run_id.to_string(),
+        skill_id: skill.into(),
+        input: Some(agentmesh_proto::prost_types::Struct::default()),
+        idempotency_key: format!("{run_id}/{skill}"),
+        attempt: 1,
+        deadline: Some((SystemTime::now() + deadline).into()),
+        heartbeat_interval: Duration::from_secs(1).try_into().ok(),
+        trace: Some(TraceContext {
+            traceparent: agentmesh_runtime::telemetry::new_traceparent(),
+            tracestate: String::new(),
+        }),
+        ..ExecuteTaskRequest::default()
+    });
+    request.set_timeout(deadline);
+    request
+}
+
 async fn channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -67,6 +231,7 @@ struct Clients {
     agents: Vec<AgentServiceClient<Channel>>,
     orch: OrchestratorServiceClient<Channel>,
     orch_health: HealthClient<Channel>,
+    relay: OrchestratorServiceClient<Channel>,
     finished_run: String,
 }
 
@@ -74,7 +239,9 @@ struct Clients {
 enum Case {
     Unary,
     Execute,
+    ExecuteFull,
     Hop,
+    Relay,
     Replay,
     Orchestrator,
 }
@@ -84,7 +251,9 @@ impl Case {
         match self {
             Case::Unary => "unary x3 (raw tonic)",
             Case::Execute => "execute x3 (raw tonic)",
+            Case::ExecuteFull => "execute x3, full (raw tonic)",
             Case::Hop => "hop: unary to orchestrator",
+            Case::Relay => "floor: minimal relay Run",
             Case::Replay => "replay: WatchRun (same events)",
             Case::Orchestrator => "orchestrator Run (3 steps)",
         }
@@ -126,6 +295,37 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
                 }
             });
             futures_util::future::join_all(calls).await;
+        }
+        Case::ExecuteFull => {
+            let calls = c.agents.iter().zip(SKILLS).map(|(a, skill)| {
+                let mut a = a.clone();
+                async move {
+                    let run_id = uuid::Uuid::new_v4().to_string();
+                    let mut s = a
+                        .execute_task(full_request(&run_id, skill))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    while let Some(ev) = s.next().await {
+                        ev.unwrap();
+                    }
+                }
+            });
+            futures_util::future::join_all(calls).await;
+        }
+        Case::Relay => {
+            let mut s = c
+                .relay
+                .run(RunRequest { spec: Some(plan()) })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut n = 0;
+            while let Some(ev) = s.next().await {
+                ev.unwrap();
+                n += 1;
+            }
+            assert_eq!(n, 11);
         }
         Case::Hop => {
             c.orch_health
@@ -208,6 +408,7 @@ struct Stats {
     p99: Duration,
     max: Duration,
     per_sec: f64,
+    cpu_per_run: Duration,
 }
 
 async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration) -> Stats {
@@ -216,6 +417,7 @@ async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration
     for n in 0..200 {
         one_run(&mut warm, case, n).await;
     }
+    let cpu_before = process_cpu();
     let start = Instant::now();
     let until = start + time;
     let workers = (0..in_flight).map(|w| {
@@ -237,6 +439,7 @@ async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration
         all.extend(w.unwrap());
     }
     let elapsed = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Stats {
@@ -244,7 +447,23 @@ async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration
         p99: pct(0.99),
         max: all[all.len() - 1],
         per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        cpu_per_run: cpu / u32::try_from(all.len()).unwrap_or(u32::MAX),
     }
+}
+
+/// CPU time used so far by this process's live threads (the runtime's
+/// workers do all the work): the sum of each thread's time on a CPU, in
+/// nanoseconds, from `/proc/self/task/*/schedstat`.
+fn process_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -313,11 +532,29 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The floor relay, with its own connections to the agents.
+    let mut relay = Relay { agents: Vec::new() };
+    for (addr, skill) in addrs.iter().zip(SKILLS) {
+        relay
+            .agents
+            .push((skill, AgentServiceClient::new(channel(*addr).await)));
+    }
+    let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay_listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OrchestratorServiceServer::new(relay))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(relay_listener)
+                    .with_nodelay(Some(true)),
+            ),
+    );
     let mut clients = Clients {
         health: Vec::new(),
         agents: Vec::new(),
         orch,
         orch_health: HealthClient::new(orch_channel),
+        relay: OrchestratorServiceClient::new(channel(relay_addr).await),
         finished_run: String::new(),
     };
     for addr in &addrs {
@@ -327,8 +564,8 @@ async fn main() {
     }
 
     println!(
-        "{:<28} {:>9} {:>10} {:>10} {:>10} {:>10}",
-        "case", "in flight", "p50 µs", "p99 µs", "max µs", "runs/s"
+        "{:<30} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}",
+        "case", "in flight", "p50 µs", "p99 µs", "max µs", "runs/s", "CPU µs/run"
     );
     for in_flight in [1usize, 64] {
         // A fresh finished run to replay (older ones leave by retention).
@@ -345,8 +582,10 @@ async fn main() {
         for case in [
             Case::Unary,
             Case::Execute,
+            Case::ExecuteFull,
             Case::Hop,
             Case::Replay,
+            Case::Relay,
             Case::Orchestrator,
         ] {
             if only
@@ -357,52 +596,63 @@ async fn main() {
             }
             let s = measure(&clients, case, in_flight, time).await;
             println!(
-                "{:<28} {:>9} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
+                "{:<30} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>11.0}",
                 case.name(),
                 in_flight,
                 us(s.p50),
                 us(s.p99),
                 us(s.max),
-                s.per_sec
+                s.per_sec,
+                us(s.cpu_per_run),
             );
             results.push(s);
         }
-        if results.len() < 5 {
+        if results.len() < 7 {
             continue;
         }
-        let (unary, exec, hop, replay, orch) = (
-            &results[0],
-            &results[1],
-            &results[2],
-            &results[3],
-            &results[4],
-        );
+        let [unary, exec, full, hop, replay, relay, orch] = &results[..] else {
+            unreachable!()
+        };
         // Latency view: what the orchestrator adds to the critical path,
-        // beyond the raw fan-out and the client's own hop, per step.
-        let own = (us(orch.p50) - us(exec.p50) - us(hop.p50)) / 3.0;
+        // beyond the same three calls made directly and the client's own
+        // hop, per step.
+        let per_step = |base: &Stats| (us(orch.p50) - us(base.p50) - us(hop.p50)) / 3.0;
         println!(
-            "  p50: orchestrator {:.0} µs = execute x3 {:.0} + hop {:.0} + {:.1} µs per step ({:.2}x the raw fan-out; {:.2}x unary x3)",
+            "  p50: orchestrator {:.0} µs = execute x3, full {:.0} + hop {:.0} + {:.1} µs per step ({:.1} µs per step against execute x3 with bare requests; {:.2}x unary x3)",
             us(orch.p50),
-            us(exec.p50),
+            us(full.p50),
             us(hop.p50),
-            own,
-            us(orch.p50) / us(exec.p50),
+            per_step(full),
+            per_step(exec),
             us(orch.p50) / us(unary.p50),
         );
-        // Throughput view: CPU time per run at saturation (everything runs
+        // Throughput view: wall time per run at saturation (everything runs
         // in this process on the same cores).
         let cost = |s: &Stats| 1e6 / s.per_sec;
         println!(
-            "  runs/s: orchestrator costs {:.0} µs per run vs execute x3 {:.0} + hop {:.0}: {:.1} µs per step",
+            "  runs/s: orchestrator costs {:.0} µs per run vs execute x3, full {:.0} + hop {:.0}: {:.1} µs per step",
             cost(orch),
-            cost(exec),
+            cost(full),
             cost(hop),
-            (cost(orch) - cost(exec) - cost(hop)) / 3.0,
+            (cost(orch) - cost(full) - cost(hop)) / 3.0,
+        );
+        println!(
+            "  CPU: orchestrator {:.0} µs per run vs execute x3, full {:.0} + hop {:.0}: {:.1} µs per step",
+            us(orch.cpu_per_run),
+            us(full.cpu_per_run),
+            us(hop.cpu_per_run),
+            (us(orch.cpu_per_run) - us(full.cpu_per_run) - us(hop.cpu_per_run)) / 3.0,
+        );
+        println!(
+            "  floor: the minimal relay costs {:.1} µs per step at p50 and {:.1} µs of CPU per step; the orchestrator {:.1} µs per step at p50 more than the relay",
+            (us(relay.p50) - us(full.p50) - us(hop.p50)) / 3.0,
+            (us(relay.cpu_per_run) - us(full.cpu_per_run) - us(hop.cpu_per_run)) / 3.0,
+            (us(orch.p50) - us(relay.p50)) / 3.0,
         );
         println!(
             "  delegation alone (events streamed as in replay): {:.1} µs per step at p50, {:.1} µs per step from runs/s",
-            (us(orch.p50) - us(exec.p50) - us(replay.p50)) / 3.0,
-            (cost(orch) - cost(exec) - cost(replay)) / 3.0,
+            (us(orch.p50) - us(full.p50) - us(replay.p50)) / 3.0,
+            (cost(orch) - cost(full) - cost(replay)) / 3.0,
         );
     }
     println!(

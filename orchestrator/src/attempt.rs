@@ -74,6 +74,8 @@ impl Failure {
 pub struct AttemptOutput {
     /// The result's output.
     pub output: JsonObject,
+    /// The same output as the agent sent it (passed on to clients as is).
+    pub output_pb: Option<agentmesh_proto::prost_types::Struct>,
     /// Artifacts, reassembled from chunks.
     pub artifacts: Vec<Artifact>,
 }
@@ -109,9 +111,14 @@ pub async fn run(
     let attempt = request.attempt;
     let mut request = tonic::Request::new(request);
     request.set_timeout(spec.deadline.saturating_duration_since(Instant::now()));
-    let stop = spec.run.stop.clone();
+    let stopped_now = spec.run.stop.cancelled();
+    tokio::pin!(stopped_now);
 
-    let lease = tokio::time::sleep(spec.lease);
+    // The lease timer is not reset on every event: it fires at the end of
+    // the lease counted from the last event seen when it was armed, and is
+    // re-armed from the latest event if one came since.
+    let mut last_seen = Instant::now();
+    let lease = tokio::time::sleep_until(last_seen + spec.lease);
     tokio::pin!(lease);
     let deadline = tokio::time::sleep_until(spec.deadline);
     tokio::pin!(deadline);
@@ -122,14 +129,14 @@ pub async fn run(
             Err(status) => return Err(Failure::from_status(&status)),
         },
         () = &mut deadline => return Err(deadline_failure()),
-        () = stop.cancelled() => return Err(stopped(spec.run)),
+        () = &mut stopped_now => return Err(stopped(spec.run)),
     };
 
     let mut collected = Collected::default();
     loop {
         let next = tokio::select! {
             biased;
-            () = stop.cancelled() => {
+            () = &mut stopped_now => {
                 cancel_remote(&mut client, &task_id, "run stopped").await;
                 return Err(stopped(spec.run));
             }
@@ -138,6 +145,11 @@ pub async fn run(
                 return Err(deadline_failure());
             }
             () = &mut lease => {
+                let renewed = last_seen + spec.lease;
+                if renewed > Instant::now() {
+                    lease.as_mut().reset(renewed);
+                    continue;
+                }
                 cancel_remote(&mut client, &task_id, "heartbeat lease lost").await;
                 return Err(Failure::new(
                     ErrorReason::AgentUnavailable,
@@ -151,7 +163,7 @@ pub async fn run(
             Ok(None) => break,
             Err(status) => return Err(Failure::from_status(&status)),
         };
-        lease.as_mut().reset(Instant::now() + spec.lease);
+        last_seen = Instant::now();
         if collected.take(event, &spec, attempt)? {
             // Read the stream to its end (trailers) instead of dropping it:
             // a dropped stream is a RST_STREAM, and servers refuse clients
@@ -167,6 +179,7 @@ pub async fn run(
         (_, Some(f)) => Err(f),
         (Some(output), None) => Ok(AttemptOutput {
             output,
+            output_pb: collected.output_pb,
             artifacts: collected.artifacts,
         }),
         (None, None) => Err(Failure::new(
@@ -179,6 +192,7 @@ pub async fn run(
 #[derive(Default)]
 struct Collected {
     output: Option<JsonObject>,
+    output_pb: Option<agentmesh_proto::prost_types::Struct>,
     failure: Option<Failure>,
     artifacts: Vec<Artifact>,
     artifact_bytes: usize,
@@ -206,6 +220,7 @@ impl Collected {
             Some(task_event::Event::Heartbeat(_)) | None => Ok(false),
             Some(task_event::Event::Result(r)) => {
                 self.output = Some(from_opt_struct(r.output.as_ref()));
+                self.output_pb = r.output;
                 Ok(false)
             }
             Some(task_event::Event::Failure(f)) => {

@@ -179,9 +179,10 @@ pub async fn run_step(
                     earlier_endpoints: earlier,
                 };
                 drop(slot);
+                let output = out.output_pb.unwrap_or_else(|| to_struct(&out.output));
                 run.append(run_event::Event::StepCompleted(StepCompleted {
                     step_id: id.to_string(),
-                    output: Some(to_struct(&out.output)),
+                    output: Some(output),
                     provenance: Some(provenance.clone()),
                 }));
                 return Ok(StepResult {
@@ -271,6 +272,7 @@ fn validate_output(
         };
         return Ok(AttemptOutput {
             output,
+            output_pb: out.output_pb,
             artifacts: out.artifacts,
         });
     };
@@ -321,6 +323,7 @@ fn validate_output(
     };
     Ok(AttemptOutput {
         output,
+        output_pb: out.output_pb,
         artifacts: out.artifacts,
     })
 }

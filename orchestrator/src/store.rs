@@ -176,9 +176,11 @@ impl MemoryStore {
 }
 
 impl MemoryInner {
-    /// Drops the oldest finished runs while more than `retained` are kept.
-    /// Runs still executing are skipped (admission bounds their number).
-    fn evict(&mut self, retained: usize) {
+    /// Removes the oldest finished runs while more than `retained` are
+    /// kept, and returns them. Runs still executing are skipped (admission
+    /// bounds their number).
+    fn evict(&mut self, retained: usize) -> Vec<Arc<RunRecord>> {
+        let mut evicted = Vec::new();
         let mut i = 0;
         while self.runs.len() > retained && i < self.order.len() {
             let finished = self
@@ -193,8 +195,25 @@ impl MemoryInner {
                 && let Some(run) = self.runs.remove(&id)
             {
                 self.keys.remove(&run.idempotency_key);
+                evicted.push(run);
             }
         }
+        evicted
+    }
+}
+
+/// Frees evicted runs off the caller's path: a finished run holds every
+/// event and output it had, and freeing them on the request path that
+/// admitted a new run would delay that run's start.
+fn release(evicted: Vec<Arc<RunRecord>>) {
+    if evicted.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move { drop(evicted) });
+        }
+        Err(_) => drop(evicted),
     }
 }
 
@@ -215,7 +234,9 @@ impl RunStore for MemoryStore {
         }
         inner.order.push_back(run.id.clone());
         inner.runs.insert(run.id.clone(), Arc::clone(&run));
-        inner.evict(self.retained);
+        let evicted = inner.evict(self.retained);
+        drop(inner);
+        release(evicted);
         run
     }
 

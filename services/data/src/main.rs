@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// mimalloc: the services allocate and free many small objects per request
+// across worker threads; measured in docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     agentmesh_data::cli::run(agentmesh_data::cli::Args::parse()).await?;

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// mimalloc: the services allocate and free many small objects per request
+// across worker threads; measured in docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     agentmesh_summary::cli::run(agentmesh_summary::cli::Args::parse()).await?;
