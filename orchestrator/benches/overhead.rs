@@ -276,42 +276,20 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
             futures_util::future::join_all(calls).await;
         }
         Case::Execute => {
-            let calls = c.agents.iter().zip(SKILLS).map(|(a, skill)| {
-                let mut a = a.clone();
-                async move {
-                    let mut s = a
-                        .execute_task(ExecuteTaskRequest {
-                            task_id: format!("bench-{skill}-{n}-{}", fastrand::u64(..)),
-                            skill_id: skill.into(),
-                            attempt: 1,
-                            ..ExecuteTaskRequest::default()
-                        })
-                        .await
-                        .unwrap()
-                        .into_inner();
-                    while let Some(ev) = s.next().await {
-                        ev.unwrap();
-                    }
-                }
-            });
-            futures_util::future::join_all(calls).await;
+            execute_x3(&c.agents, |skill| {
+                tonic::Request::new(ExecuteTaskRequest {
+                    task_id: format!("bench-{skill}-{n}-{}", fastrand::u64(..)),
+                    skill_id: skill.into(),
+                    attempt: 1,
+                    ..ExecuteTaskRequest::default()
+                })
+            })
+            .await;
         }
         Case::ExecuteFull => {
-            let calls = c.agents.iter().zip(SKILLS).map(|(a, skill)| {
-                let mut a = a.clone();
-                async move {
-                    let run_id = uuid::Uuid::new_v4().to_string();
-                    let mut s = a
-                        .execute_task(full_request(&run_id, skill))
-                        .await
-                        .unwrap()
-                        .into_inner();
-                    while let Some(ev) = s.next().await {
-                        ev.unwrap();
-                    }
-                }
-            });
-            futures_util::future::join_all(calls).await;
+            // One run id for the three calls, as the orchestrator sends.
+            let run_id = uuid::Uuid::new_v4().to_string();
+            execute_x3(&c.agents, |skill| full_request(&run_id, skill)).await;
         }
         Case::Relay => {
             let mut s = c
@@ -384,6 +362,25 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
             );
         }
     }
+}
+
+/// Three `ExecuteTask` calls in parallel, one per agent, each read to the
+/// end of its stream.
+async fn execute_x3(
+    agents: &[AgentServiceClient<Channel>],
+    request: impl Fn(&'static str) -> tonic::Request<ExecuteTaskRequest>,
+) {
+    let calls = agents.iter().zip(SKILLS).map(|(a, skill)| {
+        let mut a = a.clone();
+        let request = request(skill);
+        async move {
+            let mut s = a.execute_task(request).await.unwrap().into_inner();
+            while let Some(ev) = s.next().await {
+                ev.unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(calls).await;
 }
 
 fn plan() -> RunSpec {
