@@ -48,6 +48,18 @@ pub async fn connect(addr: std::net::SocketAddr) -> AgentServiceClient<Channel> 
     AgentServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024)
 }
 
+/// The card of the agent at `addr`.
+pub async fn agent_card(addr: std::net::SocketAddr) -> agentmesh_proto::v1::AgentCard {
+    connect(addr)
+        .await
+        .get_agent_card(agentmesh_proto::v1::GetAgentCardRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .card
+        .unwrap()
+}
+
 /// Runs one skill and collects its outcome.
 pub async fn run_skill(
     client: &mut AgentServiceClient<Channel>,

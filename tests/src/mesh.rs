@@ -487,16 +487,31 @@ pub async fn run_all(
     client: &mut OrchestratorServiceClient<Channel>,
     spec: RunSpec,
 ) -> Vec<RunEvent> {
-    let mut stream = client
+    let stream = client
         .run(RunRequest { spec: Some(spec) })
         .await
         .unwrap()
         .into_inner();
+    collect_events(stream).await
+}
+
+/// Every event of a `Run` or `WatchRun` stream, until it ends.
+async fn collect_events(mut stream: tonic::Streaming<RunEvent>) -> Vec<RunEvent> {
     let mut events = Vec::new();
     while let Some(ev) = stream.next().await {
         events.push(ev.unwrap());
     }
     events
+}
+
+/// Submits `spec` and returns the run's id.
+pub async fn submit(client: &mut OrchestratorServiceClient<Channel>, spec: RunSpec) -> String {
+    client
+        .submit(agentmesh_proto::v1::SubmitRequest { spec: Some(spec) })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id
 }
 
 /// Every event of run `run_id` after `after`, until the run's log ends.
@@ -505,7 +520,7 @@ pub async fn watch_to_end(
     run_id: &str,
     after: u64,
 ) -> Vec<RunEvent> {
-    let mut stream = client
+    let stream = client
         .watch_run(agentmesh_proto::v1::WatchRunRequest {
             run_id: run_id.into(),
             after_seq: after,
@@ -513,11 +528,7 @@ pub async fn watch_to_end(
         .await
         .unwrap()
         .into_inner();
-    let mut events = Vec::new();
-    while let Some(ev) = stream.next().await {
-        events.push(ev.unwrap());
-    }
-    events
+    collect_events(stream).await
 }
 
 /// The newest run other than `except`, waiting (bounded) for one to appear.

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agentmesh_e2e::{Child, binary, connect, hermetic, run_skill, wait_serving};
-use agentmesh_proto::v1::{AGENT_SERVICE_NAME, GetAgentCardRequest};
+use agentmesh_e2e::{Child, agent_card, binary, connect, hermetic, run_skill, wait_serving};
+use agentmesh_proto::v1::AGENT_SERVICE_NAME;
 use serde_json::json;
 
 #[tokio::test]
@@ -31,14 +31,7 @@ async fn agent_binaries_work_with_no_arguments_on_their_default_ports() {
         children.push(Child(child));
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_serving(addr, AGENT_SERVICE_NAME, Duration::from_secs(60)).await;
-        let mut client = connect(addr).await;
-        let card = client
-            .get_agent_card(GetAgentCardRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .card
-            .unwrap();
+        let card = agent_card(addr).await;
         assert!(
             card.skills.iter().any(|s| s.id == skill),
             "{name} offers {skill}"

@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use agentmesh_e2e::mesh::*;
-use agentmesh_e2e::{connect, start_mesh};
+use agentmesh_e2e::{agent_card, start_mesh};
 use agentmesh_proto::json::from_opt_struct;
-use agentmesh_proto::v1::{
-    Deliverable, GetAgentCardRequest, PlanRequest, RunSpec, RunState, run_event::Event,
-};
+use agentmesh_proto::v1::{Deliverable, PlanRequest, RunSpec, RunState, run_event::Event};
 use agentmesh_runtime::faithfulness;
 use serde_json::Value;
 
@@ -156,14 +154,7 @@ async fn an_output_that_violates_the_schema_is_retried_on_another_replica() {
     // 127.0.0.1 sorts first, so it gets the first attempts.
     let real = {
         let mut mesh = start_mesh(&dir, &[]).await;
-        let mut analytics = connect(mesh.analytics).await;
-        let card = analytics
-            .get_agent_card(GetAgentCardRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .card
-            .unwrap();
+        let card = agent_card(mesh.analytics).await;
         mesh.children.pop(); // stop this orchestrator; a new one sees the impostor too
         (mesh, card)
     };

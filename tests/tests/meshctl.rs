@@ -12,8 +12,7 @@ use agentmesh_e2e::{
     Child, binary, free_port, hermetic, start_process, start_process_env, wait_serving,
 };
 use agentmesh_proto::v1::{
-    AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunSpec, SubmitRequest, WatchRunRequest,
-    run_event::Event,
+    AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunSpec, WatchRunRequest, run_event::Event,
 };
 use agentmesh_runtime::faithfulness;
 use serde_json::Value;
@@ -552,17 +551,14 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
 
     let front = free_port([127, 0, 0, 1]);
     let mut relay = proxy(front, orch).await;
-    let run_id = client
-        .submit(SubmitRequest {
-            spec: Some(RunSpec {
-                goal: GOAL.into(),
-                ..RunSpec::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run_id;
+    let run_id = agentmesh_e2e::mesh::submit(
+        &mut client,
+        RunSpec {
+            goal: GOAL.into(),
+            ..RunSpec::default()
+        },
+    )
+    .await;
     let watch = meshctl_cmd()
         .args([
             "--orchestrator",
@@ -645,17 +641,14 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
     );
 
     // `meshctl cancel RUN`.
-    let other = client
-        .submit(SubmitRequest {
-            spec: Some(RunSpec {
-                goal: GOAL.into(),
-                ..RunSpec::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run_id;
+    let other = agentmesh_e2e::mesh::submit(
+        &mut client,
+        RunSpec {
+            goal: GOAL.into(),
+            ..RunSpec::default()
+        },
+    )
+    .await;
     let (code, out, _) = meshctl(&["--orchestrator", &orch.to_string(), "cancel", &other]);
     assert_eq!(code, 0);
     assert_eq!(out.trim(), format!("{other}: CANCELED"));

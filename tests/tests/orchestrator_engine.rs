@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use agentmesh_e2e::mesh::*;
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::{
-    CancelRunRequest, FanInPolicy, GetRunRequest, RunState, SubmitRequest, WatchRunRequest,
-    run_event::Event,
+    CancelRunRequest, FanInPolicy, GetRunRequest, RunState, WatchRunRequest, run_event::Event,
 };
 use serde_json::json;
 use tokio_stream::StreamExt;
@@ -306,14 +305,7 @@ async fn cancel_run_and_a_dropped_run_stream_cancel_the_agents_tasks() {
     };
 
     // Submit, wait until both tasks run, CancelRun.
-    let run_id = client
-        .submit(SubmitRequest {
-            spec: Some(two_slow()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run_id;
+    let run_id = submit(&mut client, two_slow()).await;
     while seen.started.load(Ordering::SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -454,12 +446,7 @@ async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
             "/agent",
         ),
     ]);
-    let run_id = client
-        .submit(SubmitRequest { spec: Some(plan) })
-        .await
-        .unwrap()
-        .into_inner()
-        .run_id;
+    let run_id = submit(&mut client, plan).await;
 
     // First connection: read 4 events, then drop it mid-run.
     let mut first = client
