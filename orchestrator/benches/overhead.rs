@@ -18,7 +18,9 @@
 //! overhead per step against both baselines, and peak RSS.
 //!
 //! `cargo bench -p agentmesh-orchestrator --bench overhead` (set
-//! `BENCH_SECONDS` to change the time per case; default 5).
+//! `BENCH_SECONDS` to change the time per case, default 5; `BENCH_ONLY`
+//! to a `;` list of case names; `BENCH_IN_FLIGHT` to a comma list of
+//! concurrency levels, default `1,64`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -564,7 +566,11 @@ async fn main() {
         "{:<30} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}",
         "case", "in flight", "p50 µs", "p99 µs", "max µs", "runs/s", "CPU µs/run"
     );
-    for in_flight in [1usize, 64] {
+    let levels: Vec<usize> = std::env::var("BENCH_IN_FLIGHT")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 64]);
+    for in_flight in levels {
         // A fresh finished run to replay (older ones leave by retention).
         clients.finished_run = clients
             .orch
@@ -587,7 +593,7 @@ async fn main() {
         ] {
             if only
                 .as_deref()
-                .is_some_and(|o| !o.split(',').any(|c| c == case.name()))
+                .is_some_and(|o| !o.split(';').any(|c| c.trim() == case.name()))
             {
                 continue;
             }
@@ -602,13 +608,34 @@ async fn main() {
                 s.per_sec,
                 us(s.cpu_per_run),
             );
-            results.push(s);
+            results.push((case, s));
         }
-        if results.len() < 7 {
+        let get = |c: Case| results.iter().find(|(k, _)| *k == c).map(|(_, s)| s);
+        // The single-run view alone, when only its cases ran.
+        if let (Some(full), Some(hop), Some(orch)) = (
+            get(Case::ExecuteFull),
+            get(Case::Hop),
+            get(Case::Orchestrator),
+        ) && results.len() < 7
+        {
+            println!(
+                "  p50: orchestrator {:.0} µs = execute x3, full {:.0} + hop {:.0} + {:.1} µs per step",
+                us(orch.p50),
+                us(full.p50),
+                us(hop.p50),
+                (us(orch.p50) - us(full.p50) - us(hop.p50)) / 3.0,
+            );
+        }
+        let (Some(unary), Some(exec), Some(full), Some(hop), Some(replay), Some(relay), Some(orch)) = (
+            get(Case::Unary),
+            get(Case::Execute),
+            get(Case::ExecuteFull),
+            get(Case::Hop),
+            get(Case::Replay),
+            get(Case::Relay),
+            get(Case::Orchestrator),
+        ) else {
             continue;
-        }
-        let [unary, exec, full, hop, replay, relay, orch] = &results[..] else {
-            unreachable!()
         };
         // Latency view: what the orchestrator adds to the critical path,
         // beyond the same three calls made directly and the client's own

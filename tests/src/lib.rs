@@ -99,6 +99,15 @@ pub async fn run_skill(
     out
 }
 
+/// A fresh folder under the system's temp folder, named for the test,
+/// removed with everything in it when the returned value is dropped.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("agentmesh-{name}-"))
+        .tempdir()
+        .unwrap()
+}
+
 /// Path of a workspace binary. The first call in a test process runs
 /// `cargo build --workspace --bins`, so every binary is there and current
 /// (`cargo test` alone builds only the binaries of packages with integration

@@ -7,14 +7,16 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agentmesh_e2e::{Child, agent_card, binary, connect, hermetic, run_skill, wait_serving};
+use agentmesh_e2e::{
+    Child, agent_card, binary, connect, hermetic, run_skill, temp_dir, wait_serving,
+};
 use agentmesh_proto::v1::AGENT_SERVICE_NAME;
 use serde_json::json;
 
 #[tokio::test]
 async fn agent_binaries_work_with_no_arguments_on_their_default_ports() {
-    let cwd = std::env::temp_dir().join(format!("agentmesh-binaries-{}", std::process::id()));
-    std::fs::create_dir_all(&cwd).unwrap();
+    let tmp = temp_dir("binaries");
+    let cwd = tmp.path().to_path_buf();
     let mut children = Vec::new();
     for (name, port, skill) in [
         ("data-agent", 50051, "sales.extract"),

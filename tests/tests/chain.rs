@@ -5,13 +5,14 @@
 
 use agentmesh_analytics::AnalyticsAgent;
 use agentmesh_data::{DataAgent, DataConfig};
-use agentmesh_e2e::{connect, run_skill, spawn_agent};
+use agentmesh_e2e::{connect, run_skill, spawn_agent, temp_dir};
 use agentmesh_summary::SummaryAgent;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn data_analytics_summary_chained_by_hand() {
-    let root = std::env::temp_dir().join(format!("agentmesh-chain-{}", std::process::id()));
+    let tmp = temp_dir("chain");
+    let root = tmp.path().to_path_buf();
     let cfg = DataConfig {
         root: root.clone(),
         ..DataConfig::default()

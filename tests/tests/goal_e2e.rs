@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use agentmesh_e2e::mesh::*;
-use agentmesh_e2e::{agent_card, start_mesh};
+use agentmesh_e2e::{agent_card, start_mesh, temp_dir};
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::{Deliverable, PlanRequest, RunSpec, RunState, run_event::Event};
 use agentmesh_runtime::faithfulness;
@@ -36,7 +36,8 @@ fn output_of(events: &[agentmesh_proto::v1::RunEvent], skill_step: &str) -> Valu
 
 #[tokio::test]
 async fn the_reference_goal_produces_an_integrated_report() {
-    let dir = std::env::temp_dir().join(format!("agentmesh-goal-{}", std::process::id()));
+    let tmp = temp_dir("goal");
+    let dir = tmp.path().to_path_buf();
     let mesh = start_mesh(&dir, &[]).await;
     let mut client = orchestrator(mesh.orchestrator).await;
     wait_serving_agents(&mut client, 3).await;
@@ -149,7 +150,8 @@ async fn the_reference_goal_produces_an_integrated_report() {
 
 #[tokio::test]
 async fn an_output_that_violates_the_schema_is_retried_on_another_replica() {
-    let dir = std::env::temp_dir().join(format!("agentmesh-impostor-{}", std::process::id()));
+    let tmp = temp_dir("impostor");
+    let dir = tmp.path().to_path_buf();
     // The mesh's analytics agent listens on 127.0.0.2; the impostor on
     // 127.0.0.1 sorts first, so it gets the first attempts.
     let real = {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agentmesh_e2e::mesh::{newest_run, orchestrator};
 use agentmesh_e2e::{
-    Child, binary, free_port, hermetic, start_process, start_process_env, wait_serving,
+    Child, binary, free_port, hermetic, start_process, start_process_env, temp_dir, wait_serving,
 };
 use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunSpec, WatchRunRequest, run_event::Event,
@@ -21,11 +21,11 @@ use tokio_stream::StreamExt;
 const GOAL: &str =
     "Generate a Q2 sales performance report with visualizations and an executive summary";
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("agentmesh-meshctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder for one test, removed when the returned value is dropped.
+fn temp(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = temp_dir(&format!("meshctl-{name}"));
+    let path = dir.path().to_path_buf();
+    (dir, path)
 }
 
 /// A meshctl command with none of this process's `AGENTMESH_*` settings.
@@ -108,7 +108,7 @@ fn screenshot(html: &Path, png: &Path) -> (usize, f64) {
                 .is_ok_and(|o| o.status.success())
         })
         .expect("headless Chromium is needed (Debian package `chromium`; .ci/run installs it)");
-    let profile = std::env::temp_dir().join(format!("agentmesh-chromium-{}", std::process::id()));
+    let profile = temp_dir("chromium");
     let status = Command::new(chromium)
         .args([
             "--headless",
@@ -121,7 +121,7 @@ fn screenshot(html: &Path, png: &Path) -> (usize, f64) {
             "--hide-scrollbars",
             "--window-size=1280,5200",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", html.display()))
         .stdout(Stdio::null())
@@ -171,7 +171,7 @@ fn screenshot(html: &Path, png: &Path) -> (usize, f64) {
 
 #[tokio::test]
 async fn meshctl_up_then_goals_as_a_user_runs_them() {
-    let dir = temp("up");
+    let (_tmp, dir) = temp("up");
     let base = free_block();
     let addr = format!("127.0.0.1:{base}");
     let up = meshctl_cmd()
@@ -409,7 +409,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
 
 #[tokio::test]
 async fn an_analytics_replica_killed_mid_run_is_rerouted() {
-    let dir = temp("kill");
+    let (_tmp, dir) = temp("kill");
     let data = free_port([127, 0, 0, 1]);
     let slow = free_port([127, 0, 0, 1]);
     let fast = free_port([127, 0, 0, 2]);
@@ -525,7 +525,7 @@ async fn proxy(listen: SocketAddr, target: SocketAddr) -> tokio::task::JoinHandl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
-    let dir = temp("watch");
+    let (_tmp, dir) = temp("watch");
     let data = free_port([127, 0, 0, 1]);
     let analytics = free_port([127, 0, 0, 1]);
     let summary = free_port([127, 0, 0, 1]);
@@ -659,7 +659,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
 
 #[tokio::test]
 async fn when_one_service_crashes_meshctl_up_stops_the_others() {
-    let dir = temp("crash");
+    let (_tmp, dir) = temp("crash");
     let base = free_block();
     let up = meshctl_cmd()
         .args(["up", "--dir"])
@@ -700,7 +700,7 @@ async fn when_one_service_crashes_meshctl_up_stops_the_others() {
 
 #[tokio::test]
 async fn meshctl_demo_writes_the_report_and_leaves_nothing_running() {
-    let dir = temp("demo");
+    let (_tmp, dir) = temp("demo");
     let base = free_block();
     let out_dir = dir.join("report");
     let (code, out, err) = meshctl(&[

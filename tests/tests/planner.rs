@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use agentmesh_analytics::AnalyticsAgent;
 use agentmesh_data::{DataAgent, DataConfig};
 use agentmesh_e2e::mesh::*;
-use agentmesh_e2e::spawn_agent;
+use agentmesh_e2e::{spawn_agent, temp_dir};
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::{AgentCard, PlanRequest, RunPlanned, RunSpec, RunState};
@@ -55,17 +55,18 @@ impl Agent for Brief {
     }
 }
 
-async fn data_agent() -> SocketAddr {
-    let root = std::env::temp_dir().join(format!("agentmesh-planner-{}", std::process::id()));
+/// A data agent on a fresh root (removed when the returned folder is dropped).
+async fn data_agent() -> (tempfile::TempDir, SocketAddr) {
+    let tmp = temp_dir("planner");
     let cfg = DataConfig {
-        root,
+        root: tmp.path().to_path_buf(),
         ..DataConfig::default()
     };
     let data = tokio::task::spawn_blocking(move || DataAgent::open(&cfg))
         .await
         .unwrap()
         .unwrap();
-    spawn_agent(data).await
+    (tmp, spawn_agent(data).await)
 }
 
 async fn plan(
@@ -95,7 +96,7 @@ fn skills(p: &RunPlanned) -> Vec<String> {
 
 #[tokio::test]
 async fn plans_chain_skills_by_kind_and_a_new_agent_is_used_without_code_changes() {
-    let data = data_agent().await;
+    let (_data_root, data) = data_agent().await;
     let analytics = spawn_agent(AnalyticsAgent).await;
     // Only data + brief: charts cannot be made.
     let brief = spawn_agent(Brief).await;
@@ -197,10 +198,10 @@ async fn plans_chain_skills_by_kind_and_a_new_agent_is_used_without_code_changes
 
 #[tokio::test]
 async fn a_playbook_fixes_the_plan_for_its_intent_and_a_bad_one_stops_the_start() {
-    let data = data_agent().await;
+    let (_data_root, data) = data_agent().await;
     let analytics = spawn_agent(AnalyticsAgent).await;
-    let dir = std::env::temp_dir().join(format!("agentmesh-playbooks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = temp_dir("playbooks");
+    let dir = tmp.path().to_path_buf();
     std::fs::write(
         dir.join("metrics-by-country.toml"),
         r#"

@@ -12,11 +12,11 @@ use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-fn temp_root(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("agentmesh-data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh data root, removed when the returned value is dropped.
+fn temp_root(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = agentmesh_e2e::temp_dir(&format!("data-{name}"));
+    let root = dir.path().to_path_buf();
+    (dir, root)
 }
 
 async fn start(cfg: DataConfig) -> AgentServiceClient<Channel> {
@@ -36,7 +36,7 @@ fn sum_revenue(db: &std::path::Path, start: &str, end: &str, region: Option<&str
 
 #[tokio::test]
 async fn embedded_source_describe_and_extract() {
-    let root = temp_root("embedded");
+    let (_tmp, root) = temp_root("embedded");
     let cfg = DataConfig {
         root: root.clone(),
         ..DataConfig::default()
@@ -165,7 +165,7 @@ async fn embedded_source_describe_and_extract() {
 
 #[tokio::test]
 async fn csv_folder_source() {
-    let root = temp_root("csv");
+    let (_tmp, root) = temp_root("csv");
     let dir = root.join("exports");
     std::fs::create_dir_all(&dir).unwrap();
     let header = "order_id,order_date,region,country,product_line,product,channel,units,unit_price,discount,revenue,cost\n";
@@ -203,7 +203,7 @@ async fn csv_folder_source() {
 
 #[test]
 fn paths_outside_the_data_root_are_refused() {
-    let root = temp_root("outside");
+    let (_tmp, root) = temp_root("outside");
     let cfg = DataConfig {
         root,
         source: SourceKind::Sqlite,

@@ -289,9 +289,8 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order() {
-        let dir = std::env::temp_dir().join(format!("agentmesh-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("c.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
         std::fs::write(
             &file,
             "[server]\nlisten = \"127.0.0.1:7000\"\nmax_concurrent_tasks = 3\n[telemetry]\nlog_filter = \"debug\"\n",
