@@ -265,6 +265,7 @@ impl Engine {
         };
         self.finish(&run, &prepared, outcomes);
         self.release();
+        self.store.finished(&run);
     }
 
     /// Runs the DAG: starts every step whose dependencies have completed,

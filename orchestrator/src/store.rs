@@ -144,11 +144,16 @@ pub trait RunStore: Send + Sync {
     fn get(&self, id: &str) -> Option<Arc<RunRecord>>;
     /// Up to `limit` runs, newest first.
     fn list(&self, limit: usize) -> Vec<Arc<RunRecord>>;
+    /// `run` has finished (its last event is stored). The store may now
+    /// drop older finished runs to stay within its retention bound; this is
+    /// called after the run's final event is out, off every request path.
+    fn finished(&self, run: &RunRecord);
 }
 
-/// In-memory runs; beyond `retained` runs the oldest finished ones are
-/// dropped. Running runs are never dropped (admission bounds their number),
-/// so at most `retained + max_active_runs` runs are held.
+/// In-memory runs; when a run finishes and more than `retained` runs are
+/// kept, the oldest finished ones are dropped. Running runs are never
+/// dropped (admission bounds their number), so at most
+/// `retained + max_active_runs` runs are held.
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
     retained: usize,
@@ -202,21 +207,6 @@ impl MemoryInner {
     }
 }
 
-/// Frees evicted runs off the caller's path: a finished run holds every
-/// event and output it had, and freeing them on the request path that
-/// admitted a new run would delay that run's start.
-fn release(evicted: Vec<Arc<RunRecord>>) {
-    if evicted.is_empty() {
-        return;
-    }
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(async move { drop(evicted) });
-        }
-        Err(_) => drop(evicted),
-    }
-}
-
 impl RunStore for MemoryStore {
     fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
         let mut inner = self.lock();
@@ -234,10 +224,14 @@ impl RunStore for MemoryStore {
         }
         inner.order.push_back(run.id.clone());
         inner.runs.insert(run.id.clone(), Arc::clone(&run));
-        let evicted = inner.evict(self.retained);
-        drop(inner);
-        release(evicted);
         run
+    }
+
+    fn finished(&self, _run: &RunRecord) {
+        let evicted = self.lock().evict(self.retained);
+        // Freed here, outside the lock: a finished run holds every event
+        // and output it had.
+        drop(evicted);
     }
 
     fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
@@ -271,8 +265,16 @@ mod tests {
         let store = MemoryStore::new(3);
         let running = store.insert(Arc::new(RunRecord::new("g".into(), String::new())));
         let a = store.insert(finished_run(""));
+        store.finished(&a);
         let b = store.insert(finished_run(""));
+        store.finished(&b);
         let c = store.insert(finished_run(""));
+        assert_eq!(
+            store.list(10).len(),
+            4,
+            "nothing is dropped until a run finishes"
+        );
+        store.finished(&c);
         assert!(store.get(&running.id).is_some(), "a running run is kept");
         assert!(store.get(&a.id).is_none(), "the oldest finished run goes");
         assert!(store.get(&b.id).is_some() && store.get(&c.id).is_some());
