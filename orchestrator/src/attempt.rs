@@ -167,11 +167,13 @@ pub async fn run(
         if collected.take(event, &spec, attempt)? {
             // Read the stream to its end (trailers) instead of dropping it:
             // a dropped stream is a RST_STREAM, and servers refuse clients
-            // that reset many streams (HTTP/2 rapid-reset protection).
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-                while let Ok(Some(_)) = stream.message().await {}
-            })
-            .await;
+            // that reset many streams (HTTP/2 rapid-reset protection). The
+            // trailers are usually here already; only then is a timer set.
+            let mut rest =
+                std::pin::pin!(async { while let Ok(Some(_)) = stream.message().await {} });
+            if futures_util::poll!(rest.as_mut()).is_pending() {
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, rest).await;
+            }
             break;
         }
     }

@@ -390,6 +390,10 @@ impl Registry {
         wait: Duration,
         stop: &CancellationToken,
     ) -> Result<Slot, NoSlot> {
+        // The common case: a replica is free now, no waiting needed.
+        if let Ok(slot) = self.try_acquire(skill, avoid) {
+            return Ok(slot);
+        }
         let until = Instant::now() + wait;
         loop {
             let notified = self.changed.notified();
