@@ -35,6 +35,20 @@ fn meshctl_cmd() -> Command {
     cmd
 }
 
+/// `meshctl up` with its services under `dir/mesh` on ports from `base`;
+/// its stdout (the table of services) is piped.
+fn meshctl_up(dir: &Path, base: u16, stderr: Stdio) -> Child {
+    let up = meshctl_cmd()
+        .args(["up", "--dir"])
+        .arg(dir.join("mesh"))
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    Child(up)
+}
+
 /// Runs meshctl to the end: (exit code, stdout, stderr).
 fn meshctl(args: &[&str]) -> (i32, String, String) {
     let out = meshctl_cmd().args(args).output().unwrap();
@@ -174,15 +188,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
     let (_tmp, dir) = temp("up");
     let base = free_block();
     let addr = format!("127.0.0.1:{base}");
-    let up = meshctl_cmd()
-        .args(["up", "--dir"])
-        .arg(dir.join("mesh"))
-        .args(["--base-port", &base.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut up = Child(up);
+    let mut up = meshctl_up(&dir, base, Stdio::null());
     wait_serving(
         SocketAddr::from(([127, 0, 0, 1], base)),
         ORCHESTRATOR_SERVICE_NAME,
@@ -661,15 +667,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
 async fn when_one_service_crashes_meshctl_up_stops_the_others() {
     let (_tmp, dir) = temp("crash");
     let base = free_block();
-    let up = meshctl_cmd()
-        .args(["up", "--dir"])
-        .arg(dir.join("mesh"))
-        .args(["--base-port", &base.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = Child(up);
+    let mut up = meshctl_up(&dir, base, Stdio::piped());
     let mut lines = BufReader::new(up.0.stdout.take().unwrap()).lines();
     let mut summary_pid = None;
     for line in lines.by_ref() {
