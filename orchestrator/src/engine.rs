@@ -245,6 +245,10 @@ impl Engine {
     }
 
     async fn drive(self: Arc<Self>, run: Arc<RunRecord>, prepared: Prepared, clock: RunClock) {
+        let _driving = Driving {
+            engine: Arc::clone(&self),
+            run: Arc::clone(&run),
+        };
         let clock = Arc::new(clock);
         let dag = Arc::clone(&self).execute(
             Arc::clone(&run),
@@ -264,8 +268,6 @@ impl Engine {
             }
         };
         self.finish(&run, &prepared, outcomes);
-        self.release();
-        self.store.finished(&run);
     }
 
     /// Runs the DAG: starts every step whose dependencies have completed,
@@ -478,6 +480,35 @@ fn first_reason(outcomes: &[Outcome]) -> String {
         .unwrap_or_default()
 }
 
+/// Held by a run's task for as long as it drives the run. When it goes
+/// (the run finished, or its task ended early: a panic, or the runtime
+/// shutting down), the run's admission slot is given back and the store may
+/// retire older runs; a run left unfinished is finished as failed, so that
+/// nobody following it waits forever.
+struct Driving {
+    engine: Arc<Engine>,
+    run: Arc<RunRecord>,
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        if !self.run.log.is_closed() {
+            let message = "internal error: the orchestrator stopped driving this run";
+            tracing::error!(run_id = %self.run.id, "{message}");
+            self.run
+                .stop(MeshError::new(ErrorReason::Unspecified, message));
+            self.run.finish(RunFinished {
+                state: RunState::Failed.into(),
+                reason: ErrorReason::Unspecified.name().to_string(),
+                message: message.to_string(),
+                report: None,
+            });
+        }
+        self.engine.release();
+        self.engine.store.finished(&self.run);
+    }
+}
+
 /// What became of one step.
 pub enum Outcome {
     /// Not started (its inputs never existed, or the run stopped).
@@ -562,5 +593,59 @@ impl agentmesh_runtime::Drain for Engine {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn engine() -> Arc<Engine> {
+        let cfg = Arc::new(OrchestratorConfig::default());
+        Engine::new(
+            Registry::new(cfg.routing.clone(), cfg.discovery.clone()),
+            Arc::clone(&cfg),
+            Arc::new(MemoryStore::new(cfg.store.retained_runs)),
+            Planner::new(Vec::new()),
+        )
+    }
+
+    #[test]
+    fn a_run_whose_task_ends_early_is_failed_and_gives_its_slot_back() {
+        let engine = engine();
+        let run = engine
+            .store
+            .insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        engine.active.fetch_add(1, Ordering::AcqRel);
+        drop(Driving {
+            engine: Arc::clone(&engine),
+            run: Arc::clone(&run),
+        });
+        let (finished, _) = run.finished().expect("the run is finished");
+        assert_eq!(finished.state(), RunState::Failed);
+        assert_eq!(finished.reason, "UNSPECIFIED");
+        assert!(run.stop.is_cancelled(), "its steps are told to stop");
+        assert_eq!(engine.active.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_finished_run_is_left_as_it_is() {
+        let engine = engine();
+        let run = engine
+            .store
+            .insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        engine.active.fetch_add(1, Ordering::AcqRel);
+        run.finish(RunFinished {
+            state: RunState::Completed.into(),
+            ..RunFinished::default()
+        });
+        drop(Driving {
+            engine: Arc::clone(&engine),
+            run: Arc::clone(&run),
+        });
+        assert_eq!(run.state(), RunState::Completed);
+        assert_eq!(run.log.len(), 1);
+        assert_eq!(engine.active.load(Ordering::Acquire), 0);
     }
 }
