@@ -42,7 +42,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         args.common.overrides(),
     )?;
     cfg.discovery.endpoints.extend(args.agents);
-    telemetry::init(&cfg.telemetry);
+    let _log = telemetry::init(&cfg.telemetry);
     let listener = bind(&cfg.server).await?;
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "listening");

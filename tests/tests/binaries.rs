@@ -1,6 +1,7 @@
 //! Each agent binary started with no arguments is a working agent on its
 //! default port: health SERVING, a card, and its skills answer. The real
-//! binaries run as separate processes.
+//! binaries run as separate processes. And a binary's logs survive its
+//! shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -8,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agentmesh_e2e::{
-    Child, agent_card, binary, connect, hermetic, run_skill, temp_dir, wait_serving,
+    Child, agent_card, binary, connect, free_port, hermetic, run_skill, temp_dir, wait_serving,
 };
-use agentmesh_proto::v1::AGENT_SERVICE_NAME;
+use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME};
 use serde_json::json;
 
 #[tokio::test]
@@ -67,4 +68,31 @@ async fn agent_binaries_work_with_no_arguments_on_their_default_ports() {
         "the embedded database was created on first start"
     );
     drop(children);
+}
+
+/// Logs are written by their own thread; on SIGTERM the binary drains,
+/// and every line up to the last one still reaches stderr.
+#[tokio::test]
+async fn a_binary_logs_to_stderr_up_to_its_last_line_after_sigterm() {
+    let addr = free_port([127, 0, 0, 1]);
+    let mut cmd = Command::new(binary("orchestrator"));
+    let child = hermetic(&mut cmd)
+        .env("AGENTMESH_SERVER__LISTEN", addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Child(child);
+    wait_serving(addr, ORCHESTRATOR_SERVICE_NAME, Duration::from_secs(60)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("listening"), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with("shutdown complete"),
+        "the last line is written before the process exits:\n{stderr}"
+    );
 }

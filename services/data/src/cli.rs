@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         std::env::vars(),
         overrides,
     )?;
-    agentmesh_runtime::telemetry::init(&cfg.telemetry);
+    let _log = agentmesh_runtime::telemetry::init(&cfg.telemetry);
     let data = cfg.data.clone();
     let agent = tokio::task::spawn_blocking(move || DataAgent::open(&data)).await??;
     run_agent(agent, cfg.server, &cfg.telemetry).await?;

@@ -249,7 +249,7 @@ pub async fn run_agent<A: Agent>(
     server: ServerConfig,
     telemetry: &TelemetryConfig,
 ) -> Result<(), ServeError> {
-    crate::telemetry::init(telemetry);
+    let _log = crate::telemetry::init(telemetry);
     let listener = bind(&server).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: server.listen,

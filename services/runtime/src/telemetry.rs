@@ -1,8 +1,12 @@
 //! Logging and trace context.
 //!
-//! [`init`] installs the global subscriber; only binaries call it.
+//! [`init`] installs the global subscriber (written by its own thread);
+//! only binaries call it, and keep the guard it returns.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tonic::metadata::MetadataMap;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -10,19 +14,54 @@ use crate::config::{LogFormat, TelemetryConfig};
 /// Metadata key of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// Installs the global tracing subscriber (logs to stderr). Call once, from
-/// `main`. A second call is ignored.
-pub fn init(cfg: &TelemetryConfig) {
+/// Log lines queued for the writer thread. When the queue is full, new
+/// lines are dropped (and counted) rather than blocking a request.
+pub const LOG_QUEUE_LINES: usize = 16_384;
+
+/// Keeps the log writer thread alive; dropping it writes out the lines still
+/// queued and reports how many were dropped. Hold it for as long as the
+/// process serves.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(Option<(WorkerGuard, ErrorCounter)>);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some((worker, dropped)) = self.0.take() {
+            drop(worker);
+            let n = dropped.dropped_lines();
+            if n > 0 {
+                eprintln!("{n} log lines were dropped: the log writer fell behind");
+            }
+        }
+    }
+}
+
+/// Installs the global tracing subscriber. Lines are written to stderr by a
+/// dedicated thread, so a slow log consumer never blocks the async workers
+/// that serve requests. Call once, from `main`, and keep the guard; a second
+/// call installs nothing and returns an empty guard.
+pub fn init(cfg: &TelemetryConfig) -> LogGuard {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::AcqRel) {
+        return LogGuard(None);
+    }
     let filter = EnvFilter::try_new(&cfg.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, worker) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match cfg.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    LogGuard(Some((worker, dropped)))
 }
 
 /// The trace id of a W3C `traceparent` value (`00-<trace>-<span>-<flags>`),
