@@ -611,17 +611,24 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_run_whose_task_ends_early_is_failed_and_gives_its_slot_back() {
-        let engine = engine();
+    /// A run admitted as `start` admits one, and its task's guard.
+    fn admitted(engine: &Arc<Engine>) -> (Arc<RunRecord>, Driving) {
         let run = engine
             .store
             .insert(Arc::new(RunRecord::new("g".into(), String::new())));
         engine.active.fetch_add(1, Ordering::AcqRel);
-        drop(Driving {
-            engine: Arc::clone(&engine),
+        let driving = Driving {
+            engine: Arc::clone(engine),
             run: Arc::clone(&run),
-        });
+        };
+        (run, driving)
+    }
+
+    #[test]
+    fn a_run_whose_task_ends_early_is_failed_and_gives_its_slot_back() {
+        let engine = engine();
+        let (run, driving) = admitted(&engine);
+        drop(driving);
         let (finished, _) = run.finished().expect("the run is finished");
         assert_eq!(finished.state(), RunState::Failed);
         assert_eq!(finished.reason, "UNSPECIFIED");
@@ -632,18 +639,12 @@ mod tests {
     #[test]
     fn a_finished_run_is_left_as_it_is() {
         let engine = engine();
-        let run = engine
-            .store
-            .insert(Arc::new(RunRecord::new("g".into(), String::new())));
-        engine.active.fetch_add(1, Ordering::AcqRel);
+        let (run, driving) = admitted(&engine);
         run.finish(RunFinished {
             state: RunState::Completed.into(),
             ..RunFinished::default()
         });
-        drop(Driving {
-            engine: Arc::clone(&engine),
-            run: Arc::clone(&run),
-        });
+        drop(driving);
         assert_eq!(run.state(), RunState::Completed);
         assert_eq!(run.log.len(), 1);
         assert_eq!(engine.active.load(Ordering::Acquire), 0);

@@ -49,6 +49,20 @@ fn meshctl_up(dir: &Path, base: u16, stderr: Stdio) -> Child {
     Child(up)
 }
 
+/// How many `.svg` files are in `dir`.
+fn svg_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count()
+}
+
 /// Runs meshctl to the end: (exit code, stdout, stderr).
 fn meshctl(args: &[&str]) -> (i32, String, String) {
     let out = meshctl_cmd().args(args).output().unwrap();
@@ -264,16 +278,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
         assert_eq!(s["missing"], false);
     }
     assert_eq!(report["report"]["provenance"].as_array().unwrap().len(), 4);
-    let svgs = std::fs::read_dir(&r1)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "svg")
-        })
-        .count();
+    let svgs = svg_files(&r1);
     assert!(svgs >= 4, "{svgs} charts");
     for f in ["report.html", "report.md", "report.json", "dataset.csv"] {
         assert!(r1.join(f).exists(), "{f}");
@@ -365,16 +370,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
         .collect();
     assert_eq!(titles, ["Charts"]);
     assert!(out_dir.join("chart-revenue_by_region.svg").exists());
-    let svgs = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "svg")
-        })
-        .count();
+    let svgs = svg_files(&out_dir);
     assert_eq!(svgs, 1);
     let (code, r, err, _) = run("summarize Q1 2025", "summary-only");
     assert_eq!(code, 0, "{err}");
