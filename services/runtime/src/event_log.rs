@@ -9,13 +9,16 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::Stream;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// An append-only list of events; event `n` (from 1) has index `n - 1`.
 #[derive(Debug)]
 pub struct EventLog<T> {
     inner: Mutex<Inner<T>>,
-    changed: watch::Sender<u64>,
+    /// Woken on every append and on close. Waiters enable their
+    /// `Notified` before reading, so no append between the read and the
+    /// wait is missed.
+    changed: Notify,
 }
 
 #[derive(Debug)]
@@ -32,13 +35,12 @@ pub struct Closed;
 impl<T: Clone + Send + Sync + 'static> EventLog<T> {
     /// An empty, open log.
     pub fn new() -> Arc<Self> {
-        let (changed, _) = watch::channel(0);
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 events: Vec::new(),
                 closed: false,
             }),
-            changed,
+            changed: Notify::new(),
         })
     }
 
@@ -60,18 +62,14 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
             inner.closed = close;
             seq
         };
-        self.changed.send_replace(seq);
+        self.changed.notify_waiters();
         Ok(seq)
     }
 
     /// Closes the log without an event: followers end after what they have.
     pub fn close(&self) {
-        let seq = {
-            let mut inner = self.lock();
-            inner.closed = true;
-            inner.events.len() as u64
-        };
-        self.changed.send_replace(seq);
+        self.lock().closed = true;
+        self.changed.notify_waiters();
     }
 
     /// Number of events.
@@ -113,14 +111,14 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
 
     /// Resolves once the log is closed.
     pub async fn closed(&self) {
-        let mut rx = self.changed.subscribe();
         loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             if self.is_closed() {
                 return;
             }
-            if rx.changed().await.is_err() {
-                return;
-            }
+            changed.await;
         }
     }
 
@@ -130,7 +128,6 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
         let state = Follower {
             log: Arc::clone(self),
             cursor: after,
-            rx: self.changed.subscribe(),
             buffer: VecDeque::new(),
         };
         futures_util::stream::unfold(state, |mut st| async move {
@@ -143,21 +140,23 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
 struct Follower<T> {
     log: Arc<EventLog<T>>,
     cursor: u64,
-    rx: watch::Receiver<u64>,
     buffer: VecDeque<T>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Follower<T> {
     async fn next(&mut self) -> Option<T> {
+        let log = Arc::clone(&self.log);
         loop {
             if let Some(item) = self.buffer.pop_front() {
                 return Some(item);
             }
+            // Registered before reading, so that an append after the read
+            // wakes the wait below.
+            let changed = log.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let closed = {
-                // Mark the current version seen before reading, so that an
-                // append after the read wakes `changed()` below.
-                self.rx.borrow_and_update();
-                let inner = self.log.lock();
+                let inner = log.lock();
                 let from = usize::try_from(self.cursor).unwrap_or(usize::MAX);
                 if let Some(new) = inner.events.get(from..).filter(|s| !s.is_empty()) {
                     self.buffer.extend(new.iter().cloned());
@@ -166,9 +165,10 @@ impl<T: Clone + Send + Sync + 'static> Follower<T> {
                 }
                 inner.closed
             };
-            if closed || self.rx.changed().await.is_err() {
+            if closed {
                 return None;
             }
+            changed.await;
         }
     }
 }
