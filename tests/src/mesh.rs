@@ -473,6 +473,14 @@ pub fn with_ref(mut s: PlanStep, field: &str, from: &str, pointer: &str) -> Plan
     s
 }
 
+/// A run spec with only a goal, for the orchestrator to plan.
+pub fn goal(text: &str) -> RunSpec {
+    RunSpec {
+        goal: text.into(),
+        ..RunSpec::default()
+    }
+}
+
 /// A run spec for `steps`.
 pub fn spec(steps: Vec<PlanStep>) -> RunSpec {
     RunSpec {

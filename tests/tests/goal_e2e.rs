@@ -8,19 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use agentmesh_e2e::mesh::*;
 use agentmesh_e2e::{agent_card, start_mesh, temp_dir};
 use agentmesh_proto::json::from_opt_struct;
-use agentmesh_proto::v1::{Deliverable, PlanRequest, RunSpec, RunState, run_event::Event};
+use agentmesh_proto::v1::{Deliverable, PlanRequest, RunState, run_event::Event};
 use agentmesh_runtime::faithfulness;
 use serde_json::Value;
 
 const GOAL: &str =
     "Generate a Q2 sales performance report with visualizations and an executive summary";
-
-fn goal(text: &str) -> RunSpec {
-    RunSpec {
-        goal: text.into(),
-        ..RunSpec::default()
-    }
-}
 
 fn output_of(events: &[agentmesh_proto::v1::RunEvent], skill_step: &str) -> Value {
     events

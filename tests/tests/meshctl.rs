@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentmesh_e2e::mesh::{newest_run, orchestrator};
+use agentmesh_e2e::mesh::{goal, newest_run, orchestrator};
 use agentmesh_e2e::{
     Child, binary, free_port, hermetic, start_process, start_process_env, temp_dir, wait_serving,
 };
 use agentmesh_proto::v1::{
-    AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunSpec, WatchRunRequest, run_event::Event,
+    AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, WatchRunRequest, run_event::Event,
 };
 use agentmesh_runtime::faithfulness;
 use serde_json::Value;
@@ -553,14 +553,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
 
     let front = free_port([127, 0, 0, 1]);
     let mut relay = proxy(front, orch).await;
-    let run_id = agentmesh_e2e::mesh::submit(
-        &mut client,
-        RunSpec {
-            goal: GOAL.into(),
-            ..RunSpec::default()
-        },
-    )
-    .await;
+    let run_id = agentmesh_e2e::mesh::submit(&mut client, goal(GOAL)).await;
     let watch = meshctl_cmd()
         .args([
             "--orchestrator",
@@ -643,14 +636,7 @@ async fn meshctl_watch_continues_without_gaps_after_the_connection_drops() {
     );
 
     // `meshctl cancel RUN`.
-    let other = agentmesh_e2e::mesh::submit(
-        &mut client,
-        RunSpec {
-            goal: GOAL.into(),
-            ..RunSpec::default()
-        },
-    )
-    .await;
+    let other = agentmesh_e2e::mesh::submit(&mut client, goal(GOAL)).await;
     let (code, out, _) = meshctl(&["--orchestrator", &orch.to_string(), "cancel", &other]);
     assert_eq!(code, 0);
     assert_eq!(out.trim(), format!("{other}: CANCELED"));

@@ -11,7 +11,7 @@ use agentmesh_e2e::mesh::*;
 use agentmesh_e2e::{spawn_agent, temp_dir};
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::json::from_opt_struct;
-use agentmesh_proto::v1::{AgentCard, PlanRequest, RunPlanned, RunSpec, RunState};
+use agentmesh_proto::v1::{AgentCard, PlanRequest, RunPlanned, RunState};
 use agentmesh_runtime::{Agent, SkillSpec, Task, TaskContext, TaskError, TaskOutput};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -77,10 +77,7 @@ async fn plan(
 ) -> Result<RunPlanned, MeshError> {
     client
         .plan(PlanRequest {
-            spec: Some(RunSpec {
-                goal: goal.into(),
-                ..RunSpec::default()
-            }),
+            spec: Some(agentmesh_e2e::mesh::goal(goal)),
         })
         .await
         .map(|r| r.into_inner().planned.unwrap())
@@ -146,14 +143,7 @@ async fn plans_chain_skills_by_kind_and_a_new_agent_is_used_without_code_changes
     let input = from_opt_struct(steps[0].input.as_ref());
     assert_eq!(input["period"], json!("2025-Q1"));
     // And it runs: the brief's figure is checked against the metrics.
-    let events = run_all(
-        &mut client,
-        RunSpec {
-            goal: "executive summary for Q1 2025".into(),
-            ..RunSpec::default()
-        },
-    )
-    .await;
+    let events = run_all(&mut client, goal("executive summary for Q1 2025")).await;
     let f = finished(&events);
     assert_eq!(f.state(), RunState::Completed, "{f:?}");
     assert!(
@@ -240,14 +230,7 @@ refs = [{ field = "dataset", from = "extract" }]
     let input = from_opt_struct(steps[0].input.as_ref());
     assert_eq!(input["group_by"], json!(["month", "country"]));
     assert_eq!(input["period"], json!("2025-Q1"), "intent fields filled in");
-    let events = run_all(
-        &mut client,
-        RunSpec {
-            goal: "key metrics for Q1 2025".into(),
-            ..RunSpec::default()
-        },
-    )
-    .await;
+    let events = run_all(&mut client, goal("key metrics for Q1 2025")).await;
     assert_eq!(finished(&events).state(), RunState::Completed);
     // Other intents still chain from skills.
     let p = plan(&mut client, "charts for Q1 2025").await.unwrap();
