@@ -55,12 +55,25 @@ impl RunClock {
 
 /// SHA-256 of the canonical (sorted-key) JSON of `input`, hex.
 pub fn input_hash(input: &JsonObject) -> String {
-    let bytes = serde_json::to_vec(input).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    /// Feeds serialized JSON straight into the hash, without a buffer.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hashing = Hashing(Sha256::new());
+    // Writing into a hash cannot fail, and a JSON map always serializes.
+    let _ = serde_json::to_writer(&mut hashing, input);
     let mut hex = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write;
-        let _ = write!(hex, "{b:02x}");
+    for b in hashing.0.finalize() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     hex
 }
@@ -357,6 +370,16 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(400));
             assert!(backoff(30, base, max) < max);
         }
+    }
+
+    #[test]
+    fn input_hash_is_sha256_of_the_canonical_json() {
+        let a: JsonObject = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+        // `printf '{"a":1,"b":2}' | sha256sum`
+        assert_eq!(
+            input_hash(&a),
+            "43258cff783fe7036d8a43033f830adfc60ec037382473548ac742b888292777"
+        );
     }
 
     #[test]
