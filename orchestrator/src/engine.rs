@@ -97,8 +97,8 @@ impl Engine {
     }
 
     /// Checks a run request and validates (or, in future, makes) its plan.
-    pub async fn prepare(&self, spec: Option<&RunSpec>) -> Result<Prepared, MeshError> {
-        let spec = spec.ok_or_else(|| bad_request("spec", "spec is required"))?;
+    pub async fn prepare(&self, spec: Option<RunSpec>) -> Result<Prepared, MeshError> {
+        let mut spec = spec.ok_or_else(|| bad_request("spec", "spec is required"))?;
         if spec.goal.len() > MAX_GOAL_BYTES {
             return Err(bad_request(
                 "spec.goal",
@@ -144,19 +144,21 @@ impl Engine {
             .parameters
             .as_ref()
             .is_none_or(|p| *p == agentmesh_proto::v1::RunParameters::default());
-        let (plan_spec, intent) = match &spec.plan {
-            Some(p) if !p.steps.is_empty() => (p.clone(), None),
+        let (plan_spec, intent) = match spec.plan.take() {
+            Some(p) if !p.steps.is_empty() => (p, None),
             _ if spec.goal.trim().is_empty() && no_params => {
                 return Err(bad_request("spec", "send a goal or a plan"));
             }
             _ => {
-                let (plan, intent) = self.plan_goal(spec).await?;
+                let (plan, intent) = self.plan_goal(&spec).await?;
                 (plan, Some(intent))
             }
         };
-        let plan = plan::validate(&plan_spec, &self.registry, exec)?;
+        let plan = plan::validate(plan_spec, &self.registry, exec)?;
         let goal = if spec.goal.trim().is_empty() {
             format!("explicit plan of {} steps", plan.steps.len())
+        } else if spec.goal.trim().len() == spec.goal.len() {
+            std::mem::take(&mut spec.goal)
         } else {
             spec.goal.trim().to_string()
         };
@@ -166,7 +168,7 @@ impl Engine {
             fan_in,
             deadline,
             goal,
-            key: spec.idempotency_key.clone(),
+            key: spec.idempotency_key,
         })
     }
 
@@ -379,7 +381,7 @@ impl Engine {
         }
     }
 
-    fn finish(&self, run: &RunRecord, prepared: &Prepared, outcomes: Vec<Outcome>) {
+    fn finish(&self, run: &RunRecord, prepared: &Prepared, mut outcomes: Vec<Outcome>) {
         let plan = &prepared.plan;
         let missing = outcomes
             .iter()
@@ -412,7 +414,7 @@ impl Engine {
             &prepared.goal,
             prepared.intent.as_ref(),
             plan,
-            &outcomes,
+            &mut outcomes,
             run.stop_cause(),
         );
         for artifact in &report.artifacts {

@@ -94,7 +94,7 @@ fn duration(
 
 /// Checks `spec` against the registry's skills and the limits in `cfg`.
 pub fn validate(
-    spec: &PlanSpec,
+    spec: PlanSpec,
     registry: &Registry,
     cfg: &ExecutionConfig,
 ) -> Result<Plan, MeshError> {
@@ -237,7 +237,8 @@ pub fn validate(
             step.max_attempts
         };
         steps.push(StepPlan {
-            spec: step.clone(),
+            // Moved in below, once nothing borrows the plan's steps.
+            spec: PlanStep::default(),
             input,
             refs,
             artifacts_from,
@@ -247,6 +248,9 @@ pub fn validate(
             max_attempts,
             skill,
         });
+    }
+    for (step, spec) in steps.iter_mut().zip(spec.steps) {
+        step.spec = spec;
     }
     for i in 0..steps.len() {
         for d in steps[i].deps.clone() {

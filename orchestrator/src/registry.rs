@@ -411,19 +411,26 @@ impl Registry {
         }
     }
 
-    /// The endpoint that would serve `skill` now, without reserving it.
+    /// The endpoint that would serve `skill` now, without reserving it:
+    /// `(agent name, address)`.
     pub fn preview(&self, skill: &str) -> Option<(String, String)> {
         let now = Instant::now();
         let endpoints = lock(&self.endpoints);
-        endpoints
-            .values()
-            .filter_map(|ep| {
-                let st = lock(&ep.state);
-                let card = st.routable(skill, now)?;
-                Some((ep.in_flight(), ep.address.clone(), card.card.name.clone()))
-            })
-            .min()
-            .map(|(_, address, name)| (name, address))
+        let mut best: Option<(u32, &Arc<Endpoint>, Arc<CardInfo>)> = None;
+        for ep in endpoints.values() {
+            let st = lock(&ep.state);
+            let Some(card) = st.routable(skill, now) else {
+                continue;
+            };
+            let load = ep.in_flight();
+            if best
+                .as_ref()
+                .is_none_or(|(l, b, _)| (load, &ep.address) < (*l, &b.address))
+            {
+                best = Some((load, ep, Arc::clone(card)));
+            }
+        }
+        best.map(|(_, ep, card)| (card.card.name.clone(), ep.address.clone()))
     }
 
     /// Every endpoint as `ListAgents` shows it, sorted by address.

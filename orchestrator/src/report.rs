@@ -75,7 +75,7 @@ pub fn integrate(
     goal: &str,
     intent: Option<&GoalIntent>,
     plan: &Plan,
-    outcomes: &[Outcome],
+    outcomes: &mut [Outcome],
     stop: Option<&MeshError>,
 ) -> BuiltReport {
     let title = match intent {
@@ -109,8 +109,8 @@ pub fn integrate(
         let id = step.spec.id.clone();
         // Steps that only feed a deliverable appear in the provenance.
         if !wanted(kind) {
-            if let Outcome::Done(done) = &outcomes[i] {
-                provenance.push(done.provenance.clone());
+            if let Outcome::Done(done) = &mut outcomes[i] {
+                provenance.push(std::mem::take(&mut done.provenance));
             }
             continue;
         }
@@ -120,7 +120,7 @@ pub fn integrate(
             step_id: id.clone(),
             ..ReportSection::default()
         };
-        match &outcomes[i] {
+        match &mut outcomes[i] {
             Outcome::Done(done) => {
                 let out = &done.output;
                 section.body = match kind {
@@ -138,8 +138,9 @@ pub fn integrate(
                     .iter()
                     .map(|a| a.artifact_id.clone())
                     .collect();
-                provenance.push(done.provenance.clone());
-                artifacts.extend(done.artifacts.iter().cloned());
+                // The run is over: its outcomes are not read again.
+                provenance.push(std::mem::take(&mut done.provenance));
+                artifacts.append(&mut done.artifacts);
             }
             Outcome::Failed(f) => {
                 section.missing = true;

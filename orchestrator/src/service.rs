@@ -75,7 +75,7 @@ impl OrchestratorApi {
     /// Prepares and starts the run a request asks for.
     async fn accept(
         &self,
-        spec: Option<&agentmesh_proto::v1::RunSpec>,
+        spec: Option<agentmesh_proto::v1::RunSpec>,
     ) -> Result<crate::engine::Accepted, Status> {
         let prepared = self
             .engine
@@ -91,7 +91,7 @@ impl OrchestratorService for OrchestratorApi {
     type RunStream = EventStream;
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<EventStream>, Status> {
-        let accepted = self.accept(request.get_ref().spec.as_ref()).await?;
+        let accepted = self.accept(request.into_inner().spec).await?;
         let stream = accepted.run.log.follow(0);
         if !accepted.created {
             // A repeat of an earlier request: follow it, do not own it.
@@ -111,7 +111,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        let accepted = self.accept(request.get_ref().spec.as_ref()).await?;
+        let accepted = self.accept(request.into_inner().spec).await?;
         Ok(Response::new(SubmitResponse {
             run_id: accepted.run.id.clone(),
         }))
@@ -191,7 +191,7 @@ impl OrchestratorService for OrchestratorApi {
     async fn plan(&self, request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {
         let prepared = self
             .engine
-            .prepare(request.get_ref().spec.as_ref())
+            .prepare(request.into_inner().spec)
             .await
             .map_err(MeshError::into_status)?;
         Ok(Response::new(PlanResponse {

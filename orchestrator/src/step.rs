@@ -94,7 +94,7 @@ pub async fn run_step(
     let input_hash = input_hash(&input);
     let input_pb = to_struct(&input);
     let input = Value::Object(input);
-    let idempotency_key = format!("{}/{id}", run.id);
+    let idempotency_key = [run.id.as_str(), id].join("/");
     let started = Instant::now();
     let mut earlier: Vec<String> = Vec::new();
     let mut last_reason = String::new();
@@ -137,7 +137,7 @@ pub async fn run_step(
                 reason: last_reason.clone(),
             }));
         }
-        let task_id = format!("{}/{id}/{attempt}", run.id);
+        let task_id = [idempotency_key.as_str(), &attempt.to_string()].join("/");
         let attempt_deadline = (Instant::now() + step.deadline).min(clock.deadline);
         run.append(run_event::Event::StepStarted(StepStarted {
             step_id: id.to_string(),

@@ -37,7 +37,10 @@ impl RunRecord {
     /// A new, empty run.
     pub fn new(goal: String, idempotency_key: String) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned(),
             goal,
             idempotency_key,
             created: SystemTime::now(),

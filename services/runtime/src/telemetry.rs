@@ -83,9 +83,26 @@ pub fn traceparent(metadata: &MetadataMap) -> Option<String> {
 
 /// A new W3C traceparent with random ids, sampled.
 pub fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
+    // W3C Trace Context: version 00, a 16-byte trace id and an 8-byte span
+    // id, flags 01 (sampled). Random v4 UUIDs have fixed version and variant
+    // bits, so neither id is ever all zeros. One allocation.
+    let trace = uuid::Uuid::new_v4().as_u128();
+    let (_, span) = uuid::Uuid::new_v4().as_u64_pair();
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &trace.to_be_bytes());
+    out.push('-');
+    push_hex(&mut out, &span.to_be_bytes());
+    out.push_str("-01");
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +112,10 @@ mod tests {
     #[test]
     fn parses_trace_id() {
         let tp = new_traceparent();
+        assert_eq!(tp.len(), 55);
+        assert!(tp.starts_with("00-") && tp.ends_with("-01"), "{tp}");
+        assert_eq!(tp.matches('-').count(), 3, "{tp}");
+        assert_ne!(tp, new_traceparent(), "ids are random");
         assert_eq!(trace_id(&tp).map(str::len), Some(32));
         assert_eq!(trace_id("garbage"), None);
         assert_eq!(trace_id("00-xyz-abc-01"), None);
