@@ -66,15 +66,11 @@ pub fn input_hash(input: &JsonObject) -> String {
             Ok(())
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hashing = Hashing(Sha256::new());
     // Writing into a hash cannot fail, and a JSON map always serializes.
     let _ = serde_json::to_writer(&mut hashing, input);
     let mut hex = String::with_capacity(64);
-    for b in hashing.0.finalize() {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
+    agentmesh_runtime::telemetry::push_hex(&mut hex, &hashing.0.finalize());
     hex
 }
 
