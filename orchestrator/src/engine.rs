@@ -157,8 +157,6 @@ impl Engine {
         let plan = plan::validate(plan_spec, &self.registry, exec)?;
         let goal = if spec.goal.trim().is_empty() {
             format!("explicit plan of {} steps", plan.steps.len())
-        } else if spec.goal.trim().len() == spec.goal.len() {
-            std::mem::take(&mut spec.goal)
         } else {
             spec.goal.trim().to_string()
         };

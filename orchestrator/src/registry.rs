@@ -337,12 +337,17 @@ impl Registry {
         found.into_values().collect()
     }
 
-    /// Chooses a replica for `skill`: SERVING, not ejected, below its max
-    /// concurrency, least loaded; endpoints in `avoid` only if nothing else
-    /// is available. Reserves a slot on it.
-    pub fn try_acquire(self: &Arc<Self>, skill: &str, avoid: &[String]) -> Result<Slot, NoSlot> {
+    /// The replica routing would choose for `skill` among `endpoints`:
+    /// SERVING, not ejected, least loaded (then by address); endpoints in
+    /// `avoid` only if nothing else is available; with `below_max`, only
+    /// those under their card's max concurrency.
+    fn choose<'a>(
+        endpoints: &'a HashMap<String, Arc<Endpoint>>,
+        skill: &str,
+        avoid: &[String],
+        below_max: bool,
+    ) -> Result<(&'a Arc<Endpoint>, Arc<CardInfo>), NoSlot> {
         let now = Instant::now();
-        let endpoints = lock(&self.endpoints);
         let mut best: Option<(bool, u32, &Arc<Endpoint>, Arc<CardInfo>)> = None;
         let mut offered = false;
         for ep in endpoints.values() {
@@ -353,32 +358,35 @@ impl Registry {
             offered = true;
             let load = ep.in_flight();
             let max = card.card.max_concurrency;
-            if max > 0 && load >= max {
+            if below_max && max > 0 && load >= max {
                 continue;
             }
             let avoided = avoid.iter().any(|a| *a == ep.address);
-            let better = match &best {
-                None => true,
-                Some((b_avoided, b_load, b_ep, _)) => {
-                    (avoided, load, &ep.address) < (*b_avoided, *b_load, &b_ep.address)
-                }
-            };
+            let better = best.as_ref().is_none_or(|(b_avoided, b_load, b_ep, _)| {
+                (avoided, load, &ep.address) < (*b_avoided, *b_load, &b_ep.address)
+            });
             if better {
                 best = Some((avoided, load, ep, Arc::clone(card)));
             }
         }
         match best {
-            Some((_, _, ep, card)) => {
-                ep.in_flight.fetch_add(1, Ordering::AcqRel);
-                Ok(Slot {
-                    endpoint: Arc::clone(ep),
-                    card,
-                    registry: Arc::clone(self),
-                })
-            }
+            Some((_, _, ep, card)) => Ok((ep, card)),
             None if offered => Err(NoSlot::AllBusy),
             None => Err(NoSlot::NoReplica),
         }
+    }
+
+    /// Chooses a replica for `skill` (see [`Registry::choose`]; below its
+    /// max concurrency) and reserves a slot on it.
+    pub fn try_acquire(self: &Arc<Self>, skill: &str, avoid: &[String]) -> Result<Slot, NoSlot> {
+        let endpoints = lock(&self.endpoints);
+        let (ep, card) = Self::choose(&endpoints, skill, avoid, true)?;
+        ep.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ok(Slot {
+            endpoint: Arc::clone(ep),
+            card,
+            registry: Arc::clone(self),
+        })
     }
 
     /// Like [`Registry::try_acquire`], waiting up to `wait` (or until `stop`)
@@ -411,26 +419,12 @@ impl Registry {
         }
     }
 
-    /// The endpoint that would serve `skill` now, without reserving it:
-    /// `(agent name, address)`.
+    /// The endpoint that would serve `skill` now, without reserving it
+    /// (a full replica included): `(agent name, address)`.
     pub fn preview(&self, skill: &str) -> Option<(String, String)> {
-        let now = Instant::now();
         let endpoints = lock(&self.endpoints);
-        let mut best: Option<(u32, &Arc<Endpoint>, Arc<CardInfo>)> = None;
-        for ep in endpoints.values() {
-            let st = lock(&ep.state);
-            let Some(card) = st.routable(skill, now) else {
-                continue;
-            };
-            let load = ep.in_flight();
-            if best
-                .as_ref()
-                .is_none_or(|(l, b, _)| (load, &ep.address) < (*l, &b.address))
-            {
-                best = Some((load, ep, Arc::clone(card)));
-            }
-        }
-        best.map(|(_, ep, card)| (card.card.name.clone(), ep.address.clone()))
+        let (ep, card) = Self::choose(&endpoints, skill, &[], false).ok()?;
+        Some((card.card.name.clone(), ep.address.clone()))
     }
 
     /// Every endpoint as `ListAgents` shows it, sorted by address.
