@@ -17,10 +17,15 @@
 //! Each at 1 and 64 runs in flight; prints p50/p99 latency, runs/s, the
 //! overhead per step against both baselines, and peak RSS.
 //!
+//! The cases take turns: each runs `BENCH_ROUNDS` slices (default 5) of
+//! its time, one case after the other, so that the machine's speed drifting
+//! over minutes reaches every case alike instead of skewing the differences
+//! between them.
+//!
 //! `cargo bench -p agentmesh-orchestrator --bench overhead` (set
-//! `BENCH_SECONDS` to change the time per case, default 5; `BENCH_ONLY`
-//! to a `;` list of case names; `BENCH_IN_FLIGHT` to a comma list of
-//! concurrency levels, default `1,64`).
+//! `BENCH_SECONDS` to change the time per case, default 5; `BENCH_ROUNDS`;
+//! `BENCH_ONLY` to a `;` list of case names; `BENCH_IN_FLIGHT` to a comma
+//! list of concurrency levels, default `1,64`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -410,20 +415,62 @@ struct Stats {
     cpu_per_run: Duration,
 }
 
-async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration) -> Stats {
-    // Warm up connections and code paths.
+/// One case's latencies, wall time and CPU time, gathered over its slices.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Tally {
+    fn stats(mut self) -> Stats {
+        let all = &mut self.latencies;
+        all.sort_unstable();
+        let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+        Stats {
+            p50: pct(0.50),
+            p99: pct(0.99),
+            max: all[all.len() - 1],
+            per_sec: all.len() as f64 / self.wall.as_secs_f64(),
+            cpu_per_run: self.cpu / u32::try_from(all.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Makes the `replay` case replay a run that has just finished (older ones
+/// leave the store by retention).
+async fn replay_fresh_run(clients: &mut Clients) {
+    clients.finished_run = clients
+        .orch
+        .submit(SubmitRequest { spec: Some(plan()) })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    // Follows the run to its end.
+    one_run(&mut clients.clone(), Case::Replay, 0).await;
+}
+
+/// Warms up connections and code paths.
+async fn warm_up(clients: &Clients, case: Case) {
     let mut warm = clients.clone();
     for n in 0..200 {
         one_run(&mut warm, case, n).await;
     }
+}
+
+/// Runs `case` for `time` with `in_flight` runs at once, into `tally`.
+async fn slice(clients: &Clients, case: Case, in_flight: usize, time: Duration, tally: &mut Tally) {
     let cpu_before = process_cpu();
     let start = Instant::now();
     let until = start + time;
     let workers = (0..in_flight).map(|w| {
         let mut c = clients.clone();
+        let first = tally.latencies.len() as u64 + w as u64 * 1_000_000;
         tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut n = w as u64 * 1_000_000;
+            let mut n = first;
             while Instant::now() < until {
                 let t = Instant::now();
                 one_run(&mut c, case, n).await;
@@ -433,21 +480,11 @@ async fn measure(clients: &Clients, case: Case, in_flight: usize, time: Duration
             lat
         })
     });
-    let mut all = Vec::new();
     for w in futures_util::future::join_all(workers).await {
-        all.extend(w.unwrap());
+        tally.latencies.extend(w.unwrap());
     }
-    let elapsed = start.elapsed();
-    let cpu = process_cpu().saturating_sub(cpu_before);
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Stats {
-        p50: pct(0.50),
-        p99: pct(0.99),
-        max: all[all.len() - 1],
-        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
-        cpu_per_run: cpu / u32::try_from(all.len()).unwrap_or(u32::MAX),
-    }
+    tally.wall += start.elapsed();
+    tally.cpu += process_cpu().saturating_sub(cpu_before);
 }
 
 /// CPU time used so far by this process's live threads (the runtime's
@@ -488,6 +525,11 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let time = Duration::from_secs(secs);
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(5);
     let agent_cfg = ServerConfig {
         max_concurrent_tasks: 1_024,
         ..ServerConfig::default()
@@ -571,18 +613,8 @@ async fn main() {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 64]);
     for in_flight in levels {
-        // A fresh finished run to replay (older ones leave by retention).
-        clients.finished_run = clients
-            .orch
-            .submit(SubmitRequest { spec: Some(plan()) })
-            .await
-            .unwrap()
-            .into_inner()
-            .run_id;
-        one_run(&mut clients.clone(), Case::Replay, 0).await;
-        let mut results = Vec::new();
         let only = std::env::var("BENCH_ONLY").ok();
-        for case in [
+        let cases: Vec<Case> = [
             Case::Unary,
             Case::Execute,
             Case::ExecuteFull,
@@ -590,14 +622,34 @@ async fn main() {
             Case::Replay,
             Case::Relay,
             Case::Orchestrator,
-        ] {
-            if only
-                .as_deref()
-                .is_some_and(|o| !o.split(';').any(|c| c.trim() == case.name()))
-            {
-                continue;
+        ]
+        .into_iter()
+        .filter(|case| {
+            only.as_deref()
+                .is_none_or(|o| o.split(';').any(|c| c.trim() == case.name()))
+        })
+        .collect();
+        for &case in &cases {
+            if case == Case::Replay {
+                replay_fresh_run(&mut clients).await;
             }
-            let s = measure(&clients, case, in_flight, time).await;
+            warm_up(&clients, case).await;
+        }
+        // The cases take turns, in `rounds` slices each, so that the
+        // machine's drift over minutes reaches every case alike.
+        let mut tallies: Vec<Tally> = cases.iter().map(|_| Tally::default()).collect();
+        for _ in 0..rounds {
+            for (&case, tally) in cases.iter().zip(&mut tallies) {
+                if case == Case::Replay {
+                    // Runs of the other cases may have retired the last one.
+                    replay_fresh_run(&mut clients).await;
+                }
+                slice(&clients, case, in_flight, time / rounds, tally).await;
+            }
+        }
+        let mut results = Vec::new();
+        for (case, tally) in cases.into_iter().zip(tallies) {
+            let s = tally.stats();
             println!(
                 "{:<30} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>11.0}",
                 case.name(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::ErrorReason;
-use agentmesh_proto::json::to_struct;
+use agentmesh_proto::json::{to_struct, value_to_struct};
 use agentmesh_proto::v1::{
     Artifact, ExecuteTaskRequest, Provenance, StepCompleted, StepFailed, StepRerouted,
     StepRetrying, StepStarted, TraceContext, part, run_event,
@@ -88,7 +88,9 @@ pub async fn run_step(
     let id = step.spec.id.as_str();
     let skill = step.spec.skill.as_str();
     let input_hash = input_hash(&input);
-    let input_pb = to_struct(&input);
+    // The first attempt takes the converted input; a retry converts it
+    // again. Retries are rare, and an input can be large (a whole dataset).
+    let mut input_pb = Some(to_struct(&input));
     let input = Value::Object(input);
     let idempotency_key = [run.id.as_str(), id].join("/");
     let started = Instant::now();
@@ -147,7 +149,7 @@ pub async fn run_step(
             task_id,
             run_id: run.id.clone(),
             skill_id: skill.to_string(),
-            input: Some(input_pb.clone()),
+            input: Some(input_pb.take().unwrap_or_else(|| value_to_struct(&input))),
             input_artifacts: artifacts.clone(),
             idempotency_key: idempotency_key.clone(),
             attempt,

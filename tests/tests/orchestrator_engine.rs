@@ -138,6 +138,16 @@ async fn a_retryable_failure_is_retried_with_backoff_and_the_same_idempotency_ke
     assert_eq!(requests[0].idempotency_key, requests[1].idempotency_key);
     assert_ne!(requests[0].task_id, requests[1].task_id);
     assert!(requests[0].deadline.is_some() && requests[0].heartbeat_interval.is_some());
+    // The retry carries the same input as the first attempt.
+    assert!(
+        requests[0]
+            .input
+            .as_ref()
+            .is_some_and(|i| i.fields.contains_key("x")),
+        "{:?}",
+        requests[0].input
+    );
+    assert_eq!(requests[1].input, requests[0].input);
 }
 
 #[tokio::test]
