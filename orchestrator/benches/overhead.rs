@@ -254,6 +254,17 @@ enum Case {
 }
 
 impl Case {
+    /// Every case, in the order they run.
+    const ALL: [Case; 7] = [
+        Case::Unary,
+        Case::Execute,
+        Case::ExecuteFull,
+        Case::Hop,
+        Case::Replay,
+        Case::Relay,
+        Case::Orchestrator,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Case::Unary => "unary x3 (raw tonic)",
@@ -614,21 +625,13 @@ async fn main() {
         .unwrap_or_else(|| vec![1, 64]);
     for in_flight in levels {
         let only = std::env::var("BENCH_ONLY").ok();
-        let cases: Vec<Case> = [
-            Case::Unary,
-            Case::Execute,
-            Case::ExecuteFull,
-            Case::Hop,
-            Case::Replay,
-            Case::Relay,
-            Case::Orchestrator,
-        ]
-        .into_iter()
-        .filter(|case| {
-            only.as_deref()
-                .is_none_or(|o| o.split(';').any(|c| c.trim() == case.name()))
-        })
-        .collect();
+        let cases: Vec<Case> = Case::ALL
+            .into_iter()
+            .filter(|case| {
+                only.as_deref()
+                    .is_none_or(|o| o.split(';').any(|c| c.trim() == case.name()))
+            })
+            .collect();
         for &case in &cases {
             if case == Case::Replay {
                 replay_fresh_run(&mut clients).await;
@@ -668,7 +671,7 @@ async fn main() {
             get(Case::ExecuteFull),
             get(Case::Hop),
             get(Case::Orchestrator),
-        ) && results.len() < 7
+        ) && results.len() < Case::ALL.len()
         {
             println!(
                 "  p50: orchestrator {:.0} µs = execute x3, full {:.0} + hop {:.0} + {:.1} µs per step",

@@ -145,8 +145,8 @@ struct Follower<T> {
 
 impl<T: Clone + Send + Sync + 'static> Follower<T> {
     async fn next(&mut self) -> Option<T> {
-        let log = Arc::clone(&self.log);
         loop {
+            let log = &*self.log;
             if let Some(item) = self.buffer.pop_front() {
                 return Some(item);
             }
