@@ -2,6 +2,7 @@
 //! collecting what a task streams back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dns;
 pub mod mesh;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -421,6 +421,18 @@ pub async fn orchestrator(addr: SocketAddr) -> OrchestratorServiceClient<Channel
     OrchestratorServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
 }
 
+/// Every endpoint the orchestrator lists (`ListAgents`).
+pub async fn endpoints(
+    client: &mut OrchestratorServiceClient<Channel>,
+) -> Vec<agentmesh_proto::v1::AgentEndpoint> {
+    client
+        .list_agents(ListAgentsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoints
+}
+
 /// Waits (bounded) until exactly `n` endpoints are SERVING; returns their
 /// addresses.
 pub async fn wait_serving_agents(
@@ -429,12 +441,8 @@ pub async fn wait_serving_agents(
 ) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let serving: Vec<String> = client
-            .list_agents(ListAgentsRequest {})
+        let serving: Vec<String> = endpoints(client)
             .await
-            .unwrap()
-            .into_inner()
-            .endpoints
             .into_iter()
             .filter(|e| e.health() == EndpointHealth::Serving && e.card.is_some())
             .map(|e| e.address)

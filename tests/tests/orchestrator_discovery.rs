@@ -4,36 +4,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agentmesh_e2e::dns;
 use agentmesh_e2e::mesh::*;
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{
-    EndpointHealth, ListAgentsRequest, RegisterRequest, RenewLeaseRequest, RunRequest, RunState,
-    SubmitRequest, run_event::Event,
+    EndpointHealth, RegisterRequest, RenewLeaseRequest, RunRequest, RunState, SubmitRequest,
+    run_event::Event,
 };
 use agentmesh_runtime::ServerConfig;
-use hickory_resolver::proto::op::{Message, ResponseCode};
-use hickory_resolver::proto::rr::rdata::A;
-use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use serde_json::json;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-
-async fn endpoints(
-    client: &mut agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient<
-        Channel,
-    >,
-) -> Vec<agentmesh_proto::v1::AgentEndpoint> {
-    client
-        .list_agents(ListAgentsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .endpoints
-}
 
 /// Runs a one-step plan and returns the endpoint that served it.
 async fn served_by(
@@ -162,42 +147,6 @@ async fn static_endpoints_are_listed_and_a_not_serving_one_gets_no_new_work() {
     assert_eq!(f.report.as_ref().unwrap().provenance[0].endpoint, busy);
 }
 
-/// A DNS server on loopback that answers `name` with the current list.
-async fn dns_server(name: &'static str, answers: Arc<Mutex<Vec<Ipv4Addr>>>) -> SocketAddr {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(req) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
-            resp.metadata.recursion_desired = req.metadata.recursion_desired;
-            resp.metadata.recursion_available = true;
-            resp.metadata.authoritative = true;
-            resp.add_queries(req.queries.clone());
-            for q in &req.queries {
-                let asked = q.name().to_ascii();
-                if asked.trim_end_matches('.') != name {
-                    resp.metadata.response_code = ResponseCode::NXDomain;
-                    continue;
-                }
-                if q.query_type() == RecordType::A {
-                    for ip in answers.lock().unwrap().iter() {
-                        resp.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(*ip))));
-                    }
-                }
-            }
-            let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
     // Three replicas on 127.0.0.{2,3,4}, same port, as pods behind a
@@ -215,8 +164,9 @@ async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
         ServerConfig::default(),
     )
     .await;
-    let answers = Arc::new(Mutex::new(vec![Ipv4Addr::new(127, 0, 0, 2)]));
-    let dns = dns_server("agents.mesh.test", Arc::clone(&answers)).await;
+    const NAME: &str = "agents.mesh.test";
+    let zone = dns::zone([(NAME, vec![Ipv4Addr::new(127, 0, 0, 2)])]);
+    let dns = dns::dns_server(Arc::clone(&zone)).await;
     let mut cfg = test_config(&[]);
     cfg.discovery.dns = vec![format!("agents.mesh.test:{port}")];
     cfg.discovery.dns_server = Some(dns);
@@ -242,7 +192,11 @@ async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
                 .run_id,
         );
     }
-    answers.lock().unwrap().push(Ipv4Addr::new(127, 0, 0, 3));
+    zone.lock()
+        .unwrap()
+        .get_mut(NAME)
+        .unwrap()
+        .push(Ipv4Addr::new(127, 0, 0, 3));
     let both = wait_serving_agents(&mut client, 2).await;
     assert!(both.contains(&second.to_string()));
     // A run now lands on the new replica when the old one is busy.
@@ -256,8 +210,9 @@ async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
     assert_eq!(served_by(&mut client, "work").await, second.to_string());
 
     // The first address disappears from DNS: its endpoint goes away.
-    answers
-        .lock()
+    zone.lock()
+        .unwrap()
+        .get_mut(NAME)
         .unwrap()
         .retain(|ip| *ip != Ipv4Addr::new(127, 0, 0, 2));
     assert_eq!(

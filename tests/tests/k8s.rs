@@ -1,0 +1,182 @@
+//! The configuration the Kubernetes manifests ship (`k8s/base/config`),
+//! used as the pods use it: every file loads with its service's own typed
+//! config, and the four real binaries started with those files find each
+//! other through the headless Services' DNS names and run the reference
+//! goal. (The manifests themselves are checked by `k8s/validate`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use agentmesh_analytics::AnalyticsConfig;
+use agentmesh_data::DataAgentConfig;
+use agentmesh_e2e::mesh::*;
+use agentmesh_e2e::{Child, dns, start_process, start_process_env, temp_dir};
+use agentmesh_orchestrator::OrchestratorConfig;
+use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunState};
+use agentmesh_runtime::config::{ConfigError, load};
+use agentmesh_summary::SummaryConfig;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const GOAL: &str =
+    "Generate a Q2 sales performance report with visualizations and an executive summary";
+
+fn config_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../k8s/base/config/{name}"))
+}
+
+/// `name` loaded as the binary loads it (defaults < file), no environment.
+fn load_file<T: Serialize + DeserializeOwned>(defaults: &T, name: &str) -> Result<T, ConfigError> {
+    load(
+        defaults,
+        Some(&config_file(name)),
+        Vec::new(),
+        Default::default(),
+    )
+}
+
+#[test]
+fn every_shipped_config_loads_with_its_services_own_types() {
+    let orch = load_file(&OrchestratorConfig::default(), "orchestrator.toml").unwrap();
+    let data = load_file(&DataAgentConfig::default(), "data.toml").unwrap();
+    let analytics = load_file(&AnalyticsConfig::default(), "analytics.toml").unwrap();
+    let summary = load_file(&SummaryConfig::default(), "summary.toml").unwrap();
+    // In a pod every server listens on all interfaces (the kubelet probes
+    // the pod IP), on the port its Service and probes name.
+    for (server, port) in [
+        (&orch.server, 50050),
+        (&data.server, 50051),
+        (&analytics.server, 50052),
+        (&summary.server, 50053),
+    ] {
+        assert_eq!(server.listen, SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    assert!(orch.discovery.endpoints.is_empty());
+    assert_eq!(
+        orch.discovery.dns,
+        [
+            "data-agent:50051",
+            "analytics-agent:50052",
+            "summary-agent:50053"
+        ]
+    );
+    assert_eq!(
+        orch.discovery.dns_server, None,
+        "the pod's resolv.conf is used"
+    );
+    assert!(data.data.root.is_absolute(), "the data volume's mount path");
+    assert!(summary.llm.base_url.is_empty(), "the LLM backend is off");
+
+    // The check is real: a misspelt key in a shipped file would fail.
+    let dir = temp_dir("k8s-config");
+    let typo = dir.path().join("orchestrator.toml");
+    std::fs::write(&typo, "[discovery]\ndns_refesh_ms = 5000\n").unwrap();
+    let err = load(
+        &OrchestratorConfig::default(),
+        Some(&typo),
+        Vec::new(),
+        Default::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("dns_refesh_ms"), "{err}");
+}
+
+#[tokio::test]
+async fn the_shipped_configs_find_the_agents_through_their_headless_services() {
+    let tmp = temp_dir("k8s-mesh");
+    let dir = tmp.path().to_path_buf();
+    // One loopback address per Service, as a pod IP behind each headless
+    // Service; each agent on the port its file names.
+    let pods = [
+        (
+            "data-agent",
+            "data.toml",
+            Ipv4Addr::new(127, 0, 53, 1),
+            50051,
+        ),
+        (
+            "analytics-agent",
+            "analytics.toml",
+            Ipv4Addr::new(127, 0, 53, 2),
+            50052,
+        ),
+        (
+            "summary-agent",
+            "summary.toml",
+            Ipv4Addr::new(127, 0, 53, 3),
+            50053,
+        ),
+    ];
+    let mut children: Vec<Child> = Vec::new();
+    for (binary, file, ip, port) in pods {
+        let mut args = vec![
+            "--config".to_string(),
+            config_file(file).display().to_string(),
+        ];
+        if binary == "data-agent" {
+            args.extend(["--data-root".to_string(), dir.display().to_string()]);
+        }
+        let listen = SocketAddr::from((ip, port));
+        children.push(start_process(binary, listen, &args, &dir, AGENT_SERVICE_NAME).await);
+    }
+    // The cluster DNS: each Service name answers with its pod's address.
+    let zone = dns::zone(pods.map(|(name, _, ip, _)| (name, vec![ip])));
+    let dns_addr = dns::dns_server(zone).await.to_string();
+    let orchestrator_addr = agentmesh_e2e::free_port([127, 0, 0, 1]);
+    children.push(
+        start_process_env(
+            "orchestrator",
+            orchestrator_addr,
+            &[
+                "--config".to_string(),
+                config_file("orchestrator.toml").display().to_string(),
+            ],
+            &[("AGENTMESH_DISCOVERY__DNS_SERVER", dns_addr.as_str())],
+            &dir,
+            ORCHESTRATOR_SERVICE_NAME,
+        )
+        .await,
+    );
+
+    let mut client = orchestrator(orchestrator_addr).await;
+    let mut serving = wait_serving_agents(&mut client, 3).await;
+    serving.sort();
+    assert_eq!(
+        serving,
+        ["127.0.53.1:50051", "127.0.53.2:50052", "127.0.53.3:50053"]
+    );
+    let mut sources: Vec<String> = endpoints(&mut client)
+        .await
+        .into_iter()
+        .map(|e| e.source)
+        .collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            "dns:analytics-agent:50052",
+            "dns:data-agent:50051",
+            "dns:summary-agent:50053"
+        ]
+    );
+
+    let events = run_all(&mut client, goal(GOAL)).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let mut used: Vec<&str> = f
+        .report
+        .as_ref()
+        .unwrap()
+        .provenance
+        .iter()
+        .map(|p| p.endpoint.as_str())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    assert_eq!(
+        used,
+        ["127.0.53.1:50051", "127.0.53.2:50052", "127.0.53.3:50053"]
+    );
+    drop(children);
+}
