@@ -5,7 +5,7 @@
 //! goal. (The manifests themselves are checked by `k8s/validate`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use agentmesh_analytics::AnalyticsConfig;
@@ -16,6 +16,10 @@ use agentmesh_orchestrator::OrchestratorConfig;
 use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunState};
 use agentmesh_runtime::config::{ConfigError, load};
 use agentmesh_summary::SummaryConfig;
+use hickory_resolver::Resolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::system_conf::parse_resolv_conf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -179,4 +183,50 @@ async fn the_shipped_configs_find_the_agents_through_their_headless_services() {
         ["127.0.53.1:50051", "127.0.53.2:50052", "127.0.53.3:50053"]
     );
     drop(children);
+}
+
+/// In a pod, the short names of `discovery.dns` resolve through the search
+/// path the kubelet writes into resolv.conf. The orchestrator reads
+/// resolv.conf with hickory's parser (when `discovery.dns_server` is unset);
+/// this checks that the parsed search path and `ndots` take `data-agent` to
+/// the Service's full name, asking a DNS server that knows only that name.
+#[tokio::test]
+async fn a_pods_resolv_conf_takes_a_short_service_name_to_the_full_one() {
+    let zone = dns::zone([(
+        "data-agent.agentmesh.svc.cluster.local",
+        vec![Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 1, 2, 4)],
+    )]);
+    let server = dns::dns_server(zone).await;
+    // What the kubelet writes for a pod in namespace `agentmesh`.
+    let (conf, options) = parse_resolv_conf(
+        "search agentmesh.svc.cluster.local svc.cluster.local cluster.local\n\
+         nameserver 10.96.0.10\n\
+         options ndots:5\n",
+    )
+    .unwrap();
+    assert_eq!(options.ndots, 5);
+    // The same search path and options, asking the loopback server instead
+    // of the cluster's DNS Service.
+    let mut udp = ConnectionConfig::udp();
+    udp.port = server.port();
+    let ns = NameServerConfig::new(server.ip(), true, vec![udp]);
+    let config = ResolverConfig::from_parts(None, conf.search().to_vec(), vec![ns]);
+    let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
+    *builder.options_mut() = options;
+    let resolver = builder.build().unwrap();
+    let mut found: Vec<IpAddr> = resolver
+        .lookup_ip("data-agent")
+        .await
+        .unwrap()
+        .iter()
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [IpAddr::from([10, 1, 2, 3]), IpAddr::from([10, 1, 2, 4])]
+    );
+    assert!(
+        resolver.lookup_ip("no-such-agent").await.is_err(),
+        "a name no Service has stays unresolved"
+    );
 }
