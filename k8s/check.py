@@ -118,10 +118,13 @@ def main():
         if not backing:
             problem(where, "selects no Deployment's pods")
         for sp in svc["spec"]["ports"]:
+            target = sp.get("targetPort", sp["port"])
             for dep, (_, ports, _) in backing:
-                if ports.get(sp["targetPort"]) != sp["port"]:
-                    problem(where, f"port {sp['port']} -> {sp['targetPort']} does not match {dep}'s ports {ports}")
+                if target not in ports and target not in ports.values():
+                    problem(where, f"targetPort {target} is not a port of {dep}: {ports}")
 
+    # The orchestrator dials every address a name resolves to on the port
+    # the entry gives: that port must be the pods' own.
     for dep, (_, _, cfg) in pods.items():
         for entry in cfg.get("discovery", {}).get("dns", []):
             host, _, port = entry.rpartition(":")
@@ -129,10 +132,12 @@ def main():
             where = f"{overlay}/Deployment/{dep}: discovery.dns {entry!r}"
             if svc is None:
                 problem(where, "names no Service of this namespace")
-            elif svc["spec"].get("clusterIP") != "None":
+                continue
+            if svc["spec"].get("clusterIP") != "None":
                 problem(where, "names a Service with a cluster IP: DNS would give one address, not one per replica")
-            elif int(port) not in [p["port"] for p in svc["spec"]["ports"]]:
-                problem(where, f"port {port} is not a port of Service {host}")
+            for backing, (_, ports, _) in pods_of(svc["spec"].get("selector")):
+                if not port.isdigit() or int(port) not in ports.values():
+                    problem(where, f"port {port} is not a port of {backing}'s pods: {ports}")
 
     for kind in ["PodDisruptionBudget", "NetworkPolicy"]:
         for name, obj in by_kind.get(kind, {}).items():
