@@ -20,6 +20,10 @@ CONFIG_DIR = "/etc/agentmesh/"
 problems = []
 
 
+# Config keys naming a file or folder the service writes.
+WRITTEN_PATHS = [("data", "root"), ("store", "path")]
+
+
 def problem(where, what):
     problems.append(f"{where}: {what}")
 
@@ -102,6 +106,20 @@ def main():
                 problem(cw, f"{key}: server.listen {listen!r} is not reachable on the pod IP")
             if not port.isdigit() or int(port) != ports.get("grpc"):
                 problem(cw, f"{key}: server.listen port {port} is not the grpc containerPort {ports.get('grpc')}")
+            # Files the service writes must be on a writable volume: the
+            # root filesystem is read-only.
+            for section, field in WRITTEN_PATHS:
+                written = cfg.get(section, {}).get(field)
+                if not written:
+                    continue
+                on = next(
+                    (m for m in c.get("volumeMounts", [])
+                     if (written.rstrip("/") + "/").startswith(m["mountPath"].rstrip("/") + "/")),
+                    None,
+                )
+                vol = volumes.get(on["name"], {}) if on else {}
+                if on is None or on.get("readOnly") or not ("emptyDir" in vol or "persistentVolumeClaim" in vol):
+                    problem(cw, f"{key}: {section}.{field} {written!r} is not on a writable emptyDir or PVC mount")
             grace_ms = cfg.get("server", {}).get("shutdown_grace_ms", 20000)
             pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             needed = grace_ms / 1000 + pre_stop

@@ -12,7 +12,9 @@
 //!    own round trip to it, which any orchestrator adds once per run;
 //! 4. `replay`: `WatchRun` of a finished run of the same plan: streaming
 //!    the same events to the client, with no delegation behind them;
-//! 5. `orchestrator`: the same three tasks as a plan through `Run`.
+//! 5. `orchestrator`: the same three tasks as a plan through `Run`;
+//! 6. `orchestrator Run, SQLite store`: the same, by a second orchestrator
+//!    whose runs are also written to an SQLite file (`store.path`).
 //!
 //! Each at 1 and 64 runs in flight; prints p50/p99 latency, runs/s, the
 //! overhead per step against both baselines, and peak RSS.
@@ -239,6 +241,7 @@ struct Clients {
     orch: OrchestratorServiceClient<Channel>,
     orch_health: HealthClient<Channel>,
     relay: OrchestratorServiceClient<Channel>,
+    durable: OrchestratorServiceClient<Channel>,
     finished_run: String,
 }
 
@@ -251,11 +254,12 @@ enum Case {
     Relay,
     Replay,
     Orchestrator,
+    Durable,
 }
 
 impl Case {
     /// Every case, in the order they run.
-    const ALL: [Case; 7] = [
+    const ALL: [Case; 8] = [
         Case::Unary,
         Case::Execute,
         Case::ExecuteFull,
@@ -263,6 +267,7 @@ impl Case {
         Case::Replay,
         Case::Relay,
         Case::Orchestrator,
+        Case::Durable,
     ];
 
     fn name(self) -> &'static str {
@@ -274,6 +279,7 @@ impl Case {
             Case::Relay => "floor: minimal relay Run",
             Case::Replay => "replay: WatchRun (same events)",
             Case::Orchestrator => "orchestrator Run (3 steps)",
+            Case::Durable => "orchestrator Run, SQLite store",
         }
     }
 }
@@ -345,10 +351,14 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
                 ev.unwrap();
             }
         }
-        Case::Orchestrator => {
+        Case::Orchestrator | Case::Durable => {
             let spec = plan();
-            let mut s = c
-                .orch
+            let orch = if case == Case::Durable {
+                &mut c.durable
+            } else {
+                &mut c.orch
+            };
+            let mut s = orch
                 .run(RunRequest { spec: Some(spec) })
                 .await
                 .unwrap()
@@ -529,6 +539,34 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// Serves an orchestrator with `cfg` and waits until it sees the three
+/// agents SERVING.
+async fn start_orchestrator(cfg: OrchestratorConfig) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(agentmesh_orchestrator::serve(
+        cfg,
+        listener,
+        std::future::pending(),
+    ));
+    let mut orch = OrchestratorServiceClient::new(channel(addr).await);
+    loop {
+        let ready = orch
+            .list_agents(ListAgentsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoints
+            .iter()
+            .filter(|e| e.health() == EndpointHealth::Serving && e.card.is_some())
+            .count();
+        if ready == 3 {
+            return addr;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let secs: u64 = std::env::var("BENCH_SECONDS")
@@ -559,31 +597,13 @@ async fn main() {
     let mut cfg = OrchestratorConfig::default();
     cfg.discovery.endpoints = addrs.iter().map(ToString::to_string).collect();
     cfg.discovery.health_check_ms = 100;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let orch_addr = listener.local_addr().unwrap();
-    tokio::spawn(agentmesh_orchestrator::serve(
-        cfg,
-        listener,
-        std::future::pending(),
-    ));
-
+    let orch_addr = start_orchestrator(cfg.clone()).await;
+    // The same orchestrator keeping its runs in an SQLite file as well.
+    let store_dir = tempfile::tempdir().unwrap();
+    cfg.store.path = Some(store_dir.path().join("runs.db"));
+    let durable_addr = start_orchestrator(cfg).await;
     let orch_channel = channel(orch_addr).await;
-    let mut orch = OrchestratorServiceClient::new(orch_channel.clone());
-    loop {
-        let ready = orch
-            .list_agents(ListAgentsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .endpoints
-            .iter()
-            .filter(|e| e.health() == EndpointHealth::Serving && e.card.is_some())
-            .count();
-        if ready == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let orch = OrchestratorServiceClient::new(orch_channel.clone());
     // The floor relay, with its own connections to the agents.
     let mut relay = Relay { agents: Vec::new() };
     for (addr, skill) in addrs.iter().zip(SKILLS) {
@@ -607,6 +627,7 @@ async fn main() {
         orch,
         orch_health: HealthClient::new(orch_channel),
         relay: OrchestratorServiceClient::new(channel(relay_addr).await),
+        durable: OrchestratorServiceClient::new(channel(durable_addr).await),
         finished_run: String::new(),
     };
     for addr in &addrs {
@@ -733,6 +754,14 @@ async fn main() {
             (us(orch.p50) - us(full.p50) - us(replay.p50)) / 3.0,
             (cost(orch) - cost(full) - cost(replay)) / 3.0,
         );
+        if let Some(durable) = get(Case::Durable) {
+            println!(
+                "  SQLite store: {:.0} µs more per run at p50 than in memory, {:.0} µs more wall time per run from runs/s, {:.0} µs more CPU per run",
+                us(durable.p50) - us(orch.p50),
+                cost(durable) - cost(orch),
+                us(durable.cpu_per_run) - us(orch.cpu_per_run),
+            );
+        }
     }
     println!(
         "peak RSS of the whole benchmark process: {:.1} MiB",

@@ -188,12 +188,16 @@ impl ExecutionConfig {
 pub struct StoreConfig {
     /// Runs kept for GetRun/WatchRun; beyond it the oldest finished runs go.
     pub retained_runs: usize,
+    /// SQLite file that keeps runs across restarts (created if missing;
+    /// one orchestrator per file). Unset: runs live in memory only.
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             retained_runs: 1_000,
+            path: None,
         }
     }
 }

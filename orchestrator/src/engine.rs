@@ -210,7 +210,10 @@ impl Engine {
                 format!("{max} runs are already executing (execution.max_active_runs)"),
             ));
         }
-        let fresh = Arc::new(RunRecord::new(prepared.goal.clone(), prepared.key.clone()));
+        let fresh = Arc::new(
+            self.store
+                .new_run(prepared.goal.clone(), prepared.key.clone()),
+        );
         let run = self.store.insert(Arc::clone(&fresh));
         if !Arc::ptr_eq(&run, &fresh) {
             self.release();

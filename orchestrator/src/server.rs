@@ -19,7 +19,8 @@ use crate::engine::Engine;
 use crate::leases::{Leases, RegistryApi};
 use crate::registry::Registry;
 use crate::service::OrchestratorApi;
-use crate::store::MemoryStore;
+use crate::store::sqlite::{SqliteStore, StoreError};
+use crate::store::{MemoryStore, RunStore};
 
 /// Why the orchestrator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum OrchestratorError {
     /// A playbook could not be loaded.
     #[error(transparent)]
     Playbook(#[from] crate::playbook::PlaybookError),
+    /// The run store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -46,7 +50,22 @@ pub async fn serve(
     let registry = Registry::new(cfg.routing.clone(), cfg.discovery.clone());
     discovery::start(&registry, &cfg.discovery)?;
     let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
-    let store = Arc::new(MemoryStore::new(cfg.store.retained_runs));
+    let retained = cfg.store.retained_runs;
+    let (store, durable): (Arc<dyn RunStore>, _) = match cfg.store.path.clone() {
+        Some(path) => {
+            let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path, retained))
+                .await
+                .map_err(|e| StoreError::Io {
+                    path: cfg.store.path.clone().unwrap_or_default(),
+                    source: std::io::Error::other(e),
+                })??;
+            (opened.clone() as Arc<dyn RunStore>, Some(opened))
+        }
+        None => (
+            Arc::new(MemoryStore::new(retained)) as Arc<dyn RunStore>,
+            None,
+        ),
+    };
     let engine = Engine::new(
         Arc::clone(&registry),
         Arc::clone(&cfg),
@@ -75,5 +94,9 @@ pub async fn serve(
     )
     .await;
     registry.shutdown.cancel();
+    if let Some(store) = durable {
+        // Every run has finished or was canceled: write the last events.
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
     Ok(result?)
 }

@@ -137,7 +137,7 @@ impl OrchestratorService for OrchestratorApi {
     ) -> Result<Response<EventStream>, Status> {
         let req = request.get_ref();
         let run = self.run(&req.run_id)?;
-        let last = run.log.len();
+        let last = run.log.visible_len();
         if req.after_seq > last {
             return Err(MeshError::new(
                 ErrorReason::InvalidInput,

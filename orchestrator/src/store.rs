@@ -2,8 +2,11 @@
 //!
 //! A run *is* its ordered, append-only list of [`RunEvent`]s: `Run` and
 //! `WatchRun` stream it, `GetRun` and `ListRuns` read it. [`RunStore`] is the
-//! seam for durable storage; [`MemoryStore`] keeps runs in memory with a
-//! retention bound.
+//! seam for storage: [`MemoryStore`] keeps runs in memory with a retention
+//! bound; [`sqlite::SqliteStore`] adds an SQLite file under it, so that runs
+//! outlive the process.
+
+pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,23 +34,86 @@ pub struct RunRecord {
     pub stop: CancellationToken,
     stop_cause: OnceLock<MeshError>,
     progress_events: AtomicU64,
+    /// Told about every appended event when the run is stored durably.
+    persister: Option<Arc<dyn Persister>>,
+}
+
+/// Writes a run's events somewhere durable. The run's log is then gated:
+/// the persister publishes each event once it is stored, and only then do
+/// clients see it.
+pub trait Persister: Send + Sync {
+    /// An event was appended to a run's log.
+    fn appended(&self);
 }
 
 impl RunRecord {
     /// A new, empty run.
     pub fn new(goal: String, idempotency_key: String) -> Self {
-        Self {
-            id: uuid::Uuid::new_v4()
-                .hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer())
-                .to_owned(),
+        Self::with(
+            new_run_id(),
             goal,
             idempotency_key,
-            created: SystemTime::now(),
-            log: EventLog::new(),
+            SystemTime::now(),
+            EventLog::new(),
+            None,
+        )
+    }
+
+    /// A new, empty run whose events clients see only once `persister`
+    /// has stored them.
+    pub fn persisted(goal: String, idempotency_key: String, persister: Arc<dyn Persister>) -> Self {
+        Self::with(
+            new_run_id(),
+            goal,
+            idempotency_key,
+            SystemTime::now(),
+            EventLog::gated(),
+            Some(persister),
+        )
+    }
+
+    /// A run read back from storage, holding `events` (closed if the last
+    /// one is the final event).
+    pub fn restored(
+        id: String,
+        goal: String,
+        idempotency_key: String,
+        created: SystemTime,
+        events: Vec<RunEvent>,
+        persister: Option<Arc<dyn Persister>>,
+    ) -> Self {
+        let closed = matches!(
+            events.last().and_then(|e| e.event.as_ref()),
+            Some(run_event::Event::Finished(_))
+        );
+        Self::with(
+            id,
+            goal,
+            idempotency_key,
+            created,
+            EventLog::restored(events, closed),
+            persister,
+        )
+    }
+
+    fn with(
+        id: String,
+        goal: String,
+        idempotency_key: String,
+        created: SystemTime,
+        log: Arc<EventLog<RunEvent>>,
+        persister: Option<Arc<dyn Persister>>,
+    ) -> Self {
+        Self {
+            id,
+            goal,
+            idempotency_key,
+            created,
+            log,
             stop: CancellationToken::new(),
             stop_cause: OnceLock::new(),
             progress_events: AtomicU64::new(0),
+            persister,
         }
     }
 
@@ -71,14 +137,21 @@ impl RunRecord {
     }
 
     fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
-        self.log
+        let seq = self
+            .log
             .append_with(close, |seq| RunEvent {
                 run_id: self.id.clone(),
                 seq,
                 time: Some(SystemTime::now().into()),
                 event: Some(event),
             })
-            .unwrap_or(0)
+            .unwrap_or(0);
+        if seq != 0
+            && let Some(persister) = &self.persister
+        {
+            persister.appended();
+        }
+        seq
     }
 
     /// Stops the run for `cause` (the first cause wins).
@@ -100,9 +173,10 @@ impl RunRecord {
         }
     }
 
-    /// The final event, once the run has finished.
+    /// The final event, once the run has finished and clients may see it
+    /// (in a durable store: once it is stored).
     pub fn finished(&self) -> Option<(RunFinished, RunEvent)> {
-        if !self.log.is_closed() {
+        if !self.log.is_closed() || self.log.visible_len() < self.log.len() {
             return None;
         }
         let last = self.log.last()?;
@@ -133,13 +207,25 @@ impl RunRecord {
                 .into(),
             created: Some(self.created.into()),
             finished: finished.and_then(|(_, ev)| ev.time),
-            last_seq: self.log.len(),
+            last_seq: self.log.visible_len(),
         }
     }
 }
 
+/// A new run id: a random UUID, hyphenated.
+fn new_run_id() -> String {
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
 /// Where runs are kept.
 pub trait RunStore: Send + Sync {
+    /// A new, empty run to pass to [`RunStore::insert`].
+    fn new_run(&self, goal: String, idempotency_key: String) -> RunRecord {
+        RunRecord::new(goal, idempotency_key)
+    }
     /// Adds `run`, or returns the run already stored under its idempotency
     /// key (then `run` is not stored).
     fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord>;
@@ -176,6 +262,19 @@ impl MemoryStore {
             inner: Mutex::new(MemoryInner::default()),
             retained,
         }
+    }
+
+    /// Adds a run read back from storage (oldest first): unlike
+    /// [`RunStore::insert`], a later run takes over an idempotency key.
+    pub fn restore(&self, run: Arc<RunRecord>) {
+        let mut inner = self.lock();
+        if !run.idempotency_key.is_empty() {
+            inner
+                .keys
+                .insert(run.idempotency_key.clone(), run.id.clone());
+        }
+        inner.order.push_back(run.id.clone());
+        inner.runs.insert(run.id.clone(), run);
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryInner> {

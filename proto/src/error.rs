@@ -40,7 +40,7 @@ impl ErrorReason {
                 Code::InvalidArgument
             }
             Self::NoAgentForSkill => Code::FailedPrecondition,
-            Self::AgentUnavailable => Code::Unavailable,
+            Self::AgentUnavailable | Self::Interrupted => Code::Unavailable,
             Self::OutputInvalid => Code::Internal,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Canceled => Code::Cancelled,

@@ -57,6 +57,13 @@ fn every_shipped_config_loads_with_its_services_own_types() {
         assert_eq!(server.listen, SocketAddr::from(([0, 0, 0, 0], port)));
     }
     assert!(orch.discovery.endpoints.is_empty());
+    // Runs outlive a container restart: the store is on the pod's emptyDir.
+    assert_eq!(
+        orch.store.path.as_deref(),
+        Some(std::path::Path::new(
+            "/var/lib/agentmesh/orchestrator/runs.db"
+        ))
+    );
     assert_eq!(
         orch.discovery.dns,
         [
@@ -134,6 +141,7 @@ async fn the_shipped_configs_find_the_agents_through_their_headless_services() {
     let zone = dns::zone(pods.map(|(name, _, ip, _)| (name, vec![ip])));
     let dns_addr = dns::dns_server(zone).await.to_string();
     let orchestrator_addr = agentmesh_e2e::free_port([127, 0, 0, 1]);
+    let store = dir.join("runs.db").display().to_string();
     children.push(
         start_process_env(
             "orchestrator",
@@ -142,7 +150,11 @@ async fn the_shipped_configs_find_the_agents_through_their_headless_services() {
                 "--config".to_string(),
                 config_file("orchestrator.toml").display().to_string(),
             ],
-            &[("AGENTMESH_DISCOVERY__DNS_SERVER", dns_addr.as_str())],
+            &[
+                ("AGENTMESH_DISCOVERY__DNS_SERVER", dns_addr.as_str()),
+                // The pod's emptyDir, here the test's folder.
+                ("AGENTMESH_STORE__PATH", store.as_str()),
+            ],
             &dir,
             ORCHESTRATOR_SERVICE_NAME,
         )

@@ -25,6 +25,18 @@ pub struct EventLog<T> {
 struct Inner<T> {
     events: Vec<T>,
     closed: bool,
+    /// In a gated log, followers see events up to this sequence number
+    /// only (see [`EventLog::gated`]); `None`: every appended event.
+    published: Option<u64>,
+}
+
+impl<T> Inner<T> {
+    /// How many events followers may see.
+    fn visible(&self) -> usize {
+        let len = self.events.len();
+        self.published
+            .map_or(len, |p| len.min(usize::try_from(p).unwrap_or(usize::MAX)))
+    }
 }
 
 /// Returned by [`EventLog::append_with`] when the log is closed.
@@ -35,13 +47,53 @@ pub struct Closed;
 impl<T: Clone + Send + Sync + 'static> EventLog<T> {
     /// An empty, open log.
     pub fn new() -> Arc<Self> {
+        Self::with(Vec::new(), false, None)
+    }
+
+    /// An empty, open log whose followers see an event only once it is
+    /// published ([`EventLog::publish`]): for events that must be stored
+    /// durably before anyone is told about them.
+    pub fn gated() -> Arc<Self> {
+        Self::with(Vec::new(), false, Some(0))
+    }
+
+    /// A log holding `events` (numbered from 1), closed if `closed`.
+    pub fn restored(events: Vec<T>, closed: bool) -> Arc<Self> {
+        Self::with(events, closed, None)
+    }
+
+    fn with(events: Vec<T>, closed: bool, published: Option<u64>) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
-                events: Vec::new(),
-                closed: false,
+                events,
+                closed,
+                published,
             }),
             changed: Notify::new(),
         })
+    }
+
+    /// Lets followers of a gated log see events up to `seq`.
+    pub fn publish(&self, seq: u64) {
+        {
+            let mut inner = self.lock();
+            match &mut inner.published {
+                Some(p) if *p < seq => *p = seq,
+                _ => return,
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Lifts the gate: followers see every event from now on.
+    pub fn ungate(&self) {
+        self.lock().published = None;
+        self.changed.notify_waiters();
+    }
+
+    /// Number of events followers may see (all of them unless gated).
+    pub fn visible_len(&self) -> u64 {
+        self.lock().visible() as u64
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
@@ -109,13 +161,17 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
             .unwrap_or_default()
     }
 
-    /// Resolves once the log is closed.
+    /// Resolves once the log is closed and followers may see every event.
     pub async fn closed(&self) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.is_closed() {
+            let settled = {
+                let inner = self.lock();
+                inner.closed && inner.visible() == inner.events.len()
+            };
+            if settled {
                 return;
             }
             changed.await;
@@ -158,12 +214,13 @@ impl<T: Clone + Send + Sync + 'static> Follower<T> {
             let closed = {
                 let inner = log.lock();
                 let from = usize::try_from(self.cursor).unwrap_or(usize::MAX);
-                if let Some(new) = inner.events.get(from..).filter(|s| !s.is_empty()) {
+                let visible = inner.visible();
+                if let Some(new) = inner.events.get(from..visible).filter(|s| !s.is_empty()) {
                     self.buffer.extend(new.iter().cloned());
-                    self.cursor = inner.events.len() as u64;
+                    self.cursor = visible as u64;
                     continue;
                 }
-                inner.closed
+                inner.closed && from >= inner.events.len()
             };
             if closed {
                 return None;
@@ -206,5 +263,36 @@ mod tests {
         let rest: Vec<u64> = log.follow(3).collect().await;
         assert_eq!(rest, vec![4, 5]);
         assert_eq!(log.snapshot_after(4), vec![5]);
+    }
+
+    #[tokio::test]
+    async fn a_gated_log_shows_followers_only_published_events() {
+        let log = EventLog::<u64>::gated();
+        log.append_with(false, |s| s).unwrap();
+        log.append_with(false, |s| s).unwrap();
+        log.append_with(true, |s| s).unwrap();
+        assert_eq!(log.visible_len(), 0);
+        let mut follower = Box::pin(log.follow(0));
+        let nothing_yet =
+            tokio::time::timeout(std::time::Duration::from_millis(20), follower.next()).await;
+        assert!(nothing_yet.is_err(), "no event is published yet");
+        log.publish(2);
+        assert_eq!(follower.next().await, Some(1));
+        assert_eq!(follower.next().await, Some(2));
+        log.publish(1); // never moves back
+        assert_eq!(log.visible_len(), 2);
+        let reader = tokio::spawn(async move { follower.collect::<Vec<u64>>().await });
+        log.publish(3);
+        assert_eq!(
+            reader.await.unwrap(),
+            vec![3],
+            "closed and fully seen: ends"
+        );
+        let ungated = EventLog::<u64>::gated();
+        ungated.append_with(true, |s| s).unwrap();
+        ungated.ungate();
+        assert_eq!(ungated.follow(0).collect::<Vec<u64>>().await, vec![1]);
+        let restored = EventLog::restored(vec![1_u64, 2], true);
+        assert_eq!(restored.follow(1).collect::<Vec<u64>>().await, vec![2]);
     }
 }

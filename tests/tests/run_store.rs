@@ -1,0 +1,204 @@
+//! The durable run store (`store.path`): runs outlive the orchestrator
+//! process. The orchestrator is the real binary, stopped with SIGTERM or
+//! killed with SIGKILL and started again on the same file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use agentmesh_e2e::mesh::*;
+use agentmesh_e2e::{Child, free_port, start_process, start_process_env, temp_dir};
+use agentmesh_proto::v1::{
+    AGENT_SERVICE_NAME, GetRunRequest, ListRunsRequest, ORCHESTRATOR_SERVICE_NAME, RunEvent,
+    RunRequest, RunState, SubmitRequest, run_event::Event,
+};
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+const GOAL: &str =
+    "Generate a Q2 sales performance report with visualizations and an executive summary";
+
+/// Starts the orchestrator binary on a new port with its runs in `store`.
+async fn orchestrator_on(store: &Path, agents: &[SocketAddr], dir: &Path) -> (Child, SocketAddr) {
+    let addr = free_port([127, 0, 0, 1]);
+    let mut args = Vec::new();
+    for a in agents {
+        args.extend(["--agent".to_string(), a.to_string()]);
+    }
+    let path = store.to_string_lossy().into_owned();
+    let child = start_process_env(
+        "orchestrator",
+        addr,
+        &args,
+        &[("AGENTMESH_STORE__PATH", path.as_str())],
+        dir,
+        ORCHESTRATOR_SERVICE_NAME,
+    )
+    .await;
+    (child, addr)
+}
+
+/// Sends SIGTERM and waits (bounded) for a clean exit.
+async fn stop(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "orchestrator exited with {status}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn finished(ev: &RunEvent) -> &agentmesh_proto::v1::RunFinished {
+    match &ev.event {
+        Some(Event::Finished(f)) => f,
+        other => panic!("not a final event: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_finished_report_outlives_a_restart_of_the_orchestrator() {
+    let tmp = temp_dir("store-restart");
+    let dir = tmp.path();
+    let store = dir.join("state/runs.db");
+    let mut agents = Vec::new();
+    let mut children = Vec::new();
+    for name in ["data-agent", "analytics-agent", "summary-agent"] {
+        let addr = free_port([127, 0, 0, 1]);
+        children.push(start_process(name, addr, &[], dir, AGENT_SERVICE_NAME).await);
+        agents.push(addr);
+    }
+
+    let (first, addr) = orchestrator_on(&store, &agents, dir).await;
+    let mut client = orchestrator(addr).await;
+    wait_serving_agents(&mut client, 3).await;
+    let mut spec = goal(GOAL);
+    spec.idempotency_key = "q2-report-1".into();
+    let seen = run_all(&mut client, spec.clone()).await;
+    let last = seen.last().unwrap();
+    assert_eq!(finished(last).state(), RunState::Completed, "{last:?}");
+    let run_id = last.run_id.clone();
+    stop(first).await;
+
+    // A new process on the same file answers as the first one did.
+    let (_second, addr) = orchestrator_on(&store, &agents, dir).await;
+    let mut client = orchestrator(addr).await;
+    let got = client
+        .get_run(GetRunRequest {
+            run_id: run_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let summary = got.run.unwrap();
+    assert_eq!(summary.state(), RunState::Completed);
+    assert_eq!(summary.last_seq, last.seq);
+    assert_eq!(summary.goal, GOAL);
+    assert_eq!(
+        got.finished.as_ref(),
+        Some(finished(last)),
+        "the same report"
+    );
+    let replayed = watch_to_end(&mut client, &run_id, 0).await;
+    assert_eq!(replayed, seen, "every event, as the client saw it live");
+    let tail = watch_to_end(&mut client, &run_id, last.seq - 2).await;
+    assert_eq!(tail.as_slice(), &seen[seen.len() - 2..]);
+
+    // The idempotency key still names the run: no second run is made.
+    let again = client
+        .submit(SubmitRequest { spec: Some(spec) })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    assert_eq!(again, run_id);
+    let listed = client
+        .list_runs(ListRunsRequest { limit: 10 })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+}
+
+#[tokio::test]
+async fn a_run_cut_by_a_kill_ends_interrupted_and_resumes_without_a_gap() {
+    let tmp = temp_dir("store-kill");
+    let dir = tmp.path();
+    let store = dir.join("runs.db");
+    let agent = TestAgent::new("slow", &["slow"]);
+    let seen_by_agent = std::sync::Arc::clone(&agent.seen);
+    let agent_addr = agentmesh_e2e::spawn_agent(agent).await;
+
+    let (first, addr) = orchestrator_on(&store, &[agent_addr], dir).await;
+    let mut client = orchestrator(addr).await;
+    wait_serving_agents(&mut client, 1).await;
+    let mut stream = client
+        .run(RunRequest {
+            spec: Some(spec(vec![step(
+                "wait",
+                "slow",
+                json!({"sleep_ms": 60_000}),
+            )])),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Read until the step is running on the agent, then kill the process.
+    let mut live = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.unwrap();
+        let started = matches!(ev.event, Some(Event::StepStarted(_)));
+        live.push(ev);
+        if started {
+            break;
+        }
+    }
+    let run_id = live[0].run_id.clone();
+    let last_seen = live.last().unwrap().seq;
+    while seen_by_agent
+        .started
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(first); // SIGKILL: no drain, no final event written by this process
+    assert!(
+        stream.next().await.is_none_or(|r| r.is_err()),
+        "the live stream breaks with the process"
+    );
+
+    let (_second, addr) = orchestrator_on(&store, &[agent_addr], dir).await;
+    let mut client = orchestrator(addr).await;
+    let rest = watch_to_end(&mut client, &run_id, last_seen).await;
+    let seqs: Vec<u64> = rest.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (last_seen + 1..=last_seen + rest.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "continues after the last event seen, no gap"
+    );
+    let end = finished(rest.last().unwrap());
+    assert_eq!(end.state(), RunState::Failed);
+    assert_eq!(end.reason, "INTERRUPTED", "{end:?}");
+    let all = watch_to_end(&mut client, &run_id, 0).await;
+    assert_eq!(
+        &all[..live.len()],
+        live.as_slice(),
+        "what the client saw is kept"
+    );
+    let got = client
+        .get_run(GetRunRequest { run_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.run.unwrap().state(), RunState::Failed);
+}
