@@ -112,6 +112,10 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
         let accepted = self.accept(request.into_inner().spec).await?;
+        // With a durable store, answer once the run is stored (its plan
+        // event is committed), so that the id names a run that outlives a
+        // crash. In memory the event is there already.
+        let _planned = Box::pin(accepted.run.log.follow(0)).next().await;
         Ok(Response::new(SubmitResponse {
             run_id: accepted.run.id.clone(),
         }))

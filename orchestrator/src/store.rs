@@ -167,6 +167,9 @@ impl RunRecord {
 
     /// The plan event (the first event).
     pub fn planned(&self) -> Option<RunPlanned> {
+        if self.log.visible_len() == 0 {
+            return None;
+        }
         match self.log.get(1)?.event? {
             run_event::Event::Planned(p) => Some(p),
             _ => None,
