@@ -73,14 +73,14 @@ impl RunRecord {
     }
 
     /// A run read back from storage, holding `events` (closed if the last
-    /// one is the final event).
+    /// one is the final event). Its events are stored already, so its log
+    /// is not gated.
     pub fn restored(
         id: String,
         goal: String,
         idempotency_key: String,
         created: SystemTime,
         events: Vec<RunEvent>,
-        persister: Option<Arc<dyn Persister>>,
     ) -> Self {
         let closed = matches!(
             events.last().and_then(|e| e.event.as_ref()),
@@ -92,7 +92,7 @@ impl RunRecord {
             idempotency_key,
             created,
             EventLog::restored(events, closed),
-            persister,
+            None,
         )
     }
 

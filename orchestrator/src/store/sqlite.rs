@@ -345,9 +345,7 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
         }
         let created =
             UNIX_EPOCH + Duration::from_millis(u64::try_from(run.created_ms).unwrap_or(0));
-        runs.push(RunRecord::restored(
-            run.id, run.goal, run.key, created, log, None,
-        ));
+        runs.push(RunRecord::restored(run.id, run.goal, run.key, created, log));
     }
     tx.commit()?;
     Ok(runs)
