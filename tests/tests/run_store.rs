@@ -163,19 +163,32 @@ async fn a_run_cut_by_a_kill_ends_interrupted_and_resumes_without_a_gap() {
         }
     }
     let run_id = live[0].run_id.clone();
-    let last_seen = live.last().unwrap().seq;
-    while seen_by_agent
-        .started
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen_by_agent
+            .started
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the agent starts the task");
     drop(first); // SIGKILL: no drain, no final event written by this process
-    assert!(
-        stream.next().await.is_none_or(|r| r.is_err()),
-        "the live stream breaks with the process"
-    );
+    // Events already on the wire (the agent's own step events) may still
+    // arrive; they count as seen. Then the stream breaks with the process.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(ev)) = stream.next().await {
+            assert!(
+                !matches!(ev.event, Some(Event::Finished(_))),
+                "a killed process sends no final event: {ev:?}"
+            );
+            live.push(ev);
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream breaks with the process");
+    let last_seen = live.last().unwrap().seq;
 
     let (_second, addr) = orchestrator_on(&store, &[agent_addr], dir).await;
     let mut client = orchestrator(addr).await;
