@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 success; 1 failure (the run failed, or the server
 /// refused); 2 partial result (best-effort run with gaps); 64 bad usage or
 /// an invalid request (e.g. a goal that cannot be understood); 69 the
-/// orchestrator cannot be reached; 130 canceled with Ctrl-C.
+/// orchestrator (or, for `conformance`, the agent) cannot be reached; 130
+/// canceled with Ctrl-C. `conformance` exits 1 when a check fails.
 #[derive(Debug, Parser)]
 #[command(name = "meshctl", version, about, long_about = None)]
 pub struct Cli {
@@ -111,6 +112,22 @@ pub enum Command {
     Cancel {
         /// Run id.
         run: String,
+    },
+    /// Check an agent (in any gRPC language) against the AgentService
+    /// contract: health, reflection, its card, task streams, errors,
+    /// cancel, idempotency and deadlines. One line per check; exit 1 if any
+    /// fails.
+    Conformance {
+        /// The agent's address (host:port).
+        agent: String,
+        /// A valid input for a skill, as SKILL=JSON or SKILL=@FILE
+        /// (repeatable). Without one, the first example on the card that is
+        /// a JSON object the input schema accepts is used, then `{}`.
+        #[arg(long = "input", value_name = "SKILL=JSON|@FILE")]
+        inputs: Vec<String>,
+        /// Seconds each task may take.
+        #[arg(long, default_value_t = 60)]
+        task_timeout: u64,
     },
     /// Start the orchestrator and the three agents as separate local
     /// processes; stop them with Ctrl-C.

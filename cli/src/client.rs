@@ -68,27 +68,36 @@ impl From<tonic::Status> for CliError {
     }
 }
 
-/// A client of the orchestrator at `addr` (`host:port` or a URL).
-pub async fn connect(addr: &str) -> Result<OrchestratorServiceClient<Channel>, CliError> {
+/// A channel to `what` at `addr` (`host:port` or a URL); `hint` follows
+/// the error when it cannot be reached.
+pub async fn channel(addr: &str, what: &str, hint: &str) -> Result<Channel, CliError> {
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
     let endpoint = Channel::from_shared(uri)
-        .map_err(|e| CliError::new(Exit::Usage, format!("--orchestrator {addr:?}: {e}")))?
+        .map_err(|e| CliError::new(Exit::Usage, format!("{what} address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.map_err(|e| {
+    endpoint.connect().await.map_err(|e| {
         CliError::new(
             Exit::Unavailable,
-            format!(
-                "cannot reach the orchestrator at {addr}: {e} (is it running? try `meshctl up`)"
-            ),
+            format!("cannot reach {what} at {addr}: {e}{hint}"),
         )
-    })?;
+    })
+}
+
+/// A client of the orchestrator at `addr` (`host:port` or a URL).
+pub async fn connect(addr: &str) -> Result<OrchestratorServiceClient<Channel>, CliError> {
+    let channel = channel(
+        addr,
+        "the orchestrator",
+        " (is it running? try `meshctl up`)",
+    )
+    .await?;
     Ok(OrchestratorServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))

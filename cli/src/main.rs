@@ -1,9 +1,11 @@
 //! `meshctl`: the command-line client of the Orchestrator API, the local
-//! mesh launcher (`up`) and the one-command demo (`demo`).
+//! mesh launcher (`up`), the one-command demo (`demo`) and the agent
+//! conformance suite (`conformance`).
 
 mod args;
 mod client;
 mod commands;
+mod conformance;
 mod follow;
 mod local;
 mod output;
@@ -31,6 +33,14 @@ async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
             commands::watch(addr, json, &run, after, out.as_deref()).await
         }
         Command::Cancel { run } => commands::cancel(addr, json, &run).await,
+        Command::Conformance {
+            agent,
+            inputs,
+            task_timeout,
+        } => {
+            let timeout = std::time::Duration::from_secs(task_timeout);
+            conformance::conformance(&agent, json, &inputs, timeout).await
+        }
         Command::Up { mesh } => commands::up(&mesh).await,
         Command::Demo { mesh, out } => commands::demo(&mesh, &out).await,
         Command::Serve { service, args } => local::serve(&service, args).await.map(|()| Exit::Ok),

@@ -250,14 +250,20 @@ pub struct Mesh {
     pub dir: std::path::PathBuf,
 }
 
-/// Starts the mesh in `dir`; `extra_agents` are added to the
-/// orchestrator's static endpoints.
-pub async fn start_mesh(dir: &std::path::Path, extra_agents: &[std::net::SocketAddr]) -> Mesh {
-    use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME};
+/// The three agent binaries, each its own process on its own loopback
+/// port, in `dir`: (children, data, analytics, summary).
+pub async fn start_agents(
+    dir: &std::path::Path,
+) -> (
+    Vec<Child>,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    use agentmesh_proto::v1::AGENT_SERVICE_NAME;
     let data = free_port([127, 0, 0, 1]);
     let analytics = free_port([127, 0, 0, 2]);
     let summary = free_port([127, 0, 0, 1]);
-    let orchestrator = free_port([127, 0, 0, 1]);
     let mut children = Vec::new();
     for (name, addr) in [
         ("data-agent", data),
@@ -266,6 +272,15 @@ pub async fn start_mesh(dir: &std::path::Path, extra_agents: &[std::net::SocketA
     ] {
         children.push(start_process(name, addr, &[], dir, AGENT_SERVICE_NAME).await);
     }
+    (children, data, analytics, summary)
+}
+
+/// Starts the mesh in `dir`; `extra_agents` are added to the
+/// orchestrator's static endpoints.
+pub async fn start_mesh(dir: &std::path::Path, extra_agents: &[std::net::SocketAddr]) -> Mesh {
+    use agentmesh_proto::v1::ORCHESTRATOR_SERVICE_NAME;
+    let (mut children, data, analytics, summary) = start_agents(dir).await;
+    let orchestrator = free_port([127, 0, 0, 1]);
     let mut args = Vec::new();
     for a in [data, analytics, summary].iter().chain(extra_agents) {
         args.push("--agent".to_string());
