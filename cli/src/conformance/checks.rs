@@ -313,20 +313,31 @@ impl Answer {
     }
 }
 
-/// Reads `stream` until it ends, `stop` events arrived, or `until`.
+/// Why [`read`] stopped.
+enum ReadEnd {
+    /// The stream ended with OK, or the events asked for arrived.
+    Done,
+    /// The stream ended with an error status.
+    Broke(Status),
+    /// `until` passed first.
+    TimedOut,
+}
+
+/// Reads `stream` into `events` until it ends, `stop` events are there, or
+/// `until`.
 async fn read(
     stream: &mut Streaming<TaskEvent>,
     events: &mut Vec<Received>,
     stop: Option<usize>,
     until: tokio::time::Instant,
-) -> Result<Option<Status>, ()> {
+) -> ReadEnd {
     let mut last = Instant::now();
     loop {
         if stop.is_some_and(|n| events.len() >= n) {
-            return Ok(None);
+            return ReadEnd::Done;
         }
         match tokio::time::timeout_at(until, stream.message()).await {
-            Err(_) => return Err(()),
+            Err(_) => return ReadEnd::TimedOut,
             Ok(Ok(Some(event))) => {
                 events.push(Received {
                     event,
@@ -334,8 +345,8 @@ async fn read(
                 });
                 last = Instant::now();
             }
-            Ok(Ok(None)) => return Ok(None),
-            Ok(Err(status)) => return Ok(Some(status)),
+            Ok(Ok(None)) => return ReadEnd::Done,
+            Ok(Err(status)) => return ReadEnd::Broke(status),
         }
     }
 }
@@ -381,10 +392,10 @@ impl Tasks<'_> {
         };
         let mut events = Vec::new();
         match read(&mut stream, &mut events, None, until).await {
-            Err(()) => Answer::Silent(events),
-            Ok(None) => Answer::Streamed(events),
-            Ok(Some(status)) if events.is_empty() => Answer::Refused(status),
-            Ok(Some(status)) => Answer::Cut(events, status),
+            ReadEnd::TimedOut => Answer::Silent(events),
+            ReadEnd::Done => Answer::Streamed(events),
+            ReadEnd::Broke(status) if events.is_empty() => Answer::Refused(status),
+            ReadEnd::Broke(status) => Answer::Cut(events, status),
         }
     }
 
@@ -409,18 +420,24 @@ impl Tasks<'_> {
                 match invalid_input(schemas, skill) {
                     Some(input) => {
                         let answer = self.call(self.request("invalid", id, &input)).await;
-                        self.expect_refusal(
+                        match self.expect_refusal(
                             &answer,
                             Code::InvalidArgument,
                             ErrorReason::InvalidInput,
-                        )
+                        ) {
+                            Verdict::Fail(why) => {
+                                Verdict::Fail(format!("input {}: {why}", Value::Object(input)))
+                            }
+                            verdict => verdict,
+                        }
                     }
                     None => Verdict::Skip("its input schema accepts every input tried".into()),
                 },
             ));
             let Some(input) = self.inputs.get(id) else {
                 let why = format!(
-                    "no valid input: the card has no example input for it; pass --input {id}=JSON"
+                    "no valid input: neither an example on the card nor {{}} passes its \
+                     input schema; pass --input {id}=JSON"
                 );
                 checks.push(Check::new(
                     format!("task.stream/{id}"),
@@ -522,11 +539,12 @@ impl Tasks<'_> {
             Err(status) => return Verdict::Fail(format!("refused: {}", describe(&status))),
         };
         let mut events = Vec::new();
-        if let Ok(Some(status)) | Err(status) = read(&mut stream, &mut events, Some(1), until)
-            .await
-            .map_err(|()| Status::deadline_exceeded("no event"))
-        {
-            return Verdict::Fail(format!("before the cancel: {}", describe(&status)));
+        match read(&mut stream, &mut events, Some(1), until).await {
+            ReadEnd::Done => {}
+            ReadEnd::Broke(status) => {
+                return Verdict::Fail(format!("before the cancel: {}", describe(&status)));
+            }
+            ReadEnd::TimedOut => return Verdict::Fail("no event before the time limit".into()),
         }
         let cancel = || CancelTaskRequest {
             task_id: task_id.clone(),
@@ -537,11 +555,13 @@ impl Tasks<'_> {
             Err(status) => return Verdict::Fail(format!("CancelTask: {}", describe(&status))),
         };
         match read(&mut stream, &mut events, None, until).await {
-            Err(()) => return Verdict::Fail("the stream did not end after CancelTask".into()),
-            Ok(Some(status)) => {
+            ReadEnd::Done => {}
+            ReadEnd::Broke(status) => {
                 return Verdict::Fail(format!("the stream broke: {}", describe(&status)));
             }
-            Ok(None) => {}
+            ReadEnd::TimedOut => {
+                return Verdict::Fail("the stream did not end after CancelTask".into());
+            }
         }
         let ending = match stream::check(&events, Some(&task_id)) {
             Ok(ending) => ending,
