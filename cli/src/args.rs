@@ -125,8 +125,8 @@ pub enum Command {
         /// a JSON object the input schema accepts is used, then `{}`.
         #[arg(long = "input", value_name = "SKILL=JSON|@FILE")]
         inputs: Vec<String>,
-        /// Seconds each task may take.
-        #[arg(long, default_value_t = 60)]
+        /// Seconds each task may take (at least 1).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         task_timeout: u64,
     },
     /// Start the orchestrator and the three agents as separate local

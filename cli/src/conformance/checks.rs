@@ -9,7 +9,7 @@ use agentmesh_proto::json::{from_struct, to_struct};
 use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
 use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, AgentCard, CancelTaskRequest, ExecuteTaskRequest, GetAgentCardRequest,
-    PROTOCOL_VERSION, TaskEvent, TaskState,
+    PROTOCOL_VERSION, Skill, TaskEvent, TaskState,
 };
 use agentmesh_runtime::schema::SkillSchemas;
 use serde_json::{Map, Value};
@@ -296,6 +296,18 @@ enum Answer {
 }
 
 impl Answer {
+    /// The verdict when the call must be refused with `code` and `reason`.
+    fn expect_refusal(&self, code: Code, reason: ErrorReason) -> Verdict {
+        match self {
+            Self::Refused(status) => refusal(status, code, reason),
+            other => Verdict::Fail(format!(
+                "{}; expected {code:?} with ErrorInfo reason {} before any event",
+                other.describe(),
+                reason.name()
+            )),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Self::Refused(status) => format!("refused: {}", describe(status)),
@@ -408,7 +420,7 @@ impl Tasks<'_> {
             .await;
         checks.push(Check::new(
             "task.unknown_skill",
-            self.expect_refusal(&answer, Code::NotFound, ErrorReason::UnknownSkill),
+            answer.expect_refusal(Code::NotFound, ErrorReason::UnknownSkill),
         ));
         for skill in &self.card.card.skills {
             let id = &skill.id;
@@ -417,22 +429,7 @@ impl Tasks<'_> {
             };
             checks.push(Check::new(
                 format!("task.invalid_input/{id}"),
-                match invalid_input(schemas, skill) {
-                    Some(input) => {
-                        let answer = self.call(self.request("invalid", id, &input)).await;
-                        match self.expect_refusal(
-                            &answer,
-                            Code::InvalidArgument,
-                            ErrorReason::InvalidInput,
-                        ) {
-                            Verdict::Fail(why) => {
-                                Verdict::Fail(format!("input {}: {why}", Value::Object(input)))
-                            }
-                            verdict => verdict,
-                        }
-                    }
-                    None => Verdict::Skip("its input schema accepts every input tried".into()),
-                },
+                self.invalid_input(skill, schemas).await,
             ));
             let Some(input) = self.inputs.get(id) else {
                 let why = format!(
@@ -494,14 +491,15 @@ impl Tasks<'_> {
         checks
     }
 
-    fn expect_refusal(&self, answer: &Answer, code: Code, reason: ErrorReason) -> Verdict {
-        match answer {
-            Answer::Refused(status) => refusal(status, code, reason),
-            other => Verdict::Fail(format!(
-                "{}; expected {code:?} with ErrorInfo reason {} before any event",
-                other.describe(),
-                reason.name()
-            )),
+    /// An input the skill's schema rejects: refused INVALID_INPUT.
+    async fn invalid_input(&self, skill: &Skill, schemas: &SkillSchemas) -> Verdict {
+        let Some(input) = rejected_input(schemas, skill) else {
+            return Verdict::Skip("its input schema accepts every input tried".into());
+        };
+        let answer = self.call(self.request("invalid", &skill.id, &input)).await;
+        match answer.expect_refusal(Code::InvalidArgument, ErrorReason::InvalidInput) {
+            Verdict::Fail(why) => Verdict::Fail(format!("input {}: {why}", Value::Object(input))),
+            verdict => verdict,
         }
     }
 
@@ -524,7 +522,7 @@ impl Tasks<'_> {
                 Err(e) => Verdict::Fail(format!("malformed stream: {e}")),
             };
         }
-        self.expect_refusal(&answer, Code::DeadlineExceeded, reason)
+        answer.expect_refusal(Code::DeadlineExceeded, reason)
     }
 
     /// `CancelTask` on a task just started: a terminal state, the stream
@@ -534,9 +532,10 @@ impl Tasks<'_> {
         let task_id = req.task_id.clone();
         let until = tokio::time::Instant::now() + self.task_timeout + RPC_TIMEOUT;
         let mut agent = self.agent.clone();
-        let mut stream = match agent.execute_task(req).await {
-            Ok(resp) => resp.into_inner(),
-            Err(status) => return Verdict::Fail(format!("refused: {}", describe(&status))),
+        let mut stream = match tokio::time::timeout_at(until, agent.execute_task(req)).await {
+            Ok(Ok(resp)) => resp.into_inner(),
+            Ok(Err(status)) => return Verdict::Fail(format!("refused: {}", describe(&status))),
+            Err(_) => return Verdict::Fail("no answer before the time limit".into()),
         };
         let mut events = Vec::new();
         match read(&mut stream, &mut events, Some(1), until).await {
@@ -679,10 +678,7 @@ fn repeat_verdict(answer: &Answer, first: Option<&Ending>) -> Verdict {
 
 /// An input the skill's schema rejects: `{}`, a field no schema names, or
 /// a declared field of the wrong type, whichever the schema refuses first.
-fn invalid_input(
-    schemas: &SkillSchemas,
-    skill: &agentmesh_proto::v1::Skill,
-) -> Option<Map<String, Value>> {
+fn rejected_input(schemas: &SkillSchemas, skill: &Skill) -> Option<Map<String, Value>> {
     let mut candidates = vec![Map::new()];
     let mut unknown = Map::new();
     unknown.insert(

@@ -1,5 +1,5 @@
 //! `meshctl conformance`: checks an agent, written in any gRPC language,
-//! against the `agentmesh.v1.AgentService` contract (docs/AGENTS.md lists
+//! against the `agentmesh.v1.AgentService` contract (docs/PROTOCOL.md lists
 //! every check).
 
 mod checks;
