@@ -25,9 +25,45 @@ pub struct Cli {
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// TLS towards the orchestrator (or the agent, for `conformance`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS options. Any of them (or an `https://` address) turns TLS on.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Connect with TLS, trusting the system's roots unless --tls-ca is given.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// CA the server's certificate must chain to (PEM).
+    #[arg(long, global = true, env = "AGENTMESH_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate, for servers that require mutual TLS (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTMESH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTMESH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Name the server's certificate is checked against, when it is not
+    /// the host in the address.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_domain: Option<String>,
 }
 
 /// Fan-in policy of a run.

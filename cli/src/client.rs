@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
+use agentmesh_runtime::tls::{ClientTls, scheme};
 use tonic::Code;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+use crate::args::TlsArgs;
 
 /// Largest message accepted from the orchestrator.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -57,6 +60,20 @@ impl CliError {
 
 impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
+        // Every agentmesh status carries details (ErrorInfo); CANCELLED
+        // without them is the connection closing before an answer, as a
+        // TLS server does to a plaintext client.
+        if status.code() == Code::Cancelled && status.details().is_empty() {
+            return Self::new(
+                Exit::Unavailable,
+                format!(
+                    "the connection closed before an answer ({}); if the server uses TLS, \
+                     pass --tls or --tls-ca, and --tls-cert/--tls-key if it requires a client \
+                     certificate",
+                    status.message()
+                ),
+            );
+        }
         let err = MeshError::from_status(&status);
         let exit = match status.code() {
             Code::InvalidArgument => Exit::Usage,
@@ -68,32 +85,99 @@ impl From<tonic::Status> for CliError {
     }
 }
 
-/// A channel to `what` at `addr` (`host:port` or a URL); `hint` follows
-/// the error when it cannot be reached.
-pub async fn channel(addr: &str, what: &str, hint: &str) -> Result<Channel, CliError> {
+/// Where a command connects: an address, with TLS when asked for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` or a URL, as given.
+    pub addr: String,
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Target {
+    /// `addr` in plaintext (the local mesh).
+    pub fn plain(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            tls: None,
+        }
+    }
+
+    /// `addr` with the command line's TLS options: TLS is on with any of
+    /// them, or for an `https://` address.
+    pub fn new(addr: &str, args: &TlsArgs) -> Result<Self, CliError> {
+        let wanted = args.tls
+            || args.tls_ca.is_some()
+            || args.tls_cert.is_some()
+            || args.tls_key.is_some()
+            || args.tls_domain.is_some()
+            || addr.starts_with("https://");
+        let tls = if wanted {
+            let files = ClientTls {
+                ca: args.tls_ca.clone(),
+                cert: args.tls_cert.clone(),
+                key: args.tls_key.clone(),
+                domain: args.tls_domain.clone(),
+            };
+            Some(
+                files
+                    .load()
+                    .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            addr: addr.to_string(),
+            tls,
+        })
+    }
+}
+
+/// A channel to `what` at `target`; `hint` follows the error when it
+/// cannot be reached.
+pub async fn channel(target: &Target, what: &str, hint: &str) -> Result<Channel, CliError> {
+    let addr = target.addr.as_str();
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
-        format!("http://{addr}")
+        format!("{}://{addr}", scheme(target.tls.is_some()))
     };
-    let endpoint = Channel::from_shared(uri)
+    let mut endpoint = Channel::from_shared(uri)
         .map_err(|e| CliError::new(Exit::Usage, format!("{what} address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
+    if let Some(tls) = &target.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| CliError::new(Exit::Usage, format!("TLS: {}", causes(&e))))?;
+    }
     endpoint.connect().await.map_err(|e| {
         CliError::new(
             Exit::Unavailable,
-            format!("cannot reach {what} at {addr}: {e}{hint}"),
+            format!("cannot reach {what} at {addr}: {}{hint}", causes(&e)),
         )
     })
 }
 
-/// A client of the orchestrator at `addr` (`host:port` or a URL).
-pub async fn connect(addr: &str) -> Result<OrchestratorServiceClient<Channel>, CliError> {
+/// An error with its causes, `outer: inner: ...` (tonic's transport error
+/// alone says only "transport error").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A client of the orchestrator at `target`.
+pub async fn connect(target: &Target) -> Result<OrchestratorServiceClient<Channel>, CliError> {
     let channel = channel(
-        addr,
+        target,
         "the orchestrator",
         " (is it running? try `meshctl up`)",
     )

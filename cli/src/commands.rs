@@ -12,7 +12,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::args::{FanIn, MeshOpts, RunOpts};
-use crate::client::{CliError, Exit, connect};
+use crate::client::{CliError, Exit, Target, connect};
 use crate::follow::{Show, exit_of, follow};
 use crate::local::LocalMesh;
 use crate::output;
@@ -40,8 +40,13 @@ fn spec(goal: &str, opts: Option<&RunOpts>) -> RunSpec {
 
 /// `meshctl run`: submit, follow with progress (Ctrl-C cancels), write the
 /// report, print the executive summary.
-pub async fn run(addr: &str, json: bool, goal: &str, opts: &RunOpts) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+pub async fn run(
+    target: &Target,
+    json: bool,
+    goal: &str,
+    opts: &RunOpts,
+) -> Result<Exit, CliError> {
+    let mut client = connect(target).await?;
     run_with(&mut client, json, goal, opts).await
 }
 
@@ -149,8 +154,8 @@ fn finish(
 }
 
 /// `meshctl plan`.
-pub async fn plan(addr: &str, json: bool, goal: &str) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+pub async fn plan(target: &Target, json: bool, goal: &str) -> Result<Exit, CliError> {
+    let mut client = connect(target).await?;
     let planned = client
         .plan(PlanRequest {
             spec: Some(spec(goal, None)),
@@ -229,8 +234,8 @@ pub async fn plan(addr: &str, json: bool, goal: &str) -> Result<Exit, CliError> 
 }
 
 /// `meshctl agents`.
-pub async fn agents(addr: &str, json: bool) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+pub async fn agents(target: &Target, json: bool) -> Result<Exit, CliError> {
+    let mut client = connect(target).await?;
     let endpoints = client
         .list_agents(ListAgentsRequest {})
         .await?
@@ -283,8 +288,8 @@ pub async fn agents(addr: &str, json: bool) -> Result<Exit, CliError> {
 }
 
 /// `meshctl runs`.
-pub async fn runs(addr: &str, json: bool, limit: u32) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+pub async fn runs(target: &Target, json: bool, limit: u32) -> Result<Exit, CliError> {
+    let mut client = connect(target).await?;
     let runs = client
         .list_runs(ListRunsRequest { limit })
         .await?
@@ -316,8 +321,8 @@ pub async fn runs(addr: &str, json: bool, limit: u32) -> Result<Exit, CliError> 
 }
 
 /// `meshctl get`.
-pub async fn get(addr: &str, json: bool, run: &str) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+pub async fn get(target: &Target, json: bool, run: &str) -> Result<Exit, CliError> {
+    let mut client = connect(target).await?;
     let got = client
         .get_run(GetRunRequest {
             run_id: run.to_string(),
@@ -375,13 +380,13 @@ pub async fn get(addr: &str, json: bool, run: &str) -> Result<Exit, CliError> {
 
 /// `meshctl watch`.
 pub async fn watch(
-    addr: &str,
+    target: &Target,
     json: bool,
     run: &str,
     after: u64,
     out: Option<&Path>,
 ) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+    let mut client = connect(target).await?;
     let show = if json { Show::JsonLines } else { Show::Human };
     let followed = follow(&mut client, run, after, show).await?;
     let Some(finished) = &followed.finished else {
@@ -401,8 +406,8 @@ pub async fn watch(
 }
 
 /// `meshctl cancel`.
-pub async fn cancel(addr: &str, json: bool, run: &str) -> Result<Exit, CliError> {
-    let mut client = connect(addr).await?;
+pub async fn cancel(target: &Target, json: bool, run: &str) -> Result<Exit, CliError> {
+    let mut client = connect(target).await?;
     let state = client
         .cancel_run(CancelRunRequest {
             run_id: run.to_string(),
@@ -473,7 +478,7 @@ pub async fn up(opts: &MeshOpts) -> Result<Exit, CliError> {
         .orchestrator()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let mut client = connect(&addr).await?;
+    let mut client = connect(&Target::plain(addr.clone())).await?;
     let agents = mesh.services.len() - 1;
     wait_discovered(&mut client, agents).await?;
     print_mesh(&mesh, opts);
@@ -508,7 +513,7 @@ pub async fn demo(opts: &MeshOpts, out: &Path) -> Result<Exit, CliError> {
             .orchestrator()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let mut client = connect(&addr).await?;
+        let mut client = connect(&Target::plain(addr)).await?;
         let agents = mesh.services.len() - 1;
         wait_discovered(&mut client, agents).await?;
         print_mesh(&mesh, opts);

@@ -18,28 +18,28 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::args::{Cli, Command};
-use crate::client::{CliError, Exit};
+use crate::client::{CliError, Exit, Target};
 
 async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
-    let addr = cli.orchestrator.as_str();
     let json = cli.json;
+    let target = || Target::new(&cli.orchestrator, &cli.tls);
     match cli.command {
-        Command::Run { goal, opts } => commands::run(addr, json, &goal, &opts).await,
-        Command::Plan { goal } => commands::plan(addr, json, &goal).await,
-        Command::Agents => commands::agents(addr, json).await,
-        Command::Runs { limit } => commands::runs(addr, json, limit).await,
-        Command::Get { run } => commands::get(addr, json, &run).await,
+        Command::Run { goal, opts } => commands::run(&target()?, json, &goal, &opts).await,
+        Command::Plan { goal } => commands::plan(&target()?, json, &goal).await,
+        Command::Agents => commands::agents(&target()?, json).await,
+        Command::Runs { limit } => commands::runs(&target()?, json, limit).await,
+        Command::Get { run } => commands::get(&target()?, json, &run).await,
         Command::Watch { run, after, out } => {
-            commands::watch(addr, json, &run, after, out.as_deref()).await
+            commands::watch(&target()?, json, &run, after, out.as_deref()).await
         }
-        Command::Cancel { run } => commands::cancel(addr, json, &run).await,
+        Command::Cancel { run } => commands::cancel(&target()?, json, &run).await,
         Command::Conformance {
             agent,
             inputs,
             task_timeout,
         } => {
             let timeout = std::time::Duration::from_secs(task_timeout);
-            conformance::conformance(&agent, json, &inputs, timeout).await
+            conformance::conformance(&Target::new(&agent, &cli.tls)?, json, &inputs, timeout).await
         }
         Command::Up { mesh } => commands::up(&mesh).await,
         Command::Demo { mesh, out } => commands::demo(&mesh, &out).await,

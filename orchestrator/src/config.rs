@@ -71,6 +71,9 @@ pub struct DiscoveryConfig {
     pub lease_max_ms: u64,
     /// Most self-registered endpoints at once.
     pub max_registrations: usize,
+    /// TLS towards the agents (every endpoint, however discovered). Unset:
+    /// plaintext.
+    pub tls: Option<agentmesh_runtime::tls::ClientTls>,
 }
 
 impl Default for DiscoveryConfig {
@@ -86,6 +89,7 @@ impl Default for DiscoveryConfig {
             lease_min_ms: 500,
             lease_max_ms: 300_000,
             max_registrations: 1_024,
+            tls: None,
         }
     }
 }

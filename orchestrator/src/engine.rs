@@ -607,7 +607,7 @@ mod tests {
     fn engine() -> Arc<Engine> {
         let cfg = Arc::new(OrchestratorConfig::default());
         Engine::new(
-            Registry::new(cfg.routing.clone(), cfg.discovery.clone()),
+            Registry::new(cfg.routing.clone(), cfg.discovery.clone(), None),
             Arc::clone(&cfg),
             Arc::new(MemoryStore::new(cfg.store.retained_runs)),
             Planner::new(Vec::new()),

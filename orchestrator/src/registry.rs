@@ -12,10 +12,11 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::v1::{AgentCard, AgentEndpoint, EndpointHealth, Skill};
 use agentmesh_runtime::schema::{SchemaError, SkillSchemas};
+use agentmesh_runtime::tls::scheme;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint as TonicEndpoint};
 use tracing::{info, warn};
 
 use crate::config::{DiscoveryConfig, RoutingConfig};
@@ -144,18 +145,26 @@ pub struct Registry {
     changed: Notify,
     routing: RoutingConfig,
     discovery: DiscoveryConfig,
+    /// TLS towards every endpoint, read once at start.
+    tls: Option<ClientTlsConfig>,
     /// Parent of every health watcher; cancelled on shutdown.
     pub shutdown: CancellationToken,
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new(routing: RoutingConfig, discovery: DiscoveryConfig) -> Arc<Self> {
+    /// An empty registry; `tls` (from `discovery.tls`) is used towards
+    /// every endpoint.
+    pub fn new(
+        routing: RoutingConfig,
+        discovery: DiscoveryConfig,
+        tls: Option<ClientTlsConfig>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             endpoints: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             routing,
             discovery,
+            tls,
             shutdown: CancellationToken::new(),
         })
     }
@@ -188,9 +197,15 @@ impl Registry {
     }
 
     fn new_endpoint(&self, address: &str) -> Result<Endpoint, String> {
-        let uri = format!("http://{address}");
-        let endpoint = TonicEndpoint::from_shared(uri)
-            .map_err(|e| format!("invalid address {address:?}: {e}"))?
+        let uri = format!("{}://{address}", scheme(self.tls.is_some()));
+        let mut endpoint = TonicEndpoint::from_shared(uri)
+            .map_err(|e| format!("invalid address {address:?}: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS towards {address}: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_millis(self.discovery.connect_timeout_ms))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

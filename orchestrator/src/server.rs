@@ -8,6 +8,7 @@ use std::sync::Arc;
 use agentmesh_proto::v1::orchestrator_service_server::OrchestratorServiceServer;
 use agentmesh_proto::v1::registry_service_server::RegistryServiceServer;
 use agentmesh_proto::v1::{ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME};
+use agentmesh_runtime::tls::{ClientTls, TlsError};
 use agentmesh_runtime::{ServeError, serve_routes};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -34,6 +35,9 @@ pub enum OrchestratorError {
     /// The run store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// TLS towards the agents could not be set up.
+    #[error("discovery.tls: {0}")]
+    Tls(#[from] TlsError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -47,7 +51,13 @@ pub async fn serve(
 ) -> Result<(), OrchestratorError> {
     let playbooks = crate::playbook::load(&cfg.planning.playbooks)?;
     let cfg = Arc::new(cfg);
-    let registry = Registry::new(cfg.routing.clone(), cfg.discovery.clone());
+    let tls = cfg
+        .discovery
+        .tls
+        .as_ref()
+        .map(ClientTls::load)
+        .transpose()?;
+    let registry = Registry::new(cfg.routing.clone(), cfg.discovery.clone(), tls);
     discovery::start(&registry, &cfg.discovery)?;
     let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
     let retained = cfg.store.retained_runs;

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod mesh;
+pub mod pki;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

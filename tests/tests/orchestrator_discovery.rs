@@ -454,6 +454,7 @@ async fn an_agent_registers_itself_and_deregisters_when_it_shuts_down() {
             orchestrator: orch.to_string(),
             advertise: addr.to_string(),
             lease_ms: 1_500,
+            tls: None,
         }),
         shutdown_grace_ms: 100,
         ..ServerConfig::default()

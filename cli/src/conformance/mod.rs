@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::client::{CliError, Exit, channel};
+use crate::client::{CliError, Exit, Target, channel};
 use crate::output::say;
 
 /// What a check found.
@@ -76,13 +76,14 @@ fn parse_inputs(given: &[String]) -> Result<BTreeMap<String, Map<String, Value>>
 /// `meshctl conformance ADDR`: runs every check, prints one line per check
 /// (or JSON), and exits 1 if any failed.
 pub async fn conformance(
-    addr: &str,
+    target: &Target,
     json: bool,
     given: &[String],
     task_timeout: Duration,
 ) -> Result<Exit, CliError> {
     let given = parse_inputs(given)?;
-    let channel = channel(addr, "the agent", "").await?;
+    let addr = target.addr.as_str();
+    let channel = channel(target, "the agent", "").await?;
     let mut all = checks::health(&channel).await;
     all.push(checks::reflection(&channel).await);
     let mut agent = checks::agent(&channel);

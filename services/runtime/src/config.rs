@@ -81,6 +81,13 @@ pub struct ServerConfig {
     pub fault_delay_ms: u64,
     /// Register with an orchestrator (self-registration with a lease).
     pub registration: Option<crate::registration::RegistrationConfig>,
+    /// TLS (and, with `client_ca`, mutual TLS) on `listen`. Unset:
+    /// plaintext.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// A second, plaintext listener serving only `grpc.health.v1.Health`
+    /// (the same statuses), for probes that cannot speak TLS, such as the
+    /// kubelet's gRPC probes. Unset: none.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -111,6 +118,8 @@ impl Default for ServerConfig {
             keepalive_ms: 30_000,
             fault_delay_ms: 0,
             registration: None,
+            tls: None,
+            health_listen: None,
         }
     }
 }

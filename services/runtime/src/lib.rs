@@ -18,6 +18,7 @@ pub mod service;
 pub mod shutdown;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 
 pub use agent::{
     Agent, InputArtifact, JsonObject, OutArtifact, SkillSpec, Task, TaskContext, TaskError,

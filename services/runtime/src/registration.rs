@@ -13,6 +13,8 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::tls::{ClientTls, TlsError};
+
 /// Where and how to register.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,19 +27,47 @@ pub struct RegistrationConfig {
     /// Lease asked for, in ms.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+    /// TLS towards the orchestrator. Unset: plaintext.
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
 }
 
 fn default_lease_ms() -> u64 {
     15_000
 }
 
+/// Why registration could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// The orchestrator's address is not a valid URI authority.
+    #[error("registration: invalid orchestrator address {0:?}")]
+    Address(String),
+    /// TLS could not be set up.
+    #[error("registration: {0}")]
+    Tls(#[from] TlsError),
+    /// tonic refused the TLS settings.
+    #[error("registration: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The connection to the orchestrator (made lazily, on first use).
+pub fn channel(cfg: &RegistrationConfig) -> Result<Channel, RegistrationError> {
+    let uri = format!(
+        "{}://{}",
+        crate::tls::scheme(cfg.tls.is_some()),
+        cfg.orchestrator
+    );
+    let mut endpoint = Channel::from_shared(uri)
+        .map_err(|_| RegistrationError::Address(cfg.orchestrator.clone()))?;
+    if let Some(tls) = &cfg.tls {
+        endpoint = endpoint.tls_config(tls.load()?)?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
 /// Keeps the registration alive until `stop` is cancelled, then deregisters.
-pub async fn keep_registered(cfg: RegistrationConfig, stop: CancellationToken) {
-    let Ok(endpoint) = Channel::from_shared(format!("http://{}", cfg.orchestrator)) else {
-        warn!(orchestrator = %cfg.orchestrator, "registration: invalid orchestrator address");
-        return;
-    };
-    let mut client = RegistryServiceClient::new(endpoint.connect_lazy());
+pub async fn keep_registered(cfg: RegistrationConfig, channel: Channel, stop: CancellationToken) {
+    let mut client = RegistryServiceClient::new(channel);
     let lease = Duration::from_millis(cfg.lease_ms);
     let mut retry = Duration::from_millis(200);
     let mut current: Option<(String, Duration)> = None;

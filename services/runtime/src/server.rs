@@ -27,6 +27,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tower::util::MapResponseLayer;
 use tracing::{info, warn};
 
@@ -55,6 +56,12 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Self-registration could not be set up.
+    #[error(transparent)]
+    Registration(#[from] crate::registration::RegistrationError),
     /// The listener could not be bound.
     #[error("bind {addr}: {source}")]
     Bind {
@@ -124,8 +131,10 @@ pub async fn serve<A: Agent>(
     let registered = CancellationToken::new();
     let _deregister_on_exit = registered.clone().drop_guard();
     if let Some(reg) = cfg.registration.clone() {
+        let channel = crate::registration::channel(&reg)?;
         tokio::spawn(crate::registration::keep_registered(
             reg,
+            channel,
             registered.clone(),
         ));
     }
@@ -161,6 +170,19 @@ pub async fn serve_routes<D: Drain>(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(crate::tls::ServerTls::load)
+        .transpose()?;
+    // The plaintext health listener for probes stops when this returns.
+    let health_stop = CancellationToken::new();
+    let _stop_health = health_stop.clone().drop_guard();
+    if let Some(addr) = cfg.health_listen {
+        let listener = bind_addr(addr).await?;
+        info!(addr = %addr, "health listener (plaintext, health only)");
+        tokio::spawn(serve_health(listener, health.clone(), health_stop));
+    }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -172,7 +194,11 @@ pub async fn serve_routes<D: Drain>(
         .add_service(reflection().build_v1alpha()?);
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
         .concurrency_limit_per_connection(cfg.concurrency_per_connection)
         .load_shed(true)
@@ -232,14 +258,35 @@ pub async fn serve_routes<D: Drain>(
     Ok(())
 }
 
+/// Serves only health on `listener`, in plaintext, until `stop`.
+async fn serve_health<H: Health>(
+    listener: TcpListener,
+    health: HealthServer<H>,
+    stop: CancellationToken,
+) {
+    let served = Server::builder()
+        .timeout(Duration::from_secs(5))
+        .concurrency_limit_per_connection(16)
+        .add_service(health)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop.cancelled_owned(),
+        )
+        .await;
+    if let Err(e) = served {
+        warn!(error = %e, "health listener failed");
+    }
+}
+
 /// Binds `cfg.listen`.
 pub async fn bind(cfg: &ServerConfig) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(cfg.listen)
+    bind_addr(cfg.listen).await
+}
+
+async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: cfg.listen,
-            source,
-        })
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// What an agent binary's `main` does after reading its config: install
