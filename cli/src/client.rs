@@ -60,14 +60,21 @@ impl CliError {
 
 impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
-        // Every agentmesh status carries details (ErrorInfo); CANCELLED
-        // without them is the connection closing before an answer, as a
-        // TLS server does to a plaintext client.
-        if status.code() == Code::Cancelled && status.details().is_empty() {
+        // Every agentmesh status carries details (ErrorInfo). One without
+        // them, CANCELLED, UNKNOWN, INTERNAL or UNAVAILABLE, comes from the
+        // connection failing before an answer, as a TLS server closes it
+        // on a plaintext client (which tonic reports one way or another,
+        // depending on timing).
+        if status.details().is_empty()
+            && matches!(
+                status.code(),
+                Code::Cancelled | Code::Unknown | Code::Internal | Code::Unavailable
+            )
+        {
             return Self::new(
                 Exit::Unavailable,
                 format!(
-                    "the connection closed before an answer ({}); if the server uses TLS, \
+                    "the connection failed before an answer ({}); if the server uses TLS, \
                      pass --tls or --tls-ca, and --tls-cert/--tls-key if it requires a client \
                      certificate",
                     status.message()
