@@ -29,7 +29,7 @@ async fn start_tls(
     listen: SocketAddr,
     health: SocketAddr,
     pki: &Pki,
-    env: &[(&str, String)],
+    env: &[(&str, &Path)],
     args: &[&str],
     cwd: &Path,
 ) -> Child {
@@ -38,12 +38,11 @@ async fn start_tls(
     } else {
         AGENT_SERVICE_NAME
     };
-    let path = |p: &Path| p.to_string_lossy().into_owned();
     let mut cmd = std::process::Command::new(binary(name));
     let child = hermetic(&mut cmd)
-        .env("AGENTMESH_SERVER__TLS__CERT", path(&pki.server_cert))
-        .env("AGENTMESH_SERVER__TLS__KEY", path(&pki.server_key))
-        .env("AGENTMESH_SERVER__TLS__CLIENT_CA", path(&pki.ca))
+        .env("AGENTMESH_SERVER__TLS__CERT", &pki.server_cert)
+        .env("AGENTMESH_SERVER__TLS__KEY", &pki.server_key)
+        .env("AGENTMESH_SERVER__TLS__CLIENT_CA", &pki.ca)
         .env("AGENTMESH_SERVER__HEALTH_LISTEN", health.to_string())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--listen")
@@ -57,6 +56,11 @@ async fn start_tls(
     let child = Child(child);
     wait_serving(health, service, Duration::from_secs(60)).await;
     child
+}
+
+/// A path as a command-line argument.
+fn text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 /// `meshctl` with `args`: (exit code, stdout, stderr).
@@ -81,7 +85,6 @@ async fn meshctl(args: &[&str]) -> (i32, String, String) {
 async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate() {
     let tmp = temp_dir("tls");
     let pki = Pki::create(tmp.path());
-    let s = |p: &Path| p.to_string_lossy().into_owned();
 
     let data = free_port([127, 0, 0, 1]);
     let data_health = free_port([127, 0, 0, 1]);
@@ -98,9 +101,9 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
         orch_health,
         &pki,
         &[
-            ("AGENTMESH_DISCOVERY__TLS__CA", s(&pki.ca)),
-            ("AGENTMESH_DISCOVERY__TLS__CERT", s(&pki.client_cert)),
-            ("AGENTMESH_DISCOVERY__TLS__KEY", s(&pki.client_key)),
+            ("AGENTMESH_DISCOVERY__TLS__CA", pki.ca.as_path()),
+            ("AGENTMESH_DISCOVERY__TLS__CERT", pki.client_cert.as_path()),
+            ("AGENTMESH_DISCOVERY__TLS__KEY", pki.client_key.as_path()),
         ],
         &["--agent", &data_arg],
         tmp.path(),
@@ -108,7 +111,7 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
     .await;
 
     let orch_arg = orch.to_string();
-    let (ca, cert, key) = (s(&pki.ca), s(&pki.client_cert), s(&pki.client_key));
+    let (ca, cert, key) = (text(&pki.ca), text(&pki.client_cert), text(&pki.client_key));
     let tls = [
         "--orchestrator",
         orch_arg.as_str(),
@@ -214,7 +217,7 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
     // A certificate from a CA the server does not trust is refused too.
     let other = temp_dir("tls-other");
     let stranger = Pki::create(other.path());
-    let (s_cert, s_key) = (s(&stranger.client_cert), s(&stranger.client_key));
+    let (s_cert, s_key) = (text(&stranger.client_cert), text(&stranger.client_key));
     let (code, _, err) = meshctl(
         &[
             &tls[..4],
@@ -241,7 +244,7 @@ async fn meshctl_refuses_a_server_its_ca_does_not_vouch_for() {
     let data = free_port([127, 0, 0, 1]);
     let health = free_port([127, 0, 0, 1]);
     let _data = start_tls("data-agent", data, health, &pki, &[], &[], tmp.path()).await;
-    let ca = stranger.ca.to_string_lossy().into_owned();
+    let ca = text(&stranger.ca);
     let target = data.to_string();
     let (code, out, err) = meshctl(&["--tls-ca", &ca, "conformance", &target]).await;
     assert_eq!(code, 69, "{out}{err}");
