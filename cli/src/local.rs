@@ -263,37 +263,32 @@ fn exit_with_parent() {
     });
 }
 
-/// Runs one service in this process: `meshctl serve <service> [args]`.
+/// Runs one service in this process: `meshctl serve <service> [args]`,
+/// through the same entry as its own binary (a bad configuration exits 64).
 pub async fn serve(service: &str, args: Vec<String>) -> Result<(), CliError> {
     exit_with_parent();
-    let argv = std::iter::once(service.to_string()).chain(args);
-    let fail = |e: String| CliError::new(Exit::Failed, e);
-    let bad = |e: clap::Error| CliError::new(Exit::Usage, e.to_string());
-    use clap::Parser;
+    let argv: Vec<String> = std::iter::once(service.to_string()).chain(args).collect();
     match service {
-        "data" => {
-            agentmesh_data::cli::run(agentmesh_data::cli::Args::try_parse_from(argv).map_err(bad)?)
-                .await
-                .map_err(|e| fail(e.to_string()))
-        }
-        "analytics" => agentmesh_analytics::cli::run(
-            agentmesh_analytics::cli::Args::try_parse_from(argv).map_err(bad)?,
-        )
-        .await
-        .map_err(|e| fail(e.to_string())),
-        "summary" => agentmesh_summary::cli::run(
-            agentmesh_summary::cli::Args::try_parse_from(argv).map_err(bad)?,
-        )
-        .await
-        .map_err(|e| fail(e.to_string())),
-        "orchestrator" => agentmesh_orchestrator::cli::run(
-            agentmesh_orchestrator::cli::Args::try_parse_from(argv).map_err(bad)?,
-        )
-        .await
-        .map_err(|e| fail(e.to_string())),
+        "data" => launch::<agentmesh_data::server::DataService>(argv).await,
+        "analytics" => launch::<agentmesh_analytics::server::AnalyticsService>(argv).await,
+        "summary" => launch::<agentmesh_summary::server::SummaryService>(argv).await,
+        "orchestrator" => launch::<agentmesh_orchestrator::OrchestratorService>(argv).await,
         other => Err(CliError::new(
             Exit::Usage,
             format!("unknown service {other:?}: data, analytics, summary or orchestrator"),
         )),
     }
+}
+
+async fn launch<S: agentmesh_runtime::launch::Service>(argv: Vec<String>) -> Result<(), CliError> {
+    use agentmesh_runtime::launch;
+    let cli = launch::parse::<S>(argv).map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
+    launch::launch::<S>(cli).await.map_err(|e| {
+        let exit = if e.exit_code() == launch::EXIT_USAGE {
+            Exit::Usage
+        } else {
+            Exit::Failed
+        };
+        CliError::new(exit, e.to_string())
+    })
 }

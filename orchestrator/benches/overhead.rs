@@ -596,7 +596,7 @@ async fn main() {
     }
     let mut cfg = OrchestratorConfig::default();
     cfg.discovery.endpoints = addrs.iter().map(ToString::to_string).collect();
-    cfg.discovery.health_check_ms = 100;
+    cfg.discovery.health_check = Duration::from_millis(100);
     let orch_addr = start_orchestrator(cfg.clone()).await;
     // The same orchestrator keeping its runs in an SQLite file as well.
     let store_dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use agentmesh_runtime::config::{ConfigError, Validate, invalid, positive};
 use agentmesh_runtime::{ServerConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
+use serde_with::{DurationMilliSeconds, serde_as};
 
 /// Default orchestrator port.
 pub const DEFAULT_PORT: u16 = 50050;
@@ -45,6 +47,7 @@ impl Default for OrchestratorConfig {
 }
 
 /// Endpoint sources and health watching.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
@@ -57,18 +60,30 @@ pub struct DiscoveryConfig {
     /// (`/etc/resolv.conf`).
     pub dns_server: Option<SocketAddr>,
     /// How often DNS names are resolved again.
-    pub dns_refresh_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "dns_refresh_ms")]
+    pub dns_refresh: Duration,
     /// Interval of the health `Check` fallback, and of retries after an
     /// endpoint becomes unreachable.
-    pub health_check_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "health_check_ms")]
+    pub health_check: Duration,
     /// Timeout of connecting to an endpoint and of `Check`/`GetAgentCard`.
-    pub connect_timeout_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "connect_timeout_ms")]
+    pub connect_timeout: Duration,
     /// Lease granted to a self-registered agent that asks for none.
-    pub lease_default_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "lease_default_ms")]
+    pub lease_default: Duration,
     /// Shortest lease granted.
-    pub lease_min_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "lease_min_ms")]
+    pub lease_min: Duration,
     /// Longest lease granted.
-    pub lease_max_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "lease_max_ms")]
+    pub lease_max: Duration,
     /// Most self-registered endpoints at once.
     pub max_registrations: usize,
     /// TLS towards the agents (every endpoint, however discovered). Unset:
@@ -82,12 +97,12 @@ impl Default for DiscoveryConfig {
             endpoints: Vec::new(),
             dns: Vec::new(),
             dns_server: None,
-            dns_refresh_ms: 5_000,
-            health_check_ms: 2_000,
-            connect_timeout_ms: 2_000,
-            lease_default_ms: 15_000,
-            lease_min_ms: 500,
-            lease_max_ms: 300_000,
+            dns_refresh: Duration::from_millis(5_000),
+            health_check: Duration::from_millis(2_000),
+            connect_timeout: Duration::from_millis(2_000),
+            lease_default: Duration::from_millis(15_000),
+            lease_min: Duration::from_millis(500),
+            lease_max: Duration::from_millis(300_000),
             max_registrations: 1_024,
             tls: None,
         }
@@ -95,51 +110,69 @@ impl Default for DiscoveryConfig {
 }
 
 /// Replica choice and ejection.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Consecutive failures that eject an endpoint.
     pub eject_after_failures: u32,
     /// How long an ejected endpoint gets no work.
-    pub eject_cooldown_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "eject_cooldown_ms")]
+    pub eject_cooldown: Duration,
     /// Outcomes remembered for the recent error rate.
     pub error_window: usize,
     /// How long a step waits for a replica with a free slot before it fails
     /// with NO_AGENT_FOR_SKILL.
-    pub no_replica_wait_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "no_replica_wait_ms")]
+    pub no_replica_wait: Duration,
 }
 
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
             eject_after_failures: 3,
-            eject_cooldown_ms: 10_000,
+            eject_cooldown: Duration::from_millis(10_000),
             error_window: 20,
-            no_replica_wait_ms: 5_000,
+            no_replica_wait: Duration::from_millis(5_000),
         }
     }
 }
 
 /// Step and run limits.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutionConfig {
     /// Deadline of one attempt of a step when the plan sets none.
-    pub step_deadline_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "step_deadline_ms")]
+    pub step_deadline: Duration,
     /// End-to-end deadline of a run when the client sets none.
-    pub run_deadline_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "run_deadline_ms")]
+    pub run_deadline: Duration,
     /// Longest run deadline a client may ask for.
-    pub max_run_deadline_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "max_run_deadline_ms")]
+    pub max_run_deadline: Duration,
     /// Attempts per step (first try included) when the plan sets none.
     pub max_attempts: u32,
     /// Most attempts a plan may ask for.
     pub max_attempts_limit: u32,
     /// First retry delay; doubles per attempt, with jitter.
-    pub backoff_base_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "backoff_base_ms")]
+    pub backoff_base: Duration,
     /// Longest retry delay.
-    pub backoff_max_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "backoff_max_ms")]
+    pub backoff_max: Duration,
     /// Heartbeat interval asked of agents.
-    pub heartbeat_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "heartbeat_ms")]
+    pub heartbeat: Duration,
     /// An agent silent for this many heartbeat intervals has lost its lease.
     pub heartbeat_lease_factor: u32,
     /// Most steps in one plan.
@@ -158,14 +191,14 @@ pub struct ExecutionConfig {
 impl Default for ExecutionConfig {
     fn default() -> Self {
         Self {
-            step_deadline_ms: 60_000,
-            run_deadline_ms: 300_000,
-            max_run_deadline_ms: 3_600_000,
+            step_deadline: Duration::from_millis(60_000),
+            run_deadline: Duration::from_millis(300_000),
+            max_run_deadline: Duration::from_millis(3_600_000),
             max_attempts: 3,
             max_attempts_limit: 10,
-            backoff_base_ms: 100,
-            backoff_max_ms: 5_000,
-            heartbeat_ms: 1_000,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(5_000),
+            heartbeat: Duration::from_millis(1_000),
             heartbeat_lease_factor: 3,
             max_steps: 64,
             max_active_runs: 256,
@@ -179,10 +212,7 @@ impl Default for ExecutionConfig {
 impl ExecutionConfig {
     /// Silence after which an attempt is abandoned.
     pub fn heartbeat_lease(&self) -> Duration {
-        Duration::from_millis(
-            self.heartbeat_ms
-                .saturating_mul(u64::from(self.heartbeat_lease_factor.max(1))),
-        )
+        self.heartbeat.saturating_mul(self.heartbeat_lease_factor)
     }
 }
 
@@ -212,4 +242,127 @@ impl Default for StoreConfig {
 pub struct PlanningConfig {
     /// Playbook files, or folders of `*.toml` playbooks, loaded at start.
     pub playbooks: Vec<std::path::PathBuf>,
+}
+
+/// Checked once, at load: a value that makes no sense stops the process
+/// (exit 64) with its key named, before anything binds. Code that uses a
+/// value trusts it; nothing is clamped at the point of use.
+impl Validate for OrchestratorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        let d = &self.discovery;
+        positive("discovery.dns_refresh_ms", d.dns_refresh)?;
+        positive("discovery.health_check_ms", d.health_check)?;
+        positive("discovery.connect_timeout_ms", d.connect_timeout)?;
+        positive("discovery.lease_min_ms", d.lease_min)?;
+        if d.lease_max < d.lease_min {
+            return Err(invalid(
+                "discovery.lease_max_ms",
+                "must be at least discovery.lease_min_ms",
+            ));
+        }
+        if !(d.lease_min..=d.lease_max).contains(&d.lease_default) {
+            return Err(invalid(
+                "discovery.lease_default_ms",
+                "must lie between discovery.lease_min_ms and discovery.lease_max_ms",
+            ));
+        }
+        let r = &self.routing;
+        positive("routing.eject_after_failures", r.eject_after_failures)?;
+        positive("routing.error_window", r.error_window)?;
+        let e = &self.execution;
+        positive("execution.step_deadline_ms", e.step_deadline)?;
+        positive("execution.run_deadline_ms", e.run_deadline)?;
+        if e.max_run_deadline < e.run_deadline {
+            return Err(invalid(
+                "execution.max_run_deadline_ms",
+                "must be at least execution.run_deadline_ms",
+            ));
+        }
+        positive("execution.max_attempts", e.max_attempts)?;
+        if e.max_attempts_limit < e.max_attempts {
+            return Err(invalid(
+                "execution.max_attempts_limit",
+                "must be at least execution.max_attempts",
+            ));
+        }
+        if e.backoff_max < e.backoff_base {
+            return Err(invalid(
+                "execution.backoff_max_ms",
+                "must be at least execution.backoff_base_ms",
+            ));
+        }
+        positive("execution.heartbeat_ms", e.heartbeat)?;
+        // A lease of one interval is lost to the first late heartbeat.
+        if e.heartbeat_lease_factor < 2 {
+            return Err(invalid(
+                "execution.heartbeat_lease_factor",
+                "must be at least 2: the heartbeat lease must outlast one late heartbeat",
+            ));
+        }
+        positive("execution.max_steps", e.max_steps)?;
+        positive("execution.max_active_runs", e.max_active_runs)?;
+        positive("execution.report_chunk_bytes", e.report_chunk_bytes)?;
+        if e.report_chunk_bytes > self.server.max_message_bytes / 2 {
+            return Err(invalid(
+                "execution.report_chunk_bytes",
+                "must be at most half of server.max_message_bytes",
+            ));
+        }
+        positive("execution.max_artifact_bytes", e.max_artifact_bytes)?;
+        positive("store.retained_runs", self.store.retained_runs)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(key: &str, value: &str) -> String {
+        let env = vec![(
+            format!("AGENTMESH_{}", key.replace('.', "__").to_uppercase()),
+            value.to_string(),
+        )];
+        let loaded = agentmesh_runtime::config::load(
+            &OrchestratorConfig::default(),
+            None,
+            env,
+            toml::Table::new(),
+        );
+        match loaded {
+            Err(ConfigError::Invalid { key: k, message }) => {
+                assert_eq!(k, key);
+                message
+            }
+            other => panic!("{key}={value}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(OrchestratorConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_its_key() {
+        refused("execution.heartbeat_ms", "0");
+        assert!(refused("execution.heartbeat_lease_factor", "1").contains("late heartbeat"));
+        refused("execution.max_attempts", "0");
+        refused("execution.backoff_max_ms", "10");
+        refused("execution.max_run_deadline_ms", "1000");
+        refused("discovery.lease_default_ms", "100");
+        refused("routing.eject_after_failures", "0");
+        refused("store.retained_runs", "0");
+    }
+
+    #[test]
+    fn durations_stay_milliseconds_on_disk() {
+        let table = toml::Table::try_from(OrchestratorConfig::default()).unwrap();
+        assert_eq!(table["execution"]["heartbeat_ms"].as_integer(), Some(1_000));
+        assert_eq!(
+            table["discovery"]["lease_max_ms"].as_integer(),
+            Some(300_000)
+        );
+    }
 }

@@ -1,32 +1,40 @@
-//! The agentmesh orchestrator: finds agents through health checks, runs
-//! plans by delegating every step to an agent over gRPC, and tells clients
-//! everything as it happens. It never does an agent's work itself.
+//! The agentmesh orchestrator: finds agents through health checks, turns
+//! goals into plans, runs plans by delegating every step to an agent over
+//! gRPC, integrates the outputs into a report, and tells clients everything
+//! as it happens. It never does an agent's work itself.
 //!
-//! - [`registry`]: endpoints, health, cards, load, ejection, replica choice;
-//! - [`discovery`], [`leases`], [`health`]: where endpoints come from and how
-//!   they are watched;
-//! - [`plan`]: plan validation; [`engine`], [`step`], [`attempt`]: running it;
-//! - [`store`]: runs as event logs; [`service`]: the Orchestrator API;
-//! - [`server`]: the wiring.
+//! The parts, and which way they depend on each other:
+//! - [`routing`]: endpoints (static, DNS, self-registered with a lease),
+//!   their health, cards and load, and replica choice;
+//! - [`run`]: the run core. It takes a plan, drives its DAG through
+//!   [`routing`] and tells everything as run events. It knows nothing of
+//!   goals, of any domain or of reports: it is given [`run::RunHooks`];
+//! - [`store`]: runs as event logs, in memory or on SQLite;
+//! - [`events`]: every run event is built there;
+//! - [`goal`] (feature `goals`): the front-end that turns a goal into a
+//!   plan before the run core sees it;
+//! - [`report`] (feature `goals`): integrates a finished run's outputs into
+//!   one report, as the run core's hook;
+//! - [`service`] and [`server`]: the gRPC adapter and the wiring.
+//!
+//! `cargo check -p agentmesh-orchestrator --no-default-features` builds the
+//! run core, routing and the store alone.
 
-pub mod attempt;
-pub mod catalog;
-pub mod cli;
 pub mod config;
-pub mod discovery;
-pub mod engine;
-pub mod health;
-pub mod intent;
-pub mod leases;
-pub mod plan;
-pub mod planner;
-pub mod playbook;
-pub mod registry;
-pub mod report;
-pub mod server;
-pub mod service;
-pub mod step;
+pub mod events;
+pub mod routing;
+pub mod run;
 pub mod store;
 
+#[cfg(feature = "goals")]
+pub mod goal;
+#[cfg(feature = "goals")]
+pub mod report;
+#[cfg(feature = "goals")]
+pub mod server;
+#[cfg(feature = "goals")]
+pub mod service;
+
 pub use config::OrchestratorConfig;
-pub use server::{OrchestratorError, serve};
+#[cfg(feature = "goals")]
+pub use server::{OrchestratorError, OrchestratorService, serve};

@@ -1,6 +1,8 @@
-//! Wiring: the registry and its discovery sources, the engine, and the
-//! Orchestrator and Registry services on one gRPC server with the same
-//! limits, health, reflection and graceful shutdown as every agent.
+//! Wiring: the registry and its discovery sources, the run core with the
+//! report as its hooks, the goal front-end, and the Orchestrator and
+//! Registry services on one gRPC server with the same limits, health,
+//! reflection and graceful shutdown as every agent. Also the `orchestrator`
+//! binary's [`Service`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,11 +16,19 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tracing::info;
 
+use agentmesh_runtime::config::TelemetryConfig;
+use agentmesh_runtime::launch::Service;
+
 use crate::config::OrchestratorConfig;
-use crate::discovery::{self, DiscoveryError};
-use crate::engine::Engine;
-use crate::leases::{Leases, RegistryApi};
-use crate::registry::Registry;
+use crate::goal::FrontEnd;
+use crate::goal::planner::Planner;
+use crate::goal::playbook::{self, PlaybookError};
+use crate::report::SalesReport;
+use crate::routing::Registry;
+use crate::routing::discovery::{self, DiscoveryError};
+use crate::routing::health;
+use crate::routing::leases::{Leases, RegistryApi};
+use crate::run::Engine;
 use crate::service::OrchestratorApi;
 use crate::store::sqlite::{SqliteStore, StoreError};
 use crate::store::{MemoryStore, RunStore};
@@ -31,7 +41,7 @@ pub enum OrchestratorError {
     Discovery(#[from] DiscoveryError),
     /// A playbook could not be loaded.
     #[error(transparent)]
-    Playbook(#[from] crate::playbook::PlaybookError),
+    Playbook(#[from] PlaybookError),
     /// The run store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -49,7 +59,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), OrchestratorError> {
-    let playbooks = crate::playbook::load(&cfg.planning.playbooks)?;
+    let playbooks = playbook::load(&cfg.planning.playbooks)?;
     let cfg = Arc::new(cfg);
     let tls = cfg
         .discovery
@@ -57,7 +67,12 @@ pub async fn serve(
         .as_ref()
         .map(ClientTls::load)
         .transpose()?;
-    let registry = Registry::new(cfg.routing.clone(), cfg.discovery.clone(), tls);
+    let registry = Registry::new(
+        cfg.routing.clone(),
+        cfg.discovery.clone(),
+        tls,
+        health::spawn_watcher,
+    );
     discovery::start(&registry, &cfg.discovery)?;
     let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
     let retained = cfg.store.retained_runs;
@@ -80,10 +95,15 @@ pub async fn serve(
         Arc::clone(&registry),
         Arc::clone(&cfg),
         store,
-        crate::planner::Planner::new(playbooks),
+        Arc::new(SalesReport),
+    );
+    let front_end = FrontEnd::new(
+        Arc::clone(&registry),
+        Planner::new(playbooks),
+        &cfg.execution,
     );
     let max = cfg.server.max_message_bytes;
-    let api = OrchestratorServiceServer::new(OrchestratorApi::new(Arc::clone(&engine)))
+    let api = OrchestratorServiceServer::new(OrchestratorApi::new(Arc::clone(&engine), front_end))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let reg = RegistryServiceServer::new(RegistryApi(leases))
@@ -109,4 +129,39 @@ pub async fn serve(
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
     Ok(result?)
+}
+
+/// The `orchestrator` binary.
+pub struct OrchestratorService;
+
+/// The orchestrator's own flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OrchestratorFlags {
+    /// Agent address to add to discovery.endpoints (repeatable).
+    #[arg(long = "agent", value_name = "HOST:PORT")]
+    pub agents: Vec<String>,
+}
+
+impl Service for OrchestratorService {
+    const NAME: &'static str = "orchestrator";
+    const ABOUT: &'static str = "Serves the agentmesh Orchestrator API: discovers agents through health checks and delegates every step of a run to them.";
+    type Flags = OrchestratorFlags;
+    type Config = OrchestratorConfig;
+    type Error = OrchestratorError;
+
+    fn telemetry(cfg: &OrchestratorConfig) -> &TelemetryConfig {
+        &cfg.telemetry
+    }
+
+    async fn serve(
+        mut cfg: OrchestratorConfig,
+        flags: OrchestratorFlags,
+    ) -> Result<(), OrchestratorError> {
+        cfg.discovery.endpoints.extend(flags.agents);
+        let listener = agentmesh_runtime::bind(&cfg.server).await?;
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "listening");
+        }
+        serve(cfg, listener, agentmesh_runtime::shutdown::signal()).await
+    }
 }

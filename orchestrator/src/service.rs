@@ -8,12 +8,13 @@ use agentmesh_proto::v1::orchestrator_service_server::OrchestratorService;
 use agentmesh_proto::v1::{
     CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListAgentsRequest,
     ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse, RunEvent,
-    RunRequest, SubmitRequest, SubmitResponse, WatchRunRequest,
+    RunParameters, RunRequest, RunSpec, SubmitRequest, SubmitResponse, WatchRunRequest,
 };
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::engine::Engine;
+use crate::goal::FrontEnd;
+use crate::run::{Accepted, Engine, Prepared};
 use crate::store::RunRecord;
 
 /// Runs listed when the client asks for no limit.
@@ -28,12 +29,13 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
 /// The Orchestrator API.
 pub struct OrchestratorApi {
     engine: Arc<Engine>,
+    front_end: FrontEnd,
 }
 
 impl OrchestratorApi {
-    /// Serves `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    /// Serves `engine`, planning goals with `front_end`.
+    pub fn new(engine: Arc<Engine>, front_end: FrontEnd) -> Self {
+        Self { engine, front_end }
     }
 
     fn run(&self, run_id: &str) -> Result<Arc<RunRecord>, Status> {
@@ -72,16 +74,36 @@ impl Drop for CancelOnDrop {
 }
 
 impl OrchestratorApi {
+    /// Checks a request and plans it: the client's plan as it is, a goal
+    /// through the front-end. An empty request (no plan, no goal, no
+    /// parameters) is INVALID_INPUT: there is nothing to understand.
+    async fn prepare(&self, spec: Option<RunSpec>) -> Result<Prepared, MeshError> {
+        let mut spec = spec.ok_or_else(|| {
+            MeshError::new(ErrorReason::InvalidInput, "spec is required").with_meta("field", "spec")
+        })?;
+        if spec.plan.as_ref().is_some_and(|p| !p.steps.is_empty()) {
+            return self.engine.prepare(spec, None);
+        }
+        let no_params = spec
+            .parameters
+            .as_ref()
+            .is_none_or(|p| *p == RunParameters::default());
+        if spec.goal.trim().is_empty() && no_params {
+            return Err(
+                MeshError::new(ErrorReason::InvalidInput, "send a goal or a plan")
+                    .with_meta("field", "spec"),
+            );
+        }
+        // Limits first: the goal is not read if it is too long.
+        self.engine.check(&spec)?;
+        let planned = self.front_end.plan(&spec).await?;
+        spec.plan = Some(planned.plan);
+        self.engine.prepare(spec, Some(planned.intent))
+    }
+
     /// Prepares and starts the run a request asks for.
-    async fn accept(
-        &self,
-        spec: Option<agentmesh_proto::v1::RunSpec>,
-    ) -> Result<crate::engine::Accepted, Status> {
-        let prepared = self
-            .engine
-            .prepare(spec)
-            .await
-            .map_err(MeshError::into_status)?;
+    async fn accept(&self, spec: Option<RunSpec>) -> Result<Accepted, Status> {
+        let prepared = self.prepare(spec).await.map_err(MeshError::into_status)?;
         self.engine.start(prepared).map_err(MeshError::into_status)
     }
 }
@@ -194,7 +216,6 @@ impl OrchestratorService for OrchestratorApi {
 
     async fn plan(&self, request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {
         let prepared = self
-            .engine
             .prepare(request.into_inner().spec)
             .await
             .map_err(MeshError::into_status)?;
@@ -208,7 +229,7 @@ impl OrchestratorService for OrchestratorApi {
         _request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         Ok(Response::new(ListAgentsResponse {
-            endpoints: self.engine.registry.snapshot(),
+            endpoints: self.engine.registry().snapshot(),
         }))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use agentmesh_orchestrator::intent::{Catalog, GoalIntent, parse};
+use agentmesh_orchestrator::goal::intent::{Catalog, GoalIntent, parse};
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::v1::{Deliverable, RunParameters};
 use time::macros::date;
@@ -73,8 +73,12 @@ fn err(goal: &str) -> String {
     e.message
 }
 
-fn period(i: &GoalIntent) -> (&str, &str) {
-    (i.period.spec.as_str(), i.period.label.as_str())
+fn period(i: &GoalIntent) -> (&'static str, &'static str) {
+    // Leaked: a test process is short, and tuples of &str compare simply.
+    (
+        Box::leak(i.period.spec().into_boxed_str()),
+        Box::leak(i.period.label().into_boxed_str()),
+    )
 }
 
 #[test]

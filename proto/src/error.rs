@@ -48,6 +48,28 @@ impl ErrorReason {
         }
     }
 
+    /// Whether another attempt may succeed where one failed for this reason
+    /// (the one retry rule; the agent's own `retryable` flag can only add
+    /// to it).
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::AgentUnavailable
+                | Self::DeadlineExceeded
+                | Self::OutputInvalid
+                | Self::ResourceExhausted
+        )
+    }
+
+    /// Whether a failure for this reason counts against the replica that
+    /// failed (towards its ejection). A busy replica is not a faulty one.
+    pub fn counts_against_endpoint(self) -> bool {
+        matches!(
+            self,
+            Self::AgentUnavailable | Self::DeadlineExceeded | Self::OutputInvalid
+        )
+    }
+
     /// The reason a plain gRPC status without ErrorInfo stands for, so that
     /// transport failures get a reason too.
     pub fn from_code(code: Code) -> Self {

@@ -96,3 +96,79 @@ async fn a_binary_logs_to_stderr_up_to_its_last_line_after_sigterm() {
         "the last line is written before the process exits:\n{stderr}"
     );
 }
+
+/// A value that makes no sense stops the binary before it binds: exit 64
+/// (EX_USAGE) and the key named on stderr, whichever layer set it.
+#[test]
+fn bad_configuration_exits_64_with_the_key_named() {
+    let tmp = temp_dir("bad-config");
+    let file = tmp.path().join("orchestrator.toml");
+    std::fs::write(&file, "[execution]\nheartbeat_lease_factor = 1\n").unwrap();
+    let file = file.display().to_string();
+    /// Binary, arguments, environment, the key its error must name.
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 5] = [
+        (
+            "orchestrator",
+            &[],
+            &[("AGENTMESH_EXECUTION__HEARTBEAT_MS", "0")],
+            "execution.heartbeat_ms",
+        ),
+        (
+            "orchestrator",
+            &["--config", &file],
+            &[],
+            "execution.heartbeat_lease_factor",
+        ),
+        (
+            "data-agent",
+            &[],
+            &[("AGENTMESH_SERVER__MAX_CONCURRENT_TASKS", "0")],
+            "server.max_concurrent_tasks",
+        ),
+        (
+            "summary-agent",
+            &[],
+            &[("AGENTMESH_LLM__TIMEOUT_MS", "0")],
+            "llm.timeout_ms",
+        ),
+        (
+            "analytics-agent",
+            &[],
+            &[("AGENTMESH_SERVER__HEARTBEET_MS", "100")],
+            "heartbeet_ms",
+        ),
+    ];
+    for (name, args, env, key) in cases {
+        let mut cmd = Command::new(binary(name));
+        hermetic(&mut cmd)
+            .args(args)
+            .current_dir(tmp.path())
+            .env("AGENTMESH_SERVER__LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // A binary that accepted the value would serve on: bounded wait.
+        let mut child = Child(cmd.spawn().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} {env:?} accepted the configuration"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(64), "{name} {env:?}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{name}: {key} not named in {stderr:?}"
+        );
+    }
+}

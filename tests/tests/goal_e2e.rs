@@ -9,7 +9,7 @@ use agentmesh_e2e::mesh::*;
 use agentmesh_e2e::{agent_card, start_mesh, temp_dir};
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::{Deliverable, PlanRequest, RunState, run_event::Event};
-use agentmesh_runtime::faithfulness;
+use agentmesh_sales::faithfulness;
 use serde_json::Value;
 
 const GOAL: &str =

@@ -14,7 +14,7 @@ use agentmesh_e2e::mesh::*;
 use agentmesh_e2e::{Child, dns, start_process, start_process_env, temp_dir};
 use agentmesh_orchestrator::OrchestratorConfig;
 use agentmesh_proto::v1::{AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunState};
-use agentmesh_runtime::config::{ConfigError, load};
+use agentmesh_runtime::config::{ConfigError, Validate, load};
 use agentmesh_summary::SummaryConfig;
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -31,7 +31,10 @@ fn config_file(name: &str) -> PathBuf {
 }
 
 /// `name` loaded as the binary loads it (defaults < file), no environment.
-fn load_file<T: Serialize + DeserializeOwned>(defaults: &T, name: &str) -> Result<T, ConfigError> {
+fn load_file<T: Serialize + DeserializeOwned + Validate>(
+    defaults: &T,
+    name: &str,
+) -> Result<T, ConfigError> {
     load(
         defaults,
         Some(&config_file(name)),

@@ -14,7 +14,7 @@ use agentmesh_e2e::{
 use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, WatchRunRequest, run_event::Event,
 };
-use agentmesh_runtime::faithfulness;
+use agentmesh_sales::faithfulness;
 use serde_json::Value;
 use tokio_stream::StreamExt;
 
@@ -135,7 +135,9 @@ fn screenshot(html: &Path, png: &Path) -> (usize, f64) {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .expect("headless Chromium is needed (Debian package `chromium`; .ci/run installs it)");
+        .expect(
+            "headless Chromium is needed (Debian package `chromium`; scripts/test installs it)",
+        );
     let profile = temp_dir("chromium");
     let status = Command::new(chromium)
         .args([

@@ -13,7 +13,6 @@ use agentmesh_e2e::mesh::*;
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{
     EndpointHealth, RegisterRequest, RenewLeaseRequest, RunRequest, RunState, SubmitRequest,
-    run_event::Event,
 };
 use agentmesh_runtime::ServerConfig;
 use serde_json::json;
@@ -105,17 +104,7 @@ async fn static_endpoints_are_listed_and_a_not_serving_one_gets_no_new_work() {
         .unwrap()
         .into_inner();
     let mut events = Vec::new();
-    let busy = loop {
-        let ev = long.next().await.unwrap().unwrap();
-        let started = match &ev.event {
-            Some(Event::StepStarted(s)) => Some(s.endpoint.clone()),
-            _ => None,
-        };
-        events.push(ev);
-        if let Some(ep) = started {
-            break ep;
-        }
-    };
+    let busy = read_until_started(&mut long, &mut events).await;
     let lower = a.to_string().min(b.to_string());
     assert_eq!(busy, lower, "least loaded, ties go to the lower address");
     let (other, _keep) = if busy == a.to_string() {
@@ -334,7 +323,7 @@ async fn a_replica_that_keeps_failing_is_ejected_and_comes_back_after_the_cool_d
     broken.seen.fail_next.store(1_000, Ordering::SeqCst);
     let mut cfg = test_config(&[addr1, addr2]);
     cfg.routing.eject_after_failures = 2;
-    cfg.routing.eject_cooldown_ms = 800;
+    cfg.routing.eject_cooldown = Duration::from_millis(800);
     let orch = spawn_orchestrator(cfg).await;
     let mut client = orchestrator(orch).await;
     wait_serving_agents(&mut client, 2).await;
@@ -453,10 +442,10 @@ async fn an_agent_registers_itself_and_deregisters_when_it_shuts_down() {
         registration: Some(agentmesh_runtime::registration::RegistrationConfig {
             orchestrator: orch.to_string(),
             advertise: addr.to_string(),
-            lease_ms: 1_500,
+            lease: Duration::from_millis(1_500),
             tls: None,
         }),
-        shutdown_grace_ms: 100,
+        shutdown_grace: Duration::from_millis(100),
         ..ServerConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -17,19 +17,22 @@
 //! Retention is the same as in memory: the newest `retained_runs` runs stay.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::{Mutex, MutexGuard};
+
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::prost::Message;
-use agentmesh_proto::v1::{RunEvent, RunFinished, RunState, run_event};
+use agentmesh_proto::v1::{RunEvent, run_event};
 use rusqlite::{Connection, Transaction, params};
 use tracing::{error, info, warn};
 
 use super::{MemoryStore, Persister, RunRecord, RunStore};
+use crate::events;
 
 /// The file layout this orchestrator reads and writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -137,7 +140,7 @@ impl Persister for Writer {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 impl SqliteStore {
@@ -328,12 +331,10 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
                 run_id: run.id.clone(),
                 seq: log.len() as u64 + 1,
                 time: Some(SystemTime::now().into()),
-                event: Some(run_event::Event::Finished(RunFinished {
-                    state: RunState::Failed.into(),
-                    reason: ErrorReason::Interrupted.name().to_string(),
-                    message: INTERRUPTED.to_string(),
-                    report: None,
-                })),
+                event: Some(run_event::Event::Finished(events::run_failed(
+                    ErrorReason::Interrupted,
+                    INTERRUPTED,
+                ))),
             };
             insert_event(&tx, run.row, &final_event)?;
             log.push(final_event);
@@ -527,6 +528,7 @@ fn checkpoint_loop(conn: &Connection, woken: &Receiver<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentmesh_proto::v1::{RunFinished, RunState};
     use futures_util::StreamExt;
 
     fn completed() -> RunFinished {

@@ -2,6 +2,7 @@
 //! and summary show the same figures). Text is emitted as SVG `<text>`; no
 //! system fonts are needed.
 
+use agentmesh_sales::format::money;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
@@ -47,19 +48,6 @@ pub struct Skipped {
 
 fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing failed: {e:?}")
-}
-
-/// `1234567.0` → `"$1.23M"`.
-pub fn money(x: f64) -> String {
-    let a = x.abs();
-    let sign = if x < 0.0 { "-" } else { "" };
-    if a >= 1e6 {
-        format!("{sign}${:.2}M", a / 1e6)
-    } else if a >= 1e3 {
-        format!("{sign}${:.1}k", a / 1e3)
-    } else {
-        format!("{sign}${a:.0}")
-    }
 }
 
 fn month_label(bucket: &str) -> String {
@@ -473,10 +461,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_formats() {
-        assert_eq!(money(12_345_678.0), "$12.35M");
-        assert_eq!(money(4_500.0), "$4.5k");
-        assert_eq!(money(-12.0), "-$12");
+    fn month_labels() {
         assert_eq!(month_label("2025-04"), "Apr 2025");
     }
 }

@@ -9,15 +9,16 @@
 //!   artifacts with title, caption and alt text.
 
 pub mod charts;
-pub mod cli;
 pub mod dataset;
 pub mod metrics;
+pub mod server;
 
 use agentmesh_proto::v1::AgentCard;
 use agentmesh_runtime::{
     Agent, ErrorReason, JsonObject, OutArtifact, ServerConfig, SkillSpec, Task, TaskContext,
     TaskError, TaskOutput, TelemetryConfig,
 };
+use agentmesh_sales::kinds;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -82,8 +83,8 @@ impl Agent for AnalyticsAgent {
                             "breakdowns": {"type": "object"}
                         }
                     }))
-                    .consumes(&["sales.dataset"])
-                    .produces(&["sales.metrics"])
+                    .consumes(&[kinds::DATASET])
+                    .produces(&[kinds::METRICS])
                     .build(),
                 SkillSpec::new(CHARTS, "Draws SVG charts from sales.metrics: revenue trend vs the previous period, revenue by region, product-line mix, growth by region. Each chart is an image/svg+xml artifact with a title, caption and alt text.")
                     .tags(&["sales", "charts", "visualization", "svg"])
@@ -104,8 +105,8 @@ impl Agent for AnalyticsAgent {
                             "skipped": {"type": "array"}
                         }
                     }))
-                    .consumes(&["sales.metrics"])
-                    .produces(&["chart"])
+                    .consumes(&[kinds::METRICS])
+                    .produces(&[kinds::CHART])
                     .build(),
             ],
             ..AgentCard::default()

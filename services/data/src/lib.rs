@@ -5,10 +5,10 @@
 //! * `sales.extract`: an aggregated dataset for a period, with filters,
 //!   group-by dimensions and comparison periods, plus a CSV artifact.
 
-pub mod cli;
 pub mod config;
 pub mod generator;
-pub mod period;
+pub mod server;
+pub use agentmesh_sales::period;
 pub mod skills;
 pub mod source;
 

@@ -2,6 +2,7 @@
 
 use agentmesh_proto::v1::Skill;
 use agentmesh_runtime::{JsonObject, OutArtifact, SkillSpec, TaskError, TaskOutput};
+use agentmesh_sales::kinds;
 use serde_json::{Value, json};
 use time::Date;
 
@@ -77,7 +78,7 @@ pub fn card_skills() -> Vec<Skill> {
                 "channels": {"type": "array", "items": {"type": "string"}}
             }
         }))
-        .produces(&["sales.schema"])
+        .produces(&[kinds::SCHEMA])
         .build(),
         SkillSpec::new(
             EXTRACT,
@@ -147,7 +148,7 @@ pub fn card_skills() -> Vec<Skill> {
             }
         }))
         .consumes(&[])
-        .produces(&["sales.dataset"])
+        .produces(&[kinds::DATASET])
         .build(),
     ]
 }

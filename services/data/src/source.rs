@@ -3,8 +3,8 @@
 //! ever comes from a request. CSV files are loaded into an in-memory SQLite
 //! database at start, so aggregation is pushed down there too.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
 use serde::Serialize;
@@ -279,10 +279,7 @@ impl SqliteSource {
     ) -> Result<T, SourceError> {
         match &self.db {
             Db::File { path, idle } => {
-                let pooled = idle
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .pop();
+                let pooled = idle.lock().pop();
                 let conn = match pooled {
                     Some(conn) => conn,
                     None => Connection::open_with_flags(
@@ -291,18 +288,14 @@ impl SqliteSource {
                     )?,
                 };
                 let result = f(&conn);
-                let mut idle = idle
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut idle = idle.lock();
                 if idle.len() < MAX_IDLE_CONNECTIONS {
                     idle.push(conn);
                 }
                 Ok(result?)
             }
             Db::Memory(conn) => {
-                let conn = conn
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let conn = conn.lock();
                 Ok(f(&conn)?)
             }
         }

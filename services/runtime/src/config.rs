@@ -11,8 +11,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_with::{DurationMilliSeconds, serde_as};
 use toml::{Table, Value};
 
 /// Prefix of environment variables read by [`load`].
@@ -37,15 +39,49 @@ pub enum ConfigError {
         /// The parse error.
         source: Box<toml::de::Error>,
     },
-    /// The merged configuration does not fit the typed config.
+    /// The merged configuration does not fit the typed config (an unknown
+    /// key, a value of the wrong type).
     #[error("invalid configuration: {0}")]
-    Invalid(Box<toml::de::Error>),
+    Type(Box<toml::de::Error>),
+    /// A value of the right type that makes no sense (a zero interval, a
+    /// lease shorter than the heartbeat it covers).
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// The key, dotted as in the file: `execution.heartbeat_ms`.
+        key: String,
+        /// What is wrong with it, and what would do.
+        message: String,
+    },
     /// The defaults could not be represented (a bug).
     #[error("defaults cannot be represented as TOML: {0}")]
     Defaults(#[from] toml::ser::Error),
 }
 
+/// A configuration that can tell whether its values make sense. Checked
+/// once, right after loading; code that uses a value trusts it.
+pub trait Validate {
+    /// `Err` names the first key whose value is refused.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// A refused key.
+pub fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Refuses `value` at `key` when it is zero.
+pub fn positive<T: Default + PartialEq>(key: &str, value: T) -> Result<(), ConfigError> {
+    if value == T::default() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(())
+}
+
 /// Settings every agentmesh gRPC server shares.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -53,7 +89,9 @@ pub struct ServerConfig {
     /// containers so that Kubernetes probes reach the pod IP.
     pub listen: SocketAddr,
     /// Time limit for producing a response (headers) of any RPC.
-    pub request_timeout_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "request_timeout_ms")]
+    pub request_timeout: Duration,
     /// Concurrent requests per connection; more wait.
     pub concurrency_per_connection: usize,
     /// HTTP/2 streams per connection.
@@ -63,22 +101,34 @@ pub struct ServerConfig {
     /// Tasks run at once (the card's max_concurrency).
     pub max_concurrent_tasks: usize,
     /// Longest a task may run when the caller sets no deadline.
-    pub max_task_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "max_task_ms")]
+    pub max_task: Duration,
     /// Heartbeat interval when the caller sets none.
-    pub heartbeat_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "heartbeat_ms")]
+    pub heartbeat: Duration,
     /// Artifact chunk size in bytes.
     pub artifact_chunk_bytes: usize,
     /// Completed tasks remembered for idempotent repeats.
     pub idempotency_entries: usize,
     /// How long a completed task is remembered for idempotent repeats.
-    pub idempotency_ttl_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "idempotency_ttl_ms")]
+    pub idempotency_ttl: Duration,
     /// After SIGTERM: how long in-flight work may run before it is cancelled.
-    pub shutdown_grace_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "shutdown_grace_ms")]
+    pub shutdown_grace: Duration,
     /// HTTP/2 keepalive ping interval.
-    pub keepalive_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "keepalive_ms")]
+    pub keepalive: Duration,
     /// Fault injection for resilience drills: every task waits this long
     /// (heartbeating, cancellable) before the agent starts it. 0 = off.
-    pub fault_delay_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "fault_delay_ms")]
+    pub fault_delay: Duration,
     /// Register with an orchestrator (self-registration with a lease).
     pub registration: Option<crate::registration::RegistrationConfig>,
     /// TLS (and, with `client_ca`, mutual TLS) on `listen`. Unset:
@@ -104,23 +154,61 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            request_timeout_ms: 30_000,
+            request_timeout: Duration::from_millis(30_000),
             concurrency_per_connection: 256,
             max_concurrent_streams: 512,
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_tasks: 16,
-            max_task_ms: 600_000,
-            heartbeat_ms: 2_000,
+            max_task: Duration::from_millis(600_000),
+            heartbeat: Duration::from_millis(2_000),
             artifact_chunk_bytes: 64 * 1024,
             idempotency_entries: 512,
-            idempotency_ttl_ms: 600_000,
-            shutdown_grace_ms: 20_000,
-            keepalive_ms: 30_000,
-            fault_delay_ms: 0,
+            idempotency_ttl: Duration::from_millis(600_000),
+            shutdown_grace: Duration::from_millis(20_000),
+            keepalive: Duration::from_millis(30_000),
+            fault_delay: Duration::from_millis(0),
             registration: None,
             tls: None,
             health_listen: None,
         }
+    }
+}
+
+impl Validate for ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("server.request_timeout_ms", self.request_timeout)?;
+        positive(
+            "server.concurrency_per_connection",
+            self.concurrency_per_connection,
+        )?;
+        positive("server.max_concurrent_streams", self.max_concurrent_streams)?;
+        positive("server.max_message_bytes", self.max_message_bytes)?;
+        positive("server.max_concurrent_tasks", self.max_concurrent_tasks)?;
+        positive("server.max_task_ms", self.max_task)?;
+        positive("server.heartbeat_ms", self.heartbeat)?;
+        positive("server.artifact_chunk_bytes", self.artifact_chunk_bytes)?;
+        positive("server.keepalive_ms", self.keepalive)?;
+        // A chunk rides in one message with its envelope.
+        if self.artifact_chunk_bytes > self.max_message_bytes / 2 {
+            return Err(invalid(
+                "server.artifact_chunk_bytes",
+                format!(
+                    "{} does not fit in a message with room to spare; at most half of server.max_message_bytes ({})",
+                    self.artifact_chunk_bytes, self.max_message_bytes
+                ),
+            ));
+        }
+        if let Some(reg) = &self.registration {
+            // Renewed at a third of the lease: shorter would renew faster
+            // than any heartbeat the orchestrator asks of tasks.
+            if reg.lease < Duration::from_millis(300) {
+                return Err(invalid(
+                    "server.registration.lease_ms",
+                    "must be at least 300 ms (the lease is renewed at a third of it)",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -225,7 +313,9 @@ pub fn set(table: &mut Table, path: &[&str], value: Value) {
 }
 
 /// Loads `T`: `defaults`, then the file, then `env`, then `overrides`.
-pub fn load<T: Serialize + DeserializeOwned>(
+///
+/// The result is validated ([`Validate`]) before it is returned.
+pub fn load<T: Serialize + DeserializeOwned + Validate>(
     defaults: &T,
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
@@ -245,9 +335,11 @@ pub fn load<T: Serialize + DeserializeOwned>(
     }
     merge(&mut merged, env_table(env));
     merge(&mut merged, overrides);
-    Value::Table(merged)
+    let cfg: T = Value::Table(merged)
         .try_into()
-        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+        .map_err(|e| ConfigError::Type(Box::new(e)))?;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 fn env_table(env: impl IntoIterator<Item = (String, String)>) -> Table {
@@ -296,6 +388,37 @@ mod tests {
         telemetry: TelemetryConfig,
     }
 
+    impl Validate for Example {
+        fn validate(&self) -> Result<(), ConfigError> {
+            self.server.validate()
+        }
+    }
+
+    fn refused(key: &str, value: &str) -> ConfigError {
+        let env = vec![(
+            format!("AGENTMESH_{}", key.replace('.', "__").to_uppercase()),
+            value.to_string(),
+        )];
+        load(&Example::default(), None, env, Table::new()).unwrap_err()
+    }
+
+    #[test]
+    fn nonsense_values_are_refused_with_their_key() {
+        for (key, value) in [
+            ("server.heartbeat_ms", "0"),
+            ("server.max_concurrent_tasks", "0"),
+            ("server.request_timeout_ms", "0"),
+            ("server.artifact_chunk_bytes", "4194304"),
+        ] {
+            let err = refused(key, value);
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{key}={value}: {err}"
+            );
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -326,7 +449,11 @@ mod tests {
         assert_eq!(cfg.server.max_concurrent_tasks, 5, "env beats file");
         assert_eq!(cfg.telemetry.log_filter, "debug", "file beats default");
         assert_eq!(cfg.telemetry.log_format, LogFormat::Json);
-        assert_eq!(cfg.server.heartbeat_ms, 2_000, "default stays");
+        assert_eq!(
+            cfg.server.heartbeat,
+            Duration::from_secs(2),
+            "default stays"
+        );
     }
 
     #[test]

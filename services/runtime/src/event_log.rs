@@ -6,7 +6,9 @@
 //! it) and for a run's event list in the orchestrator.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use futures_util::Stream;
 use tokio::sync::Notify;
@@ -98,7 +100,7 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // No code panics while holding the lock; recover the data if one did.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock()
     }
 
     /// Appends the event built from its 1-based sequence number; `close`

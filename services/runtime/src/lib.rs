@@ -7,9 +7,10 @@
 //! bookkeeping described in [`tasks`].
 
 pub mod agent;
+pub mod backoff;
 pub mod config;
 pub mod event_log;
-pub mod faithfulness;
+pub mod launch;
 pub mod limits;
 pub mod registration;
 pub mod schema;

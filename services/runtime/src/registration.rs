@@ -8,14 +8,17 @@ use std::time::Duration;
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{DeregisterRequest, RegisterRequest, RenewLeaseRequest};
 use serde::{Deserialize, Serialize};
+use serde_with::{DurationMilliSeconds, serde_as};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::backoff::Backoff;
 use crate::tls::{ClientTls, TlsError};
 
 /// Where and how to register.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationConfig {
@@ -24,16 +27,17 @@ pub struct RegistrationConfig {
     /// The address the orchestrator should dial, `host:port` (the pod IP in
     /// Kubernetes); required when listening on 0.0.0.0.
     pub advertise: String,
-    /// Lease asked for, in ms.
-    #[serde(default = "default_lease_ms")]
-    pub lease_ms: u64,
+    /// Lease asked for.
+    #[serde(default = "default_lease", rename = "lease_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub lease: Duration,
     /// TLS towards the orchestrator. Unset: plaintext.
     #[serde(default)]
     pub tls: Option<ClientTls>,
 }
 
-fn default_lease_ms() -> u64 {
-    15_000
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
 }
 
 /// Why registration could not be set up.
@@ -68,8 +72,12 @@ pub fn channel(cfg: &RegistrationConfig) -> Result<Channel, RegistrationError> {
 /// Keeps the registration alive until `stop` is cancelled, then deregisters.
 pub async fn keep_registered(cfg: RegistrationConfig, channel: Channel, stop: CancellationToken) {
     let mut client = RegistryServiceClient::new(channel);
-    let lease = Duration::from_millis(cfg.lease_ms);
-    let mut retry = Duration::from_millis(200);
+    let lease = cfg.lease;
+    let backoff = Backoff {
+        base: Duration::from_millis(200),
+        max: lease / 3,
+    };
+    let mut failures = 0;
     let mut current: Option<(String, Duration)> = None;
     loop {
         let wait = match &current {
@@ -87,13 +95,13 @@ pub async fn keep_registered(cfg: RegistrationConfig, channel: Channel, stop: Ca
                             .unwrap_or(lease);
                         info!(orchestrator = %cfg.orchestrator, advertise = %cfg.advertise, lease_ms = ttl.as_millis() as u64, "registered");
                         current = Some((resp.lease_id, ttl));
-                        retry = Duration::from_millis(200);
+                        failures = 0;
                         ttl / 3
                     }
                     Err(status) => {
+                        failures += 1;
                         warn!(%status, "registration failed; retrying");
-                        retry = (retry * 2).min(lease / 3);
-                        retry
+                        backoff.delay(failures)
                     }
                 }
             }
@@ -102,15 +110,19 @@ pub async fn keep_registered(cfg: RegistrationConfig, channel: Channel, stop: Ca
                     lease_id: id.clone(),
                 };
                 match client.renew_lease(req).await {
-                    Ok(_) => *ttl / 3,
+                    Ok(_) => {
+                        failures = 0;
+                        *ttl / 3
+                    }
                     Err(status) if status.code() == Code::NotFound => {
                         warn!("registration lease lost; registering again");
                         current = None;
                         Duration::ZERO
                     }
                     Err(status) => {
+                        failures += 1;
                         warn!(%status, "lease renewal failed; retrying");
-                        retry
+                        backoff.delay(failures)
                     }
                 }
             }

@@ -32,7 +32,7 @@ use tower::util::MapResponseLayer;
 use tracing::{info, warn};
 
 use crate::agent::Agent;
-use crate::config::{ServerConfig, TelemetryConfig};
+use crate::config::ServerConfig;
 use crate::limits::explain_oversize;
 use crate::schema::{SchemaError, SkillSchemas};
 use crate::service::AgentGrpc;
@@ -118,7 +118,7 @@ pub async fn serve<A: Agent>(
         max_concurrency: cfg.max_concurrent_tasks,
         chunk_bytes: cfg.artifact_chunk_bytes,
         idempotency_entries: cfg.idempotency_entries,
-        idempotency_ttl: Duration::from_millis(cfg.idempotency_ttl_ms),
+        idempotency_ttl: cfg.idempotency_ttl,
         finished_entries: cfg.idempotency_entries.max(1024),
     });
     info!(agent = %card.name, version = %card.version, skills = card.skills.len(), "agent ready");
@@ -199,11 +199,11 @@ pub async fn serve_routes<D: Drain>(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
-        .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        .timeout(cfg.request_timeout)
         .concurrency_limit_per_connection(cfg.concurrency_per_connection)
         .load_shed(true)
         .max_concurrent_streams(cfg.max_concurrent_streams)
-        .http2_keepalive_interval(Some(Duration::from_millis(cfg.keepalive_ms)))
+        .http2_keepalive_interval(Some(cfg.keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_nodelay(true)
         .layer(MapResponseLayer::new(explain_oversize))
@@ -232,14 +232,14 @@ pub async fn serve_routes<D: Drain>(
             .await;
     }
     drain.begin_drain();
-    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let grace = cfg.shutdown_grace;
     let drained = tokio::select! {
         res = &mut server => return res.map_err(ServeError::from),
         r = tokio::time::timeout(grace, drain.drained()) => r.is_ok(),
     };
     if !drained {
         warn!(
-            grace_ms = cfg.shutdown_grace_ms,
+            grace_ms = grace.as_millis() as u64,
             "grace period over: cancelling in-flight work"
         );
         drain.cancel_all();
@@ -289,14 +289,9 @@ async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// What an agent binary's `main` does after reading its config: install
-/// logging, bind, serve until SIGTERM/SIGINT.
-pub async fn run_agent<A: Agent>(
-    agent: A,
-    server: ServerConfig,
-    telemetry: &TelemetryConfig,
-) -> Result<(), ServeError> {
-    let _log = crate::telemetry::init(telemetry);
+/// Binds `server.listen` and serves `agent` until SIGTERM/SIGINT (logging
+/// is set up by the caller: [`crate::launch`]).
+pub async fn run_agent<A: Agent>(agent: A, server: ServerConfig) -> Result<(), ServeError> {
     let listener = bind(&server).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: server.listen,

@@ -87,7 +87,7 @@ impl<A: Agent> AgentGrpc<A> {
         let heartbeat = req
             .heartbeat_interval
             .and_then(|d| Duration::try_from(d).ok())
-            .unwrap_or(Duration::from_millis(self.cfg.heartbeat_ms))
+            .unwrap_or(self.cfg.heartbeat)
             .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
 
         match self.table.admit(&req.task_id, &req.idempotency_key)? {
@@ -123,7 +123,7 @@ impl<A: Agent> AgentGrpc<A> {
                     log: Arc::clone(&log),
                     cancel: cancel.clone(),
                     permit,
-                    fault_delay: Duration::from_millis(self.cfg.fault_delay_ms),
+                    fault_delay: self.cfg.fault_delay,
                 };
                 tokio::spawn(drive(spec, span));
                 Ok(owned_stream(log, cancel))
@@ -137,7 +137,7 @@ impl<A: Agent> AgentGrpc<A> {
         timeout: Option<Duration>,
     ) -> Result<Instant, MeshError> {
         let now = Instant::now();
-        let mut budget = Duration::from_millis(self.cfg.max_task_ms);
+        let mut budget = self.cfg.max_task;
         if let Some(t) = timeout {
             budget = budget.min(t);
         }

@@ -7,7 +7,9 @@
 //! stream with exactly one terminal status.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
@@ -103,7 +105,7 @@ impl TaskTable {
     }
 
     fn lock(&self) -> MutexGuard<'_, TableState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// The table's limits.
@@ -238,6 +240,11 @@ impl TaskTable {
     /// Cancels every running task (end of the shutdown grace period).
     pub fn cancel_all(&self) {
         self.shutdown.cancel();
+    }
+
+    /// Whether [`TaskTable::cancel_all`] was called.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
     }
 
     /// Tasks running now.
@@ -397,6 +404,17 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
             debug!(reason = err.reason.name(), message = %err.message, "task failed");
             emitter.fail(&err, TaskState::Failed)
         }
+        // Cancelled because the agent is shutting down (the end of its
+        // drain grace), not by the caller: the work is not done and another
+        // replica can do it, so the failure says so (retryable).
+        Outcome::Canceled if table.shutting_down() => emitter.fail(
+            &TaskError::new(
+                ErrorReason::AgentUnavailable,
+                "the agent shut down before the task finished; send it to another replica",
+            )
+            .retryable(None),
+            TaskState::Canceled,
+        ),
         Outcome::Canceled => emitter.fail(
             &TaskError::new(ErrorReason::Canceled, "task was cancelled"),
             TaskState::Canceled,

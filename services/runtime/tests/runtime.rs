@@ -168,9 +168,9 @@ impl Harness {
 fn test_config() -> ServerConfig {
     ServerConfig {
         max_concurrent_tasks: 2,
-        heartbeat_ms: 100,
+        heartbeat: Duration::from_millis(100),
         max_message_bytes: 1024 * 1024,
-        shutdown_grace_ms: 5_000,
+        shutdown_grace: Duration::from_millis(5_000),
         ..ServerConfig::default()
     }
 }

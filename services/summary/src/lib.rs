@@ -3,9 +3,9 @@
 //!
 //! Skill `summary.write` (consumes `sales.metrics`, produces `summary`).
 
-pub use agentmesh_runtime::faithfulness;
-pub mod cli;
+pub use agentmesh_sales::faithfulness;
 pub mod llm;
+pub mod server;
 pub mod writer;
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use agentmesh_runtime::{
     Agent, ErrorReason, JsonObject, ServerConfig, SkillSpec, Task, TaskContext, TaskError,
     TaskOutput, TelemetryConfig,
 };
+use agentmesh_sales::kinds;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -68,7 +69,7 @@ impl SummaryAgent {
 
 /// The figures a language model may use, written as the check reads them.
 pub fn facts(metrics: &Value) -> Vec<String> {
-    use agentmesh_runtime::faithfulness::{money, thousands};
+    use agentmesh_sales::format::{money, thousands};
     let mut out = Vec::new();
     let t = &metrics["totals"];
     out.extend(
@@ -232,8 +233,8 @@ impl Agent for SummaryAgent {
                             "faithfulness": {"type": "object", "required": ["passed"], "properties": {"passed": {"const": true}}}
                         }
                     }))
-                    .consumes(&["sales.metrics"])
-                    .produces(&["summary"])
+                    .consumes(&[kinds::METRICS])
+                    .produces(&[kinds::SUMMARY])
                     .build(),
             ],
             ..AgentCard::default()

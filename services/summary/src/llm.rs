@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use serde_with::{DurationMilliSeconds, serde_as};
 
 /// Longest text accepted from the model, in bytes.
 const MAX_TEXT_BYTES: usize = 32 * 1024;
@@ -18,6 +19,7 @@ const MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// `[llm]`: the optional language-model backend. Off unless `base_url` and
 /// `model` are set.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
@@ -30,9 +32,13 @@ pub struct LlmConfig {
     /// binary, never by the library).
     pub api_key_env: String,
     /// Whole-request time limit.
-    pub timeout_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "timeout_ms")]
+    pub timeout: Duration,
     /// Connect time limit.
-    pub connect_timeout_ms: u64,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "connect_timeout_ms")]
+    pub connect_timeout: Duration,
     /// `max_tokens` sent to the model.
     pub max_tokens: u32,
     /// `temperature` sent to the model.
@@ -45,8 +51,8 @@ impl Default for LlmConfig {
             base_url: String::new(),
             model: String::new(),
             api_key_env: "OPENAI_API_KEY".into(),
-            timeout_ms: 60_000,
-            connect_timeout_ms: 5_000,
+            timeout: Duration::from_millis(60_000),
+            connect_timeout: Duration::from_millis(5_000),
             max_tokens: 700,
             temperature: 0.2,
         }
@@ -106,8 +112,8 @@ impl LlmClient {
         // is harmless (the second call reports the first one).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.connect_timeout)
             .build()
             .map_err(|e| LlmError::Client(e.to_string()))?;
         Ok(Self {

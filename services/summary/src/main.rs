@@ -1,14 +1,10 @@
 //! `summary-agent`: the summary agent as a gRPC server.
 
-use clap::Parser;
-
 // mimalloc: the services allocate and free many small objects per request
 // across worker threads; measured in docs/BENCHMARKS.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    agentmesh_summary::cli::run(agentmesh_summary::cli::Args::parse()).await?;
-    Ok(())
+fn main() -> std::process::ExitCode {
+    agentmesh_runtime::launch::main::<agentmesh_summary::server::SummaryService>()
 }

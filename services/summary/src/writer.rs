@@ -7,7 +7,7 @@
 //! figure is printed from the metrics with the rounding the faithfulness
 //! check expects.
 
-use agentmesh_runtime::faithfulness::{money, thousands};
+use agentmesh_sales::format::{money, thousands};
 use serde_json::Value;
 
 /// A written summary.

@@ -1,0 +1,123 @@
+//! Every run event is built here (by the run core, and by the store when
+//! it ends a run cut by a crash), so that what a client reads is said one
+//! way. It depends on nothing else in the crate.
+
+use std::time::Duration;
+
+use agentmesh_proto::error::ErrorReason;
+use agentmesh_proto::v1::{
+    Artifact, Part, Provenance, Report, ReportChunk, RunFinished, RunState, StepCompleted,
+    StepFailed, StepRerouted, StepRetrying, StepStarted, StepTaskEvent, TaskEvent,
+    run_event::Event,
+};
+
+/// An attempt of `step` started on `endpoint`.
+pub fn step_started(
+    step: &str,
+    skill: &str,
+    agent: &str,
+    endpoint: &str,
+    attempt: u32,
+    task_id: &str,
+) -> Event {
+    Event::StepStarted(StepStarted {
+        step_id: step.to_string(),
+        skill: skill.to_string(),
+        agent: agent.to_string(),
+        endpoint: endpoint.to_string(),
+        attempt,
+        task_id: task_id.to_string(),
+    })
+}
+
+/// The next attempt of `step` goes to another replica.
+pub fn step_rerouted(step: &str, from: &str, to: &str, reason: &str) -> Event {
+    Event::StepRerouted(StepRerouted {
+        step_id: step.to_string(),
+        from_endpoint: from.to_string(),
+        to_endpoint: to.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+/// Attempt `failed_attempt` failed for `reason`; the next starts after
+/// `delay`.
+pub fn step_retrying(
+    step: &str,
+    failed_attempt: u32,
+    reason: ErrorReason,
+    message: &str,
+    delay: Duration,
+) -> Event {
+    Event::StepRetrying(StepRetrying {
+        step_id: step.to_string(),
+        failed_attempt,
+        reason: reason.name().to_string(),
+        message: message.to_string(),
+        delay: delay.try_into().ok(),
+    })
+}
+
+/// `step` completed with `output`.
+pub fn step_completed(
+    step: &str,
+    output: agentmesh_proto::prost_types::Struct,
+    provenance: Provenance,
+) -> Event {
+    Event::StepCompleted(StepCompleted {
+        step_id: step.to_string(),
+        output: Some(output),
+        provenance: Some(provenance),
+    })
+}
+
+/// `step` failed for good after `attempts` attempts (0: it never started).
+pub fn step_failed(step: &str, reason: ErrorReason, message: &str, attempts: u32) -> Event {
+    Event::StepFailed(StepFailed {
+        step_id: step.to_string(),
+        reason: reason.name().to_string(),
+        message: message.to_string(),
+        attempts,
+    })
+}
+
+/// An agent's own task event, passed on to clients.
+pub fn step_event(step: &str, attempt: u32, event: TaskEvent) -> Event {
+    Event::StepEvent(StepTaskEvent {
+        step_id: step.to_string(),
+        attempt,
+        event: Some(event),
+    })
+}
+
+/// One piece of a report artifact's bytes.
+pub fn report_chunk(artifact: &Artifact, part: &Part, data: &[u8], last: bool) -> Event {
+    Event::ReportChunk(ReportChunk {
+        artifact_id: artifact.artifact_id.clone(),
+        filename: part.filename.clone(),
+        media_type: part.media_type.clone(),
+        data: data.to_vec(),
+        last_chunk: last,
+    })
+}
+
+/// The run's final event: `state`, with the reason name (empty when it
+/// completed) and the report, if one was made.
+pub fn run_finished(
+    state: RunState,
+    reason: &str,
+    message: String,
+    report: Option<Report>,
+) -> RunFinished {
+    RunFinished {
+        state: state.into(),
+        reason: reason.to_string(),
+        message,
+        report,
+    }
+}
+
+/// The final event of a run that failed for `reason` without a report.
+pub fn run_failed(reason: ErrorReason, message: &str) -> RunFinished {
+    run_finished(RunState::Failed, reason.name(), message.to_string(), None)
+}

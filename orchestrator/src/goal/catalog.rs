@@ -1,0 +1,131 @@
+//! What the data looks like, asked of the agent that describes it (a skill
+//! producing `sales.schema`), cached for a short while. The intent parser
+//! resolves periods and filters against it.
+//!
+//! The describe call is a task like any step's: it goes through the run
+//! core's attempt (deadline, heartbeat lease, cancel on abandon), only its
+//! events go nowhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::v1::ExecuteTaskRequest;
+use agentmesh_sales::{Catalog, kinds};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ExecutionConfig;
+use crate::routing::Registry;
+use crate::run::attempt::{self, AttemptSpec, Detached};
+
+/// How long a fetched catalog is reused.
+const TTL: Duration = Duration::from_secs(30);
+/// How long a describe call may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the describe call waits for a free replica.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+
+/// A catalog and where it came from.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The catalog.
+    pub catalog: Catalog,
+    /// "sales.describe on 127.0.0.1:50051", for the plan's notes.
+    pub source: String,
+}
+
+/// A short-lived cache of the catalog.
+pub struct CatalogCache {
+    cached: Mutex<Option<(Instant, Arc<Described>)>>,
+    heartbeat: Duration,
+    lease: Duration,
+    max_message_bytes: usize,
+    max_artifact_bytes: usize,
+}
+
+impl CatalogCache {
+    /// An empty cache whose describe calls follow `execution`'s heartbeat
+    /// and limits.
+    pub fn new(execution: &ExecutionConfig) -> Self {
+        Self {
+            cached: Mutex::new(None),
+            heartbeat: execution.heartbeat,
+            lease: execution.heartbeat_lease(),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_artifact_bytes: execution.max_artifact_bytes,
+        }
+    }
+
+    /// The catalog, fetched when the cached one is older than the TTL.
+    pub async fn get(&self, registry: &Arc<Registry>) -> Result<Arc<Described>, MeshError> {
+        if let Some((at, d)) = self.cached.lock().as_ref()
+            && at.elapsed() < TTL
+        {
+            return Ok(Arc::clone(d));
+        }
+        let fresh = Arc::new(self.fetch(registry).await?);
+        *self.cached.lock() = Some((Instant::now(), Arc::clone(&fresh)));
+        Ok(fresh)
+    }
+
+    async fn fetch(&self, registry: &Arc<Registry>) -> Result<Described, MeshError> {
+        let producers = registry.producers(kinds::SCHEMA);
+        let Some((skill, _)) = producers.first() else {
+            return Err(MeshError::new(
+                ErrorReason::NoAgentForSkill,
+                format!(
+                    "no healthy agent offers a skill producing `{}`, needed to read the goal against the data",
+                    kinds::SCHEMA
+                ),
+            ));
+        };
+        let skill_id = skill.skill.id.clone();
+        let stop = CancellationToken::new();
+        let slot = registry
+            .acquire(&skill_id, &[], SLOT_WAIT, &stop)
+            .await
+            .map_err(|_| {
+                MeshError::new(
+                    ErrorReason::NoAgentForSkill,
+                    format!("no replica of {skill_id} is free to describe the data"),
+                )
+            })?;
+        let deadline = Instant::now() + FETCH_TIMEOUT;
+        let request = ExecuteTaskRequest {
+            task_id: format!("catalog-{}", uuid::Uuid::new_v4()),
+            run_id: "planning".into(),
+            skill_id: skill_id.clone(),
+            attempt: 1,
+            deadline: Some((std::time::SystemTime::now() + FETCH_TIMEOUT).into()),
+            heartbeat_interval: self.heartbeat.try_into().ok(),
+            ..ExecuteTaskRequest::default()
+        };
+        let output = attempt::run(
+            slot.endpoint.channel.clone(),
+            request,
+            AttemptSpec {
+                observer: &Detached(stop),
+                deadline,
+                lease: self.lease,
+                max_message_bytes: self.max_message_bytes,
+                max_artifact_bytes: self.max_artifact_bytes,
+            },
+        )
+        .await
+        .map_err(|f| {
+            MeshError::new(
+                ErrorReason::AgentUnavailable,
+                format!("{skill_id} could not describe the data: {}", f.message),
+            )
+        })?;
+        let catalog = Catalog::from_output(&Value::Object(output.output))
+            .map_err(|m| MeshError::new(ErrorReason::OutputInvalid, format!("{skill_id}: {m}")))?;
+        Ok(Described {
+            catalog,
+            source: format!("{skill_id} on {}", slot.endpoint.address),
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! Self-registration: `agentmesh.v1.RegistryService`. An agent registers
+//! its address with a lease it must renew; when the lease runs out (or the
+//! agent deregisters) the endpoint loses this source.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::v1::registry_service_server::RegistryService;
+use agentmesh_proto::v1::{
+    DeregisterRequest, DeregisterResponse, RegisterRequest, RegisterResponse, RenewLeaseRequest,
+    RenewLeaseResponse,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::config::DiscoveryConfig;
+use crate::routing::discovery::split_host_port;
+use crate::routing::registry::Registry;
+
+struct Lease {
+    address: String,
+    ttl: Duration,
+    expires: Instant,
+    stop: CancellationToken,
+}
+
+/// The registry RPCs and the leases they hold.
+pub struct Leases {
+    registry: Arc<Registry>,
+    cfg: DiscoveryConfig,
+    leases: Mutex<HashMap<String, Lease>>,
+}
+
+impl Leases {
+    /// No leases yet.
+    pub fn new(registry: Arc<Registry>, cfg: DiscoveryConfig) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            cfg,
+            leases: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Lease>> {
+        self.leases.lock()
+    }
+
+    fn source(lease_id: &str) -> String {
+        format!("registered:{lease_id}")
+    }
+
+    fn register(self: &Arc<Self>, req: &RegisterRequest) -> Result<RegisterResponse, MeshError> {
+        split_host_port(&req.address).map_err(|problem| {
+            MeshError::new(
+                ErrorReason::InvalidInput,
+                format!("address {:?}: {problem}", req.address),
+            )
+            .with_meta("field", "address")
+        })?;
+        let asked = match &req.lease {
+            Some(d) => Duration::try_from(*d).map_err(|_| {
+                MeshError::new(ErrorReason::InvalidInput, "lease must not be negative")
+                    .with_meta("field", "lease")
+            })?,
+            None => self.cfg.lease_default,
+        };
+        let ttl = asked.clamp(self.cfg.lease_min, self.cfg.lease_max);
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let stop = self.registry.shutdown.child_token();
+        {
+            let mut leases = self.lock();
+            if leases.len() >= self.cfg.max_registrations {
+                return Err(MeshError::new(
+                    ErrorReason::ResourceExhausted,
+                    format!(
+                        "{} registrations already; raise discovery.max_registrations",
+                        leases.len()
+                    ),
+                ));
+            }
+            leases.insert(
+                lease_id.clone(),
+                Lease {
+                    address: req.address.clone(),
+                    ttl,
+                    expires: Instant::now() + ttl,
+                    stop: stop.clone(),
+                },
+            );
+        }
+        if let Err(problem) = self
+            .registry
+            .add_source(&req.address, &Self::source(&lease_id))
+        {
+            self.lock().remove(&lease_id);
+            return Err(
+                MeshError::new(ErrorReason::InvalidInput, problem).with_meta("field", "address")
+            );
+        }
+        info!(address = %req.address, lease_ms = ttl.as_millis() as u64, "agent registered");
+        let this = Arc::clone(self);
+        let id = lease_id.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = this.expire_when_due(&id) => {}
+                () = stop.cancelled() => {}
+            }
+        });
+        Ok(RegisterResponse {
+            lease_id,
+            lease: Some(ttl.try_into().unwrap_or_default()),
+        })
+    }
+
+    /// Sleeps until the lease's expiry (renewals push it back), then drops it.
+    async fn expire_when_due(&self, lease_id: &str) {
+        loop {
+            let Some(expires) = self.lock().get(lease_id).map(|l| l.expires) else {
+                return;
+            };
+            tokio::time::sleep_until(expires).await;
+            let expired = {
+                let mut leases = self.lock();
+                match leases.get(lease_id) {
+                    Some(l) if l.expires <= Instant::now() => leases.remove(lease_id),
+                    Some(_) => None,
+                    None => return,
+                }
+            };
+            if let Some(lease) = expired {
+                info!(address = %lease.address, "registration lease expired");
+                self.registry
+                    .remove_source(&lease.address, &Self::source(lease_id));
+                return;
+            }
+        }
+    }
+
+    fn unknown(lease_id: &str) -> MeshError {
+        MeshError::new(
+            ErrorReason::NotFound,
+            format!("lease {lease_id:?} is unknown or expired; register again"),
+        )
+        .with_meta("lease_id", lease_id)
+    }
+}
+
+/// The gRPC face of [`Leases`].
+pub struct RegistryApi(pub Arc<Leases>);
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        Leases::register(&self.0, request.get_ref())
+            .map(Response::new)
+            .map_err(MeshError::into_status)
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<RenewLeaseRequest>,
+    ) -> Result<Response<RenewLeaseResponse>, Status> {
+        let id = &request.get_ref().lease_id;
+        let mut leases = self.0.lock();
+        let lease = leases
+            .get_mut(id)
+            .filter(|l| l.expires > Instant::now())
+            .ok_or_else(|| Leases::unknown(id).into_status())?;
+        lease.expires = Instant::now() + lease.ttl;
+        Ok(Response::new(RenewLeaseResponse {
+            lease: Some(lease.ttl.try_into().unwrap_or_default()),
+        }))
+    }
+
+    async fn deregister(
+        &self,
+        request: Request<DeregisterRequest>,
+    ) -> Result<Response<DeregisterResponse>, Status> {
+        let id = &request.get_ref().lease_id;
+        let lease = self
+            .0
+            .lock()
+            .remove(id)
+            .ok_or_else(|| Leases::unknown(id).into_status())?;
+        lease.stop.cancel();
+        info!(address = %lease.address, "agent deregistered");
+        self.0
+            .registry
+            .remove_source(&lease.address, &Leases::source(id));
+        Ok(Response::new(DeregisterResponse {}))
+    }
+}

@@ -1,0 +1,294 @@
+//! One attempt of one task on one replica: `ExecuteTask`, passing its
+//! events on as they arrive, with the attempt deadline, the heartbeat lease
+//! and a stop switch. Abandoning an attempt sends `CancelTask` so the agent
+//! stops working on it. This is the orchestrator's only reader of a task
+//! stream: a run's steps and the goal front-end's catalog call go through
+//! it alike.
+
+use std::time::Duration;
+
+use agentmesh_proto::error::ErrorReason;
+use agentmesh_proto::json::from_opt_struct;
+use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
+use agentmesh_proto::v1::{
+    Artifact, CancelTaskRequest, ExecuteTaskRequest, Part, TaskEvent, part, task_event,
+};
+use agentmesh_runtime::JsonObject;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tracing::debug;
+
+use crate::run::failure::Failure;
+
+/// How long the end of a finished task's stream is waited for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a `CancelTask` for an abandoned attempt may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a successful attempt returned.
+pub struct AttemptOutput {
+    /// The result's output.
+    pub output: JsonObject,
+    /// The same output as the agent sent it (passed on to clients as is).
+    pub output_pb: Option<agentmesh_proto::prost_types::Struct>,
+    /// Artifacts, reassembled from chunks.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Who watches an attempt: where its events go and what stops it.
+pub trait Observer: Sync {
+    /// An event worth passing on (progress, a state change, an artifact's
+    /// announcement; not heartbeats or the final state).
+    fn forward(&self, event: TaskEvent);
+    /// Cancelled when the attempt must be abandoned.
+    fn stop(&self) -> &CancellationToken;
+    /// Why it was stopped.
+    fn stopped(&self) -> Failure;
+}
+
+/// Watches nothing: events are dropped, and `stop` stops the attempt.
+pub struct Detached(pub CancellationToken);
+
+impl Observer for Detached {
+    fn forward(&self, _event: TaskEvent) {}
+
+    fn stop(&self) -> &CancellationToken {
+        &self.0
+    }
+
+    fn stopped(&self) -> Failure {
+        Failure::stopped(None)
+    }
+}
+
+/// Everything one attempt needs.
+pub struct AttemptSpec<'a> {
+    /// Where its events go, and what stops it.
+    pub observer: &'a dyn Observer,
+    /// When the attempt is abandoned.
+    pub deadline: Instant,
+    /// Longest silence from the agent.
+    pub lease: Duration,
+    /// Largest message accepted from the agent.
+    pub max_message_bytes: usize,
+    /// Most artifact bytes one attempt may return.
+    pub max_artifact_bytes: usize,
+}
+
+/// Runs one attempt on `channel`.
+pub async fn run(
+    channel: Channel,
+    request: ExecuteTaskRequest,
+    spec: AttemptSpec<'_>,
+) -> Result<AttemptOutput, Failure> {
+    let mut client = AgentServiceClient::new(channel)
+        .max_decoding_message_size(spec.max_message_bytes)
+        .max_encoding_message_size(spec.max_message_bytes);
+    let task_id = request.task_id.clone();
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(spec.deadline.saturating_duration_since(Instant::now()));
+    let stopped_now = spec.observer.stop().cancelled();
+    tokio::pin!(stopped_now);
+
+    // The lease timer is not reset on every event: it fires at the end of
+    // the lease counted from the last event seen when it was armed, and is
+    // re-armed from the latest event if one came since.
+    let mut last_seen = Instant::now();
+    let lease = tokio::time::sleep_until(last_seen + spec.lease);
+    tokio::pin!(lease);
+    let deadline = tokio::time::sleep_until(spec.deadline);
+    tokio::pin!(deadline);
+
+    let mut stream = tokio::select! {
+        resp = client.execute_task(request) => match resp {
+            Ok(resp) => resp.into_inner(),
+            Err(status) => return Err(Failure::from_status(&status)),
+        },
+        () = &mut deadline => return Err(Failure::deadline()),
+        () = &mut stopped_now => return Err(spec.observer.stopped()),
+    };
+
+    let mut collected = Collected::default();
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut stopped_now => {
+                cancel_remote(&mut client, &task_id, "run stopped").await;
+                return Err(spec.observer.stopped());
+            }
+            () = &mut deadline => {
+                cancel_remote(&mut client, &task_id, "step deadline exceeded").await;
+                return Err(Failure::deadline());
+            }
+            () = &mut lease => {
+                let renewed = last_seen + spec.lease;
+                if renewed > Instant::now() {
+                    lease.as_mut().reset(renewed);
+                    continue;
+                }
+                cancel_remote(&mut client, &task_id, "heartbeat lease lost").await;
+                return Err(Failure::new(
+                    ErrorReason::AgentUnavailable,
+                    format!("the agent sent nothing for {} ms (heartbeat lease lost)", spec.lease.as_millis()),
+                ));
+            }
+            next = stream.message() => next,
+        };
+        let event = match next {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(status) => return Err(Failure::from_status(&status)),
+        };
+        last_seen = Instant::now();
+        if collected.take(event, &spec)? {
+            // Read the stream to its end (trailers) instead of dropping it:
+            // a dropped stream is a RST_STREAM, and servers refuse clients
+            // that reset many streams (HTTP/2 rapid-reset protection). The
+            // trailers are usually here already; only then is a timer set.
+            let mut rest =
+                std::pin::pin!(async { while let Ok(Some(_)) = stream.message().await {} });
+            if futures_util::poll!(rest.as_mut()).is_pending() {
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, rest).await;
+            }
+            break;
+        }
+    }
+    match (collected.output, collected.failure) {
+        (_, Some(f)) => Err(f),
+        (Some(output), None) => Ok(AttemptOutput {
+            output,
+            output_pb: collected.output_pb,
+            artifacts: collected.artifacts,
+        }),
+        (None, None) => Err(Failure::new(
+            ErrorReason::AgentUnavailable,
+            "the agent's stream ended without a result",
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    output: Option<JsonObject>,
+    output_pb: Option<agentmesh_proto::prost_types::Struct>,
+    failure: Option<Failure>,
+    artifacts: Vec<Artifact>,
+    artifact_bytes: usize,
+}
+
+impl Collected {
+    /// Takes one event; true when the task has reached its final state.
+    fn take(&mut self, event: TaskEvent, spec: &AttemptSpec<'_>) -> Result<bool, Failure> {
+        let forward = |event: TaskEvent| spec.observer.forward(event);
+        match event.event {
+            Some(task_event::Event::Heartbeat(_)) | None => Ok(false),
+            Some(task_event::Event::Result(r)) => {
+                self.output = Some(from_opt_struct(r.output.as_ref()));
+                self.output_pb = r.output;
+                Ok(false)
+            }
+            Some(task_event::Event::Failure(f)) => {
+                let reason = ErrorReason::from_name(&f.reason).unwrap_or(ErrorReason::AgentFailed);
+                let mut failure = Failure::new(reason, f.message);
+                failure.retryable |= f.retryable;
+                failure.retry_after = f.retry_after.and_then(|d| Duration::try_from(d).ok());
+                self.failure = Some(failure);
+                Ok(false)
+            }
+            Some(task_event::Event::Status(ref s)) => {
+                // The final state is told by StepCompleted/StepFailed/
+                // StepRetrying, which say more, and SUBMITTED adds nothing
+                // to StepStarted: do not send them twice.
+                if s.r#final {
+                    return Ok(true);
+                }
+                if s.state() == agentmesh_proto::v1::TaskState::Submitted {
+                    return Ok(false);
+                }
+                forward(event);
+                Ok(false)
+            }
+            Some(task_event::Event::Progress(_)) => {
+                forward(event);
+                Ok(false)
+            }
+            Some(task_event::Event::ArtifactChunk(chunk)) => {
+                self.artifact_bytes += chunk.data.len();
+                if self.artifact_bytes > spec.max_artifact_bytes {
+                    return Err(Failure::new(
+                        ErrorReason::ResourceExhausted,
+                        format!(
+                            "the step's artifacts exceed {} bytes (execution.max_artifact_bytes)",
+                            spec.max_artifact_bytes
+                        ),
+                    ));
+                }
+                self.add_chunk(chunk, &forward, event.task_id, event.seq, event.time);
+                Ok(false)
+            }
+        }
+    }
+
+    fn add_chunk(
+        &mut self,
+        chunk: agentmesh_proto::v1::ArtifactChunk,
+        forward: &impl Fn(TaskEvent),
+        task_id: String,
+        seq: u64,
+        time: Option<agentmesh_proto::prost_types::Timestamp>,
+    ) {
+        let append_to = chunk
+            .append
+            .then(|| {
+                self.artifacts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.artifact_id == chunk.artifact_id)
+            })
+            .flatten();
+        if let Some(artifact) = append_to {
+            if let Some(Part {
+                content: Some(part::Content::Raw(bytes)),
+                ..
+            }) = artifact.parts.first_mut()
+            {
+                bytes.extend_from_slice(&chunk.data);
+            }
+            return;
+        }
+        // Clients learn of the artifact as it starts; the bytes come with
+        // the report.
+        let mut announced = chunk.clone();
+        announced.data = Default::default();
+        forward(TaskEvent {
+            task_id,
+            seq,
+            time,
+            event: Some(task_event::Event::ArtifactChunk(announced)),
+        });
+        self.artifacts.push(Artifact {
+            artifact_id: chunk.artifact_id,
+            name: chunk.name.clone(),
+            description: chunk.description,
+            parts: vec![Part {
+                content: Some(part::Content::Raw(chunk.data.to_vec())),
+                media_type: chunk.media_type,
+                filename: chunk.name,
+            }],
+            metadata: chunk.metadata,
+        });
+    }
+}
+
+async fn cancel_remote(client: &mut AgentServiceClient<Channel>, task_id: &str, reason: &str) {
+    let req = CancelTaskRequest {
+        task_id: task_id.to_string(),
+        reason: reason.to_string(),
+    };
+    match tokio::time::timeout(CANCEL_TIMEOUT, client.cancel_task(req)).await {
+        Ok(Ok(_)) => debug!(task_id, reason, "task cancelled on the agent"),
+        Ok(Err(status)) => debug!(task_id, %status, "CancelTask failed"),
+        Err(_) => debug!(task_id, "CancelTask timed out"),
+    }
+}

@@ -1,0 +1,616 @@
+//! The delegation engine: accepts runs, drives each plan's DAG, finishes
+//! runs (with a report, when its hooks make one).
+//!
+//! A step starts the moment its last dependency completes (no supersteps),
+//! each step in its own task. The run deadline and `CancelRun` stop every
+//! in-flight step through the run's stop switch; each attempt then sends
+//! `CancelTask` to its agent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use agentmesh_proto::error::{ErrorReason, MeshError};
+use agentmesh_proto::v1::{
+    Artifact, FanInPolicy, Intent, RunPlanned, RunSpec, RunState, part, run_event,
+};
+use agentmesh_runtime::JsonObject;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::OrchestratorConfig;
+use crate::events;
+use crate::routing::Registry;
+use crate::run::failure::Failure;
+use crate::run::hooks::{FinishedRun, RunHooks};
+use crate::run::outcome::Outcome;
+use crate::run::plan::{self, Plan};
+use crate::run::step::{self, RunClock, StepEnv};
+use crate::store::{RunRecord, RunStore};
+
+/// Longest goal text accepted.
+pub const MAX_GOAL_BYTES: usize = 8 * 1024;
+/// Longest idempotency key accepted.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// A run as accepted: the stored record, and whether it is new (false when
+/// an idempotency key matched an earlier run).
+pub struct Accepted {
+    /// The run.
+    pub run: Arc<RunRecord>,
+    /// Whether this request created it.
+    pub created: bool,
+}
+
+/// A checked request, ready to run.
+pub struct Prepared {
+    plan: Arc<Plan>,
+    intent: Option<Intent>,
+    fan_in: FanInPolicy,
+    deadline: Duration,
+    goal: String,
+    key: String,
+}
+
+/// The engine shared by the gRPC services.
+pub struct Engine {
+    /// Where runs are kept.
+    pub store: Arc<dyn RunStore>,
+    env: Arc<StepEnv>,
+    active: AtomicUsize,
+    draining: AtomicBool,
+    idle: Notify,
+}
+
+fn bad_request(field: &str, message: impl Into<String>) -> MeshError {
+    MeshError::new(ErrorReason::InvalidInput, message).with_meta("field", field)
+}
+
+impl Engine {
+    /// A new engine routing through `registry`, keeping runs in `store`,
+    /// with `hooks` for what the core does not know.
+    pub fn new(
+        registry: Arc<Registry>,
+        cfg: Arc<OrchestratorConfig>,
+        store: Arc<dyn RunStore>,
+        hooks: Arc<dyn RunHooks>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            env: Arc::new(StepEnv {
+                registry,
+                cfg,
+                hooks,
+            }),
+            active: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            idle: Notify::new(),
+        })
+    }
+
+    /// Endpoints and routing.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.env.registry
+    }
+
+    /// Configuration.
+    pub fn cfg(&self) -> &OrchestratorConfig {
+        &self.env.cfg
+    }
+
+    /// Checks the limits of a run request: goal and key sizes, fan-in,
+    /// deadline. A front-end calls it before it reads the goal.
+    pub fn check(&self, spec: &RunSpec) -> Result<(FanInPolicy, Duration), MeshError> {
+        if spec.goal.len() > MAX_GOAL_BYTES {
+            return Err(bad_request(
+                "spec.goal",
+                format!(
+                    "the goal is {} bytes; at most {MAX_GOAL_BYTES} are accepted",
+                    spec.goal.len()
+                ),
+            ));
+        }
+        if spec.idempotency_key.len() > MAX_KEY_BYTES {
+            return Err(bad_request(
+                "spec.idempotency_key",
+                format!("the idempotency key is longer than {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        let fan_in = match FanInPolicy::try_from(spec.fan_in) {
+            Ok(FanInPolicy::Unspecified) => FanInPolicy::AllRequired,
+            Ok(p) => p,
+            Err(_) => {
+                return Err(bad_request(
+                    "spec.fan_in",
+                    format!("fan_in {} is not a FanInPolicy", spec.fan_in),
+                ));
+            }
+        };
+        let exec = &self.env.cfg.execution;
+        let deadline = match &spec.deadline {
+            None => exec.run_deadline,
+            Some(d) => match Duration::try_from(*d) {
+                Ok(d) if !d.is_zero() && d <= exec.max_run_deadline => d,
+                _ => {
+                    return Err(bad_request(
+                        "spec.deadline",
+                        format!(
+                            "the deadline must be positive and at most {} ms",
+                            exec.max_run_deadline.as_millis()
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok((fan_in, deadline))
+    }
+
+    /// Checks a run request and validates its plan (the client's, or the
+    /// one a front-end made, which then passes what it understood as
+    /// `intent`).
+    pub fn prepare(
+        &self,
+        mut spec: RunSpec,
+        intent: Option<Intent>,
+    ) -> Result<Prepared, MeshError> {
+        let (fan_in, deadline) = self.check(&spec)?;
+        let plan_spec = spec
+            .plan
+            .take()
+            .filter(|p| !p.steps.is_empty())
+            .ok_or_else(|| bad_request("spec", "send a goal or a plan"))?;
+        let plan = plan::validate(plan_spec, &self.env.registry, &self.env.cfg.execution)?;
+        let goal = if spec.goal.trim().is_empty() {
+            format!("explicit plan of {} steps", plan.steps.len())
+        } else {
+            spec.goal.trim().to_string()
+        };
+        Ok(Prepared {
+            plan: Arc::new(plan),
+            intent,
+            fan_in,
+            deadline,
+            goal,
+            key: spec.idempotency_key,
+        })
+    }
+
+    /// The plan event for `prepared`, as `Plan` returns it.
+    pub fn describe(&self, prepared: &Prepared) -> RunPlanned {
+        RunPlanned {
+            goal: prepared.goal.clone(),
+            intent: prepared.intent.clone(),
+            steps: prepared.plan.describe(&self.env.registry),
+            fan_in: prepared.fan_in.into(),
+            deadline: Some((SystemTime::now() + prepared.deadline).into()),
+        }
+    }
+
+    /// Accepts a prepared run and starts it (or returns the run its
+    /// idempotency key names).
+    pub fn start(self: &Arc<Self>, prepared: Prepared) -> Result<Accepted, MeshError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(MeshError::new(
+                ErrorReason::AgentUnavailable,
+                "the orchestrator is shutting down; try another replica",
+            ));
+        }
+        let max = self.env.cfg.execution.max_active_runs;
+        if self.active.fetch_add(1, Ordering::AcqRel) >= max {
+            self.release();
+            return Err(MeshError::new(
+                ErrorReason::ResourceExhausted,
+                format!("{max} runs are already executing (execution.max_active_runs)"),
+            ));
+        }
+        let fresh = Arc::new(
+            self.store
+                .new_run(prepared.goal.clone(), prepared.key.clone()),
+        );
+        let run = self.store.insert(Arc::clone(&fresh));
+        if !Arc::ptr_eq(&run, &fresh) {
+            self.release();
+            return Ok(Accepted {
+                run,
+                created: false,
+            });
+        }
+        let mut planned = self.describe(&prepared);
+        let deadline_wall = SystemTime::now() + prepared.deadline;
+        planned.deadline = Some(deadline_wall.into());
+        run.append(run_event::Event::Planned(planned));
+        let clock = RunClock {
+            deadline: Instant::now() + prepared.deadline,
+            deadline_wall,
+            traceparent: agentmesh_runtime::telemetry::new_traceparent(),
+        };
+        info!(run_id = %run.id, steps = prepared.plan.steps.len(), "run accepted");
+        let span = info_span!("run", run_id = %run.id);
+        tokio::spawn(
+            Arc::clone(self)
+                .drive(Arc::clone(&run), prepared, clock)
+                .instrument(span),
+        );
+        Ok(Accepted { run, created: true })
+    }
+
+    fn release(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn drive(self: Arc<Self>, run: Arc<RunRecord>, prepared: Prepared, clock: RunClock) {
+        let _driving = Driving {
+            engine: Arc::clone(&self),
+            run: Arc::clone(&run),
+        };
+        let clock = Arc::new(clock);
+        let dag = self.execute(
+            Arc::clone(&run),
+            Arc::clone(&prepared.plan),
+            prepared.fan_in,
+            Arc::clone(&clock),
+        );
+        tokio::pin!(dag);
+        let outcomes = tokio::select! {
+            outcomes = &mut dag => outcomes,
+            () = tokio::time::sleep_until(clock.deadline) => {
+                run.stop(MeshError::new(
+                    ErrorReason::DeadlineExceeded,
+                    format!("the run deadline of {} ms was exceeded", prepared.deadline.as_millis()),
+                ));
+                dag.await
+            }
+        };
+        self.finish(&run, &prepared, outcomes);
+    }
+
+    /// Runs the DAG: starts every step whose dependencies have completed,
+    /// as soon as they have.
+    async fn execute(
+        &self,
+        run: Arc<RunRecord>,
+        plan: Arc<Plan>,
+        fan_in: FanInPolicy,
+        clock: Arc<RunClock>,
+    ) -> Vec<Outcome> {
+        let n = plan.steps.len();
+        let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
+        let mut outcomes: Vec<Outcome> = (0..n).map(|_| Outcome::NotRun).collect();
+        // Steps are polled by this one task (no spawn per step): each wakes
+        // only itself, and a slow step never holds up a ready one.
+        let mut running = FuturesUnordered::new();
+        let launch = |i: usize, outcomes: &mut Vec<Outcome>, running: &mut FuturesUnordered<_>| {
+            match build_input(&plan, i, outcomes) {
+                Ok((input, artifacts)) => {
+                    let env = Arc::clone(&self.env);
+                    let run = Arc::clone(&run);
+                    let plan = Arc::clone(&plan);
+                    let clock = Arc::clone(&clock);
+                    running.push(async move {
+                        let result =
+                            step::run_step(&env, run, &plan.steps[i], input, artifacts, &clock)
+                                .await;
+                        (i, result)
+                    });
+                    outcomes[i] = Outcome::Running;
+                    None
+                }
+                Err(f) => Some(f),
+            }
+        };
+        let mut failed_now: Vec<(usize, Failure)> = Vec::new();
+        let roots: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        for i in roots {
+            if let Some(f) = launch(i, &mut outcomes, &mut running) {
+                failed_now.push((i, f));
+            }
+        }
+        loop {
+            for (i, f) in failed_now.drain(..) {
+                self.step_failed(&run, &plan, fan_in, i, f, &mut outcomes);
+            }
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
+            match result {
+                Ok(done) => {
+                    outcomes[i] = Outcome::Done(Box::new(done));
+                    for &d in &plan.steps[i].dependents {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0
+                            && matches!(outcomes[d], Outcome::NotRun)
+                            && !run.stop.is_cancelled()
+                            && let Some(f) = launch(d, &mut outcomes, &mut running)
+                        {
+                            failed_now.push((d, f));
+                        }
+                    }
+                }
+                Err(f) => failed_now.push((i, f)),
+            }
+        }
+        outcomes
+    }
+
+    /// A step failed for good: all-required stops the run; best-effort
+    /// marks everything downstream as not run.
+    fn step_failed(
+        &self,
+        run: &RunRecord,
+        plan: &Plan,
+        fan_in: FanInPolicy,
+        i: usize,
+        f: Failure,
+        outcomes: &mut [Outcome],
+    ) {
+        let id = plan.steps[i].spec.id.clone();
+        if !matches!(outcomes[i], Outcome::Running) {
+            // Failed before it started (input could not be built).
+            run.append(events::step_failed(&id, f.reason, &f.message, 0));
+        }
+        warn!(step = %id, reason = f.reason.name(), message = %f.message, "step failed");
+        if fan_in == FanInPolicy::AllRequired && !run.stop.is_cancelled() {
+            run.stop(
+                MeshError::new(f.reason, format!("step {id} failed: {}", f.message))
+                    .with_meta("step", id.as_str()),
+            );
+        }
+        let why = format!("not run: step {id} failed ({})", f.reason.name());
+        outcomes[i] = Outcome::Failed(f);
+        let mut stack: Vec<usize> = plan.steps[i].dependents.clone();
+        while let Some(d) = stack.pop() {
+            if matches!(outcomes[d], Outcome::NotRun) {
+                outcomes[d] = Outcome::Skipped(why.clone());
+                stack.extend(plan.steps[d].dependents.iter().copied());
+            }
+        }
+    }
+
+    fn finish(&self, run: &RunRecord, prepared: &Prepared, mut outcomes: Vec<Outcome>) {
+        let plan = &prepared.plan;
+        let missing = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Outcome::Done(_)))
+            .count();
+        let (state, reason, message) = match run.stop_cause() {
+            Some(c) if c.reason == ErrorReason::Canceled => (
+                RunState::Canceled,
+                c.reason.name().to_string(),
+                c.message.clone(),
+            ),
+            Some(c) => (
+                RunState::Failed,
+                c.reason.name().to_string(),
+                c.message.clone(),
+            ),
+            None if missing == 0 => (RunState::Completed, String::new(), String::new()),
+            None if missing == outcomes.len() => (
+                RunState::Failed,
+                first_reason(&outcomes),
+                "no step completed".to_string(),
+            ),
+            None => (
+                RunState::Partial,
+                first_reason(&outcomes),
+                format!("{missing} of {} steps did not complete", outcomes.len()),
+            ),
+        };
+        let report = self.env.hooks.integrate(FinishedRun {
+            goal: &prepared.goal,
+            intent: prepared.intent.as_ref(),
+            plan,
+            outcomes: &mut outcomes,
+            stop: run.stop_cause(),
+        });
+        let report = report.map(|built| {
+            for artifact in &built.artifacts {
+                self.stream_artifact(run, artifact);
+            }
+            built.report
+        });
+        info!(run_id = %run.id, state = state.as_str_name(), "run finished");
+        run.finish(events::run_finished(state, &reason, message, report));
+    }
+
+    /// Streams an artifact's bytes to clients as ReportChunk events.
+    fn stream_artifact(&self, run: &RunRecord, artifact: &Artifact) {
+        let chunk = self.env.cfg.execution.report_chunk_bytes;
+        for p in &artifact.parts {
+            let Some(part::Content::Raw(bytes)) = &p.content else {
+                continue;
+            };
+            let mut pieces = bytes.chunks(chunk).peekable();
+            if pieces.peek().is_none() {
+                run.append(events::report_chunk(artifact, p, &[], true));
+            }
+            while let Some(piece) = pieces.next() {
+                run.append(events::report_chunk(
+                    artifact,
+                    p,
+                    piece,
+                    pieces.peek().is_none(),
+                ));
+            }
+        }
+    }
+
+    /// Stops `run` with CANCELED.
+    pub fn cancel(&self, run: &RunRecord, reason: &str) {
+        let message = if reason.is_empty() {
+            "canceled by the client".to_string()
+        } else {
+            format!("canceled by the client: {reason}")
+        };
+        run.stop(MeshError::new(ErrorReason::Canceled, message));
+    }
+}
+
+fn first_reason(outcomes: &[Outcome]) -> String {
+    outcomes
+        .iter()
+        .find_map(|o| match o {
+            Outcome::Failed(f) => Some(f.reason.name().to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Held by a run's task for as long as it drives the run. When it goes
+/// (the run finished, or its task ended early: a panic, or the runtime
+/// shutting down), the run's admission slot is given back and the store may
+/// retire older runs; a run left unfinished is finished as failed, so that
+/// nobody following it waits forever.
+struct Driving {
+    engine: Arc<Engine>,
+    run: Arc<RunRecord>,
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        if !self.run.log.is_closed() {
+            let message = "internal error: the orchestrator stopped driving this run";
+            tracing::error!(run_id = %self.run.id, "{message}");
+            self.run
+                .stop(MeshError::new(ErrorReason::Unspecified, message));
+            self.run
+                .finish(events::run_failed(ErrorReason::Unspecified, message));
+        }
+        self.engine.release();
+        self.engine.store.finished(&self.run);
+    }
+}
+
+/// The input of step `i` from its literals, its refs and its artifact
+/// sources, checked against the skill's input schema.
+fn build_input(
+    plan: &Plan,
+    i: usize,
+    outcomes: &[Outcome],
+) -> Result<(JsonObject, Vec<Artifact>), Failure> {
+    let step = &plan.steps[i];
+    let mut input = step.input.clone();
+    for r in &step.refs {
+        let Outcome::Done(done) = &outcomes[r.from] else {
+            return Err(Failure::new(
+                ErrorReason::PlanInvalid,
+                format!("{} has no output", plan.steps[r.from].spec.id),
+            ));
+        };
+        let value = done.output.pointer(&r.pointer).ok_or_else(|| {
+            Failure::new(
+                ErrorReason::PlanInvalid,
+                format!(
+                    "the output of step {} has nothing at {:?} (ref for field {})",
+                    plan.steps[r.from].spec.id, r.pointer, r.field
+                ),
+            )
+        })?;
+        input.insert(r.field.clone(), value.clone());
+    }
+    // Literal input was checked when the plan was validated; check again
+    // only once referenced values are filled in.
+    if !step.refs.is_empty() {
+        step.skill
+            .schemas
+            .check_input(&input)
+            .map_err(|e| Failure::new(ErrorReason::InvalidInput, e.message))?;
+    }
+    let mut artifacts = Vec::new();
+    for &from in &step.artifacts_from {
+        if let Outcome::Done(done) = &outcomes[from] {
+            artifacts.extend(done.artifacts.iter().cloned());
+        }
+    }
+    Ok((input, artifacts))
+}
+
+impl agentmesh_runtime::Drain for Engine {
+    fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    fn cancel_all(&self) {
+        for run in self.store.list(usize::MAX) {
+            if !run.log.is_closed() {
+                run.stop(MeshError::new(
+                    ErrorReason::Canceled,
+                    "the orchestrator shut down before the run finished",
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::hooks::NoHooks;
+    use crate::store::MemoryStore;
+    use agentmesh_proto::v1::RunFinished;
+
+    fn engine() -> Arc<Engine> {
+        let cfg = Arc::new(OrchestratorConfig::default());
+        Engine::new(
+            Registry::detached(cfg.routing.clone(), cfg.discovery.clone()),
+            Arc::clone(&cfg),
+            Arc::new(MemoryStore::new(cfg.store.retained_runs)),
+            Arc::new(NoHooks),
+        )
+    }
+
+    /// A run admitted as `start` admits one, and its task's guard.
+    fn admitted(engine: &Arc<Engine>) -> (Arc<RunRecord>, Driving) {
+        let run = engine
+            .store
+            .insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        engine.active.fetch_add(1, Ordering::AcqRel);
+        let driving = Driving {
+            engine: Arc::clone(engine),
+            run: Arc::clone(&run),
+        };
+        (run, driving)
+    }
+
+    #[test]
+    fn a_run_whose_task_ends_early_is_failed_and_gives_its_slot_back() {
+        let engine = engine();
+        let (run, driving) = admitted(&engine);
+        drop(driving);
+        let (finished, _) = run.finished().expect("the run is finished");
+        assert_eq!(finished.state(), RunState::Failed);
+        assert_eq!(finished.reason, "UNSPECIFIED");
+        assert!(run.stop.is_cancelled(), "its steps are told to stop");
+        assert_eq!(engine.active.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_finished_run_is_left_as_it_is() {
+        let engine = engine();
+        let (run, driving) = admitted(&engine);
+        run.finish(RunFinished {
+            state: RunState::Completed.into(),
+            ..RunFinished::default()
+        });
+        drop(driving);
+        assert_eq!(run.state(), RunState::Completed);
+        assert_eq!(run.log.len(), 1);
+        assert_eq!(engine.active.load(Ordering::Acquire), 0);
+    }
+}

@@ -1,0 +1,287 @@
+//! One step of a run: choose a replica, run an attempt, validate what came
+//! back, and on a retryable failure back off (exponentially, with jitter)
+//! and try again, preferring another replica (a reroute). Every attempt
+//! carries the same idempotency key.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use agentmesh_proto::error::ErrorReason;
+use agentmesh_proto::json::{to_struct, value_to_struct};
+use agentmesh_proto::v1::{Artifact, ExecuteTaskRequest, Provenance, TaskEvent, TraceContext};
+use agentmesh_runtime::JsonObject;
+use agentmesh_runtime::backoff::Backoff;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OrchestratorConfig;
+use crate::events;
+use crate::routing::{NoSlot, Registry};
+use crate::run::attempt::{self, AttemptSpec, Observer};
+use crate::run::failure::Failure;
+use crate::run::hooks::RunHooks;
+use crate::run::outcome::StepResult;
+use crate::run::output;
+use crate::run::plan::StepPlan;
+use crate::store::RunRecord;
+
+/// What every step of every run works with.
+pub struct StepEnv {
+    /// Endpoints and replica choice.
+    pub registry: Arc<Registry>,
+    /// Configuration.
+    pub cfg: Arc<OrchestratorConfig>,
+    /// The user's hooks (checks of written text).
+    pub hooks: Arc<dyn RunHooks>,
+}
+
+/// An attempt of a run's step: its events go into the run's log (progress
+/// up to the run's cap), and the run's stop switch stops it.
+struct StepObserver<'a> {
+    run: &'a RunRecord,
+    step_id: &'a str,
+    attempt: u32,
+    progress_cap: u64,
+}
+
+impl Observer for StepObserver<'_> {
+    fn forward(&self, event: TaskEvent) {
+        self.run.append_progress(
+            events::step_event(self.step_id, self.attempt, event),
+            self.progress_cap,
+        );
+    }
+
+    fn stop(&self) -> &CancellationToken {
+        &self.run.stop
+    }
+
+    fn stopped(&self) -> Failure {
+        Failure::stopped(self.run.stop_cause())
+    }
+}
+
+/// Run-wide values a step needs.
+pub struct RunClock {
+    /// End of the run.
+    pub deadline: Instant,
+    /// The same instant on the wall clock (sent to agents).
+    pub deadline_wall: SystemTime,
+    /// W3C traceparent of the run.
+    pub traceparent: String,
+}
+
+impl RunClock {
+    fn wall(&self, at: Instant) -> SystemTime {
+        let before_end = self.deadline.saturating_duration_since(at);
+        self.deadline_wall
+            .checked_sub(before_end)
+            .unwrap_or(self.deadline_wall)
+    }
+}
+
+/// SHA-256 of the canonical (sorted-key) JSON of `input`, hex.
+pub fn input_hash(input: &JsonObject) -> String {
+    /// Feeds serialized JSON straight into the hash, without a buffer.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    // Writing into a hash cannot fail, and a JSON map always serializes.
+    let _ = serde_json::to_writer(&mut hashing, input);
+    let mut hex = String::with_capacity(64);
+    agentmesh_runtime::telemetry::push_hex(&mut hex, &hashing.0.finalize());
+    hex
+}
+
+/// Runs step `step` of `run` with `input` until it completes or fails for
+/// good. Emits StepStarted/Retrying/Rerouted/Completed/Failed.
+pub async fn run_step(
+    env: &StepEnv,
+    run: Arc<RunRecord>,
+    step: &StepPlan,
+    input: JsonObject,
+    artifacts: Vec<Artifact>,
+    clock: &RunClock,
+) -> Result<StepResult, Failure> {
+    let cfg = &env.cfg.execution;
+    let backoff = Backoff {
+        base: cfg.backoff_base,
+        max: cfg.backoff_max,
+    };
+    let id = step.spec.id.as_str();
+    let fail = |f: Failure, attempts: u32| {
+        run.append(events::step_failed(id, f.reason, &f.message, attempts));
+        f
+    };
+    let stopped = || Failure::stopped(run.stop_cause());
+    let skill = step.spec.skill.as_str();
+    let input_hash = input_hash(&input);
+    // The first attempt takes the converted input; a retry converts it
+    // again. Retries are rare, and an input can be large (a whole dataset).
+    let mut input_pb = Some(to_struct(&input));
+    let input = Value::Object(input);
+    let idempotency_key = [run.id.as_str(), id].join("/");
+    let started = Instant::now();
+    let mut earlier: Vec<String> = Vec::new();
+    let mut last_reason = String::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if run.stop.is_cancelled() {
+            return Err(fail(stopped(), attempt - 1));
+        }
+        let wait = env
+            .cfg
+            .routing
+            .no_replica_wait
+            .min(clock.deadline.saturating_duration_since(Instant::now()));
+        let slot = match env.registry.acquire(skill, &earlier, wait, &run.stop).await {
+            Ok(slot) => slot,
+            Err(_) if run.stop.is_cancelled() => {
+                return Err(fail(stopped(), attempt - 1));
+            }
+            Err(why) => {
+                let message = match why {
+                    NoSlot::NoReplica => format!("no healthy agent offers skill {skill:?}"),
+                    NoSlot::AllBusy => {
+                        format!("every replica offering {skill:?} is at its max concurrency")
+                    }
+                };
+                let f = Failure::new(ErrorReason::NoAgentForSkill, message);
+                return Err(fail(f, attempt - 1));
+            }
+        };
+        let endpoint = slot.endpoint.address.clone();
+        if let Some(prev) = earlier.last()
+            && *prev != endpoint
+        {
+            run.append(events::step_rerouted(id, prev, &endpoint, &last_reason));
+        }
+        let task_id = [idempotency_key.as_str(), &attempt.to_string()].join("/");
+        let attempt_deadline = (Instant::now() + step.deadline).min(clock.deadline);
+        run.append(events::step_started(
+            id,
+            skill,
+            &slot.card.card.name,
+            &endpoint,
+            attempt,
+            &task_id,
+        ));
+        let request = ExecuteTaskRequest {
+            task_id,
+            run_id: run.id.clone(),
+            skill_id: skill.to_string(),
+            input: Some(input_pb.take().unwrap_or_else(|| value_to_struct(&input))),
+            input_artifacts: artifacts.clone(),
+            idempotency_key: idempotency_key.clone(),
+            attempt,
+            deadline: Some(clock.wall(attempt_deadline).into()),
+            heartbeat_interval: cfg.heartbeat.try_into().ok(),
+            trace: Some(TraceContext {
+                traceparent: clock.traceparent.clone(),
+                tracestate: String::new(),
+            }),
+        };
+        let result = attempt::run(
+            slot.endpoint.channel.clone(),
+            request,
+            AttemptSpec {
+                observer: &StepObserver {
+                    run: &run,
+                    step_id: id,
+                    attempt,
+                    progress_cap: cfg.max_progress_events,
+                },
+                deadline: attempt_deadline,
+                lease: cfg.heartbeat_lease(),
+                max_message_bytes: env.cfg.server.max_message_bytes,
+                max_artifact_bytes: cfg.max_artifact_bytes,
+            },
+        )
+        .await
+        .and_then(|out| output::validate(step, &input, out, env.hooks.as_ref()));
+        match result {
+            Ok(out) => {
+                env.registry.record_outcome(&slot.endpoint, true);
+                let provenance = Provenance {
+                    step_id: id.to_string(),
+                    agent: slot.card.card.name.clone(),
+                    endpoint,
+                    skill: skill.to_string(),
+                    agent_version: slot.card.card.version.clone(),
+                    attempts: attempt,
+                    duration: started.elapsed().try_into().ok(),
+                    input_hash,
+                    earlier_endpoints: earlier,
+                };
+                drop(slot);
+                let output = out.output_pb.unwrap_or_else(|| to_struct(&out.output));
+                run.append(events::step_completed(id, output, provenance.clone()));
+                return Ok(StepResult {
+                    output: Value::Object(out.output),
+                    artifacts: out.artifacts,
+                    provenance,
+                });
+            }
+            Err(f) => {
+                if f.endpoint_fault {
+                    env.registry.record_outcome(&slot.endpoint, false);
+                }
+                drop(slot);
+                earlier.push(endpoint);
+                if run.stop.is_cancelled() {
+                    return Err(fail(stopped(), attempt));
+                }
+                if !f.retryable || attempt >= step.max_attempts {
+                    return Err(fail(f, attempt));
+                }
+                let delay = backoff
+                    .delay(attempt)
+                    .max(f.retry_after.unwrap_or_default());
+                run.append(events::step_retrying(
+                    id, attempt, f.reason, &f.message, delay,
+                ));
+                last_reason = f.reason.name().to_string();
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = run.stop.cancelled() => {
+                        return Err(fail(stopped(), attempt));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_hash_is_sha256_of_the_canonical_json() {
+        let a: JsonObject = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+        // `printf '{"a":1,"b":2}' | sha256sum`
+        assert_eq!(
+            input_hash(&a),
+            "43258cff783fe7036d8a43033f830adfc60ec037382473548ac742b888292777"
+        );
+    }
+
+    #[test]
+    fn input_hash_ignores_key_order() {
+        let a: JsonObject = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
+        let b: JsonObject = serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap();
+        assert_eq!(input_hash(&a), input_hash(&b));
+        assert_eq!(input_hash(&a).len(), 64);
+    }
+}

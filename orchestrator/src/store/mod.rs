@@ -1,0 +1,400 @@
+//! Runs and where they are kept.
+//!
+//! A run *is* its ordered, append-only list of [`RunEvent`]s: `Run` and
+//! `WatchRun` stream it, `GetRun` and `ListRuns` read it. [`RunStore`] is the
+//! seam for storage: [`MemoryStore`] keeps runs in memory with a retention
+//! bound; [`sqlite::SqliteStore`] adds an SQLite file under it, so that runs
+//! outlive the process.
+
+pub mod sqlite;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use agentmesh_proto::error::MeshError;
+use agentmesh_proto::v1::{RunEvent, RunFinished, RunPlanned, RunState, RunSummary, run_event};
+use agentmesh_runtime::event_log::EventLog;
+use tokio_util::sync::CancellationToken;
+
+/// One run: identity, its event log, and its stop switch.
+pub struct RunRecord {
+    /// Server-assigned id.
+    pub id: String,
+    /// The client's goal (a label when the plan was explicit).
+    pub goal: String,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: String,
+    /// When the run was accepted.
+    pub created: SystemTime,
+    /// The events.
+    pub log: Arc<EventLog<RunEvent>>,
+    /// Cancelled to stop every in-flight step (cancel, deadline, fail-fast).
+    pub stop: CancellationToken,
+    stop_cause: OnceLock<MeshError>,
+    progress_events: AtomicU64,
+    /// Told about every appended event when the run is stored durably.
+    persister: Option<Arc<dyn Persister>>,
+}
+
+/// Writes a run's events somewhere durable. The run's log is then gated:
+/// the persister publishes each event once it is stored, and only then do
+/// clients see it.
+pub trait Persister: Send + Sync {
+    /// An event was appended to a run's log.
+    fn appended(&self);
+}
+
+impl RunRecord {
+    /// A new, empty run.
+    pub fn new(goal: String, idempotency_key: String) -> Self {
+        Self::with(
+            new_run_id(),
+            goal,
+            idempotency_key,
+            SystemTime::now(),
+            EventLog::new(),
+            None,
+        )
+    }
+
+    /// A new, empty run whose events clients see only once `persister`
+    /// has stored them.
+    pub fn persisted(goal: String, idempotency_key: String, persister: Arc<dyn Persister>) -> Self {
+        Self::with(
+            new_run_id(),
+            goal,
+            idempotency_key,
+            SystemTime::now(),
+            EventLog::gated(),
+            Some(persister),
+        )
+    }
+
+    /// A run read back from storage, holding `events` (closed if the last
+    /// one is the final event). Its events are stored already, so its log
+    /// is not gated.
+    pub fn restored(
+        id: String,
+        goal: String,
+        idempotency_key: String,
+        created: SystemTime,
+        events: Vec<RunEvent>,
+    ) -> Self {
+        let closed = matches!(
+            events.last().and_then(|e| e.event.as_ref()),
+            Some(run_event::Event::Finished(_))
+        );
+        Self::with(
+            id,
+            goal,
+            idempotency_key,
+            created,
+            EventLog::restored(events, closed),
+            None,
+        )
+    }
+
+    fn with(
+        id: String,
+        goal: String,
+        idempotency_key: String,
+        created: SystemTime,
+        log: Arc<EventLog<RunEvent>>,
+        persister: Option<Arc<dyn Persister>>,
+    ) -> Self {
+        Self {
+            id,
+            goal,
+            idempotency_key,
+            created,
+            log,
+            stop: CancellationToken::new(),
+            stop_cause: OnceLock::new(),
+            progress_events: AtomicU64::new(0),
+            persister,
+        }
+    }
+
+    /// Appends an event; returns its sequence number (0 if the run has
+    /// already finished and the event was not recorded).
+    pub fn append(&self, event: run_event::Event) -> u64 {
+        self.append_inner(event, false)
+    }
+
+    /// Appends a progress event unless the run already holds `cap` of them.
+    pub fn append_progress(&self, event: run_event::Event, cap: u64) -> u64 {
+        if self.progress_events.fetch_add(1, Ordering::Relaxed) >= cap {
+            return 0;
+        }
+        self.append_inner(event, false)
+    }
+
+    /// Appends the final event and closes the log.
+    pub fn finish(&self, finished: RunFinished) -> u64 {
+        self.append_inner(run_event::Event::Finished(finished), true)
+    }
+
+    fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
+        let seq = self
+            .log
+            .append_with(close, |seq| RunEvent {
+                run_id: self.id.clone(),
+                seq,
+                time: Some(SystemTime::now().into()),
+                event: Some(event),
+            })
+            .unwrap_or(0);
+        if seq != 0
+            && let Some(persister) = &self.persister
+        {
+            persister.appended();
+        }
+        seq
+    }
+
+    /// Stops the run for `cause` (the first cause wins).
+    pub fn stop(&self, cause: MeshError) {
+        let _ = self.stop_cause.set(cause);
+        self.stop.cancel();
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn stop_cause(&self) -> Option<&MeshError> {
+        self.stop_cause.get()
+    }
+
+    /// The plan event (the first event).
+    pub fn planned(&self) -> Option<RunPlanned> {
+        if self.log.visible_len() == 0 {
+            return None;
+        }
+        match self.log.get(1)?.event? {
+            run_event::Event::Planned(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The final event, once the run has finished and clients may see it
+    /// (in a durable store: once it is stored).
+    pub fn finished(&self) -> Option<(RunFinished, RunEvent)> {
+        if !self.log.is_closed() || self.log.visible_len() < self.log.len() {
+            return None;
+        }
+        let last = self.log.last()?;
+        match last.event.clone()? {
+            run_event::Event::Finished(f) => Some((f, last)),
+            _ => None,
+        }
+    }
+
+    /// The run's state as read from its log.
+    pub fn state(&self) -> RunState {
+        match self.finished() {
+            Some((f, _)) => f.state(),
+            None if self.log.is_empty() => RunState::Pending,
+            None => RunState::Running,
+        }
+    }
+
+    /// The run as `ListRuns` shows it.
+    pub fn summary(&self) -> RunSummary {
+        let finished = self.finished();
+        RunSummary {
+            run_id: self.id.clone(),
+            goal: self.goal.clone(),
+            state: finished
+                .as_ref()
+                .map_or_else(|| self.state(), |(f, _)| f.state())
+                .into(),
+            created: Some(self.created.into()),
+            finished: finished.and_then(|(_, ev)| ev.time),
+            last_seq: self.log.visible_len(),
+        }
+    }
+}
+
+/// A new run id: a random UUID, hyphenated.
+fn new_run_id() -> String {
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// Where runs are kept.
+pub trait RunStore: Send + Sync {
+    /// A new, empty run to pass to [`RunStore::insert`].
+    fn new_run(&self, goal: String, idempotency_key: String) -> RunRecord {
+        RunRecord::new(goal, idempotency_key)
+    }
+    /// Adds `run`, or returns the run already stored under its idempotency
+    /// key (then `run` is not stored).
+    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord>;
+    /// The run `id`.
+    fn get(&self, id: &str) -> Option<Arc<RunRecord>>;
+    /// Up to `limit` runs, newest first.
+    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>>;
+    /// `run` has finished (its last event is stored). The store may now
+    /// drop older finished runs to stay within its retention bound; this is
+    /// called after the run's final event is out, off every request path.
+    fn finished(&self, run: &RunRecord);
+}
+
+/// In-memory runs; when a run finishes and more than `retained` runs are
+/// kept, the oldest finished ones are dropped. Running runs are never
+/// dropped (admission bounds their number), so at most
+/// `retained + max_active_runs` runs are held.
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+    retained: usize,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    runs: HashMap<String, Arc<RunRecord>>,
+    order: VecDeque<String>,
+    keys: HashMap<String, String>,
+}
+
+impl MemoryStore {
+    /// An empty store keeping up to `retained` runs.
+    pub fn new(retained: usize) -> Self {
+        Self {
+            inner: Mutex::new(MemoryInner::default()),
+            retained,
+        }
+    }
+
+    /// Adds a run read back from storage (oldest first): unlike
+    /// [`RunStore::insert`], a later run takes over an idempotency key.
+    pub fn restore(&self, run: Arc<RunRecord>) {
+        let mut inner = self.lock();
+        if !run.idempotency_key.is_empty() {
+            inner
+                .keys
+                .insert(run.idempotency_key.clone(), run.id.clone());
+        }
+        inner.order.push_back(run.id.clone());
+        inner.runs.insert(run.id.clone(), run);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryInner> {
+        self.inner.lock()
+    }
+}
+
+impl MemoryInner {
+    /// Removes the oldest finished runs while more than `retained` are
+    /// kept, and returns them. Runs still executing are skipped (admission
+    /// bounds their number).
+    fn evict(&mut self, retained: usize) -> Vec<Arc<RunRecord>> {
+        let mut evicted = Vec::new();
+        let mut i = 0;
+        while self.runs.len() > retained && i < self.order.len() {
+            let finished = self
+                .runs
+                .get(&self.order[i])
+                .is_none_or(|r| r.log.is_closed());
+            if !finished {
+                i += 1;
+                continue;
+            }
+            if let Some(id) = self.order.remove(i)
+                && let Some(run) = self.runs.remove(&id)
+            {
+                self.keys.remove(&run.idempotency_key);
+                evicted.push(run);
+            }
+        }
+        evicted
+    }
+}
+
+impl RunStore for MemoryStore {
+    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
+        let mut inner = self.lock();
+        if !run.idempotency_key.is_empty() {
+            if let Some(existing) = inner
+                .keys
+                .get(&run.idempotency_key)
+                .and_then(|id| inner.runs.get(id))
+            {
+                return Arc::clone(existing);
+            }
+            inner
+                .keys
+                .insert(run.idempotency_key.clone(), run.id.clone());
+        }
+        inner.order.push_back(run.id.clone());
+        inner.runs.insert(run.id.clone(), Arc::clone(&run));
+        run
+    }
+
+    fn finished(&self, _run: &RunRecord) {
+        let evicted = self.lock().evict(self.retained);
+        // Freed here, outside the lock: a finished run holds every event
+        // and output it had.
+        drop(evicted);
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
+        self.lock().runs.get(id).cloned()
+    }
+
+    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.runs.get(id).cloned())
+            .take(limit)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished_run(key: &str) -> Arc<RunRecord> {
+        let run = Arc::new(RunRecord::new("g".into(), key.into()));
+        run.finish(RunFinished::default());
+        run
+    }
+
+    #[test]
+    fn keeps_at_most_retained_runs_and_never_drops_running_ones() {
+        let store = MemoryStore::new(3);
+        let running = store.insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        let a = store.insert(finished_run(""));
+        store.finished(&a);
+        let b = store.insert(finished_run(""));
+        store.finished(&b);
+        let c = store.insert(finished_run(""));
+        assert_eq!(
+            store.list(10).len(),
+            4,
+            "nothing is dropped until a run finishes"
+        );
+        store.finished(&c);
+        assert!(store.get(&running.id).is_some(), "a running run is kept");
+        assert!(store.get(&a.id).is_none(), "the oldest finished run goes");
+        assert!(store.get(&b.id).is_some() && store.get(&c.id).is_some());
+        let listed: Vec<String> = store.list(10).iter().map(|r| r.id.clone()).collect();
+        assert_eq!(listed, vec![c.id.clone(), b.id.clone(), running.id.clone()]);
+    }
+
+    #[test]
+    fn an_idempotency_key_returns_the_first_run() {
+        let store = MemoryStore::new(10);
+        let first = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
+        let second = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
+        assert_eq!(first.id, second.id);
+        assert_eq!(store.list(10).len(), 1);
+    }
+}

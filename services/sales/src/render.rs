@@ -1,0 +1,259 @@
+//! Report sections for the sales kinds, as Markdown: the body of a section
+//! for each kind's output. The orchestrator's report places them; what
+//! they say about sales is written here.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::format;
+use crate::model::{Charts, Comparison, Dataset, Metrics, Summary};
+
+/// `|` and newlines would break a Markdown table cell.
+pub fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn or_na(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "n/a".into(), f)
+}
+
+fn view<'a, T: Deserialize<'a>>(out: &'a Value) -> Option<T> {
+    T::deserialize(out).ok()
+}
+
+/// The headline of a `summary` output.
+pub fn headline(out: &Value) -> String {
+    view::<Summary>(out).map(|s| s.headline).unwrap_or_default()
+}
+
+/// A `summary` output: its own Markdown without its top heading (the
+/// section's title stands there), else the headline and findings.
+pub fn summary(out: &Value) -> Option<String> {
+    let s: Summary = view(out)?;
+    if let Some(md) = s.markdown {
+        return Some(
+            md.lines()
+                .skip_while(|l| l.starts_with("# "))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string(),
+        );
+    }
+    let mut body = format!("**{}**\n\n", s.headline);
+    for f in &s.findings {
+        let _ = writeln!(body, "- {f}");
+    }
+    Some(body)
+}
+
+/// A `sales.metrics` output: the totals against both comparison periods,
+/// each breakdown as a table, and the anomalies.
+pub fn metrics(out: &Value) -> Option<String> {
+    let m: Metrics = view(out)?;
+    let none = Comparison::default();
+    let prev = m.growth.vs_previous.as_ref().unwrap_or(&none);
+    let ya = m.growth.vs_year_ago.as_ref().unwrap_or(&none);
+    let against = |c: &Comparison, fallback: &str| {
+        c.label
+            .as_ref()
+            .map_or_else(|| fallback.to_string(), |l| format!("vs {l}"))
+    };
+    let t = &m.totals;
+    let mut s = format!(
+        "Period: **{}**. Figures in {}.\n\n| Metric | Value | {} | {} |\n| --- | ---: | ---: | ---: |\n",
+        m.period.label.as_deref().unwrap_or("n/a"),
+        m.currency.as_deref().unwrap_or("USD"),
+        against(prev, "vs previous"),
+        against(ya, "vs year ago"),
+    );
+    let rows = [
+        (
+            "Revenue",
+            or_na(t.revenue, format::money),
+            or_na(prev.revenue_pct, format::signed_pct),
+            or_na(ya.revenue_pct, format::signed_pct),
+        ),
+        (
+            "Gross margin",
+            or_na(t.gross_margin_pct, format::pct),
+            or_na(prev.gross_margin_pts, format::pts),
+            or_na(ya.gross_margin_pts, format::pts),
+        ),
+        (
+            "Units",
+            or_na(t.units, format::thousands),
+            or_na(prev.units_pct, format::signed_pct),
+            or_na(ya.units_pct, format::signed_pct),
+        ),
+        (
+            "Orders",
+            or_na(t.orders, format::thousands),
+            or_na(prev.orders_pct, format::signed_pct),
+            or_na(ya.orders_pct, format::signed_pct),
+        ),
+    ];
+    for (name, value, vs_prev, vs_ya) in rows {
+        let _ = writeln!(s, "| {name} | {value} | {vs_prev} | {vs_ya} |");
+    }
+    if let Some(aov) = t.average_order_value {
+        let _ = writeln!(s, "| Average order value | {} | | |", format::money(aov));
+    }
+    for (dim, members) in &m.breakdowns {
+        let name = dim.replace('_', " ");
+        let mut heading = name.clone();
+        if let Some(first) = heading.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        let _ = write!(
+            s,
+            "\n**Revenue by {name}**\n\n| {heading} | Revenue | Share | Margin | vs previous | vs year ago |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for m in members {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&m.name),
+                or_na(m.revenue, format::money),
+                or_na(m.share_pct, format::pct),
+                or_na(m.gross_margin_pct, format::pct),
+                or_na(m.growth_vs_previous_pct, format::signed_pct),
+                or_na(m.growth_vs_year_ago_pct, format::signed_pct),
+            );
+        }
+    }
+    let anomalies: Vec<&str> = m
+        .anomalies
+        .iter()
+        .filter_map(|a| a.message.as_deref())
+        .collect();
+    if !anomalies.is_empty() {
+        s.push_str("\n**Anomalies**\n\n");
+        for a in anomalies {
+            let _ = writeln!(s, "- {a}");
+        }
+    }
+    Some(s)
+}
+
+/// A `chart` output: each chart's title and caption, and what was skipped.
+pub fn charts(out: &Value) -> Option<String> {
+    let c: Charts = view(out)?;
+    let mut s = String::new();
+    for chart in &c.charts {
+        let _ = writeln!(s, "- **{}**: {}", chart.title, chart.caption);
+    }
+    for k in &c.skipped {
+        let _ = writeln!(
+            s,
+            "- skipped: {}",
+            k.as_str().map_or_else(|| k.to_string(), str::to_string)
+        );
+    }
+    Some(s)
+}
+
+/// A `sales.dataset` output: what it holds, not the rows.
+pub fn dataset(out: &Value) -> Option<String> {
+    let d: Dataset = view(out)?;
+    let filters = if d.filters.is_empty() {
+        "none".to_string()
+    } else {
+        Value::Object(d.filters.clone()).to_string()
+    };
+    Some(format!(
+        "Period {} ({} to {}): {} rows grouped by {}; revenue {}, {} orders. Filters: {}. Source: {}.",
+        d.period.label.as_deref().unwrap_or("n/a"),
+        d.period.start.as_deref().unwrap_or("?"),
+        d.period.end.as_deref().unwrap_or("?"),
+        d.rows.len(),
+        if d.group_by.is_empty() {
+            "nothing".to_string()
+        } else {
+            d.group_by.join(", ")
+        },
+        or_na(d.totals.revenue, format::money),
+        or_na(d.totals.orders, format::thousands),
+        filters,
+        d.source
+            .kind
+            .as_deref()
+            .or(d.source.name.as_deref())
+            .unwrap_or("the data agent"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metrics_render_every_figure_and_na_for_missing_ones() {
+        let out = json!({
+            "period": {"label": "Q2 2025"},
+            "totals": {"revenue": 12_345_678.0, "gross_margin_pct": 41.26, "units": 1234.0, "orders": 99.0},
+            "growth": {"vs_previous": {"label": "Q1 2025", "revenue_pct": 8.24, "gross_margin_pts": -0.44}},
+            "breakdowns": {"region": [{"name": "Europe | West", "revenue": 4500.0, "share_pct": 36.4}]},
+            "anomalies": [{"message": "Online had no revenue a year earlier (new)"}]
+        });
+        let body = metrics(&out).unwrap();
+        assert!(
+            body.contains("Period: **Q2 2025**. Figures in USD."),
+            "{body}"
+        );
+        assert!(
+            body.contains("| Metric | Value | vs Q1 2025 | vs year ago |"),
+            "{body}"
+        );
+        assert!(
+            body.contains("| Revenue | $12.35M | +8.2% | n/a |"),
+            "{body}"
+        );
+        assert!(
+            body.contains("| Gross margin | 41.3% | -0.4 pts | n/a |"),
+            "{body}"
+        );
+        assert!(body.contains("| Units | 1,234 | n/a | n/a |"), "{body}");
+        assert!(!body.contains("Average order value"), "{body}");
+        assert!(body.contains("**Revenue by region**"), "{body}");
+        assert!(
+            body.contains("| Europe \\| West | $4.5k | 36.4% | n/a | n/a | n/a |"),
+            "{body}"
+        );
+        assert!(
+            body.contains("- Online had no revenue a year earlier (new)"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_summary_drops_its_own_title() {
+        let out = json!({"headline": "Up", "markdown": "# Executive summary\n\nRevenue rose.\n"});
+        assert_eq!(summary(&out).unwrap(), "Revenue rose.");
+        let plain = json!({"headline": "Up", "findings": ["a", "b"]});
+        assert_eq!(summary(&plain).unwrap(), "**Up**\n\n- a\n- b\n");
+        assert_eq!(headline(&plain), "Up");
+    }
+
+    #[test]
+    fn a_dataset_is_described_not_listed() {
+        let out = json!({
+            "period": {"label": "Q2 2025", "start": "2025-04-01", "end": "2025-06-30"},
+            "rows": [{"a": 1}, {"a": 2}], "group_by": ["region"],
+            "totals": {"revenue": 950.0, "orders": 3.0}, "source": {"kind": "sqlite"}
+        });
+        assert_eq!(
+            dataset(&out).unwrap(),
+            "Period Q2 2025 (2025-04-01 to 2025-06-30): 2 rows grouped by region; revenue $950, 3 orders. Filters: none. Source: sqlite."
+        );
+    }
+
+    #[test]
+    fn an_output_of_the_wrong_shape_is_not_rendered_as_this_kind() {
+        assert!(metrics(&json!({"totals": "lots"})).is_none());
+        assert!(charts(&json!({"charts": 3})).is_none());
+    }
+}
