@@ -27,6 +27,8 @@ pub enum Exit {
     Usage = 64,
     /// The orchestrator cannot be reached.
     Unavailable = 69,
+    /// The orchestrator is at capacity: try again later (EX_TEMPFAIL).
+    TryLater = 75,
     /// Canceled with Ctrl-C.
     Canceled = 130,
 }
@@ -82,6 +84,17 @@ impl From<tonic::Status> for CliError {
             );
         }
         let err = MeshError::from_status(&status);
+        if let Some(after) = err.retry_after {
+            return Self::new(
+                Exit::TryLater,
+                format!(
+                    "{}: {}\nthe orchestrator is at capacity: try again in {:.1} s, or raise the limit named above",
+                    err.reason.name(),
+                    err.message,
+                    after.as_secs_f64()
+                ),
+            );
+        }
         let exit = match status.code() {
             Code::InvalidArgument => Exit::Usage,
             Code::Unavailable => Exit::Unavailable,
@@ -192,4 +205,28 @@ pub async fn connect(target: &Target) -> Result<OrchestratorServiceClient<Channe
     Ok(OrchestratorServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentmesh_proto::error::ErrorReason;
+
+    #[test]
+    fn a_full_orchestrator_says_when_to_try_again() {
+        let status = MeshError::new(ErrorReason::ResourceExhausted, "10 runs are executing")
+            .with_retry_after(std::time::Duration::from_millis(1_500))
+            .into_status();
+        let err = CliError::from(status);
+        assert_eq!(err.exit, Exit::TryLater);
+        assert!(
+            err.message.contains("try again in 1.5 s"),
+            "{}",
+            err.message
+        );
+        let other = CliError::from(
+            MeshError::new(ErrorReason::ResourceExhausted, "message too large").into_status(),
+        );
+        assert_eq!(other.exit, Exit::Failed, "no retry information: no promise");
+    }
 }

@@ -146,6 +146,14 @@ impl Ui {
                 self.line(&format!("{}: {text}", r.step_id));
                 self.bar(&r.step_id).set_message(text);
             }
+            run_event::Event::StepQueued(q) => {
+                let text = format!(
+                    "queued   {}: every replica is busy; {} waiting for it",
+                    q.skill, q.waiting
+                );
+                self.line(&format!("{}: {text}", q.step_id));
+                self.bar(&q.step_id).set_message(text);
+            }
             run_event::Event::StepRerouted(r) => {
                 let text = format!(
                     "rerouted from {} to {} ({})",
@@ -203,6 +211,7 @@ fn event_json(ev: &RunEvent) -> Value {
         Some(run_event::Event::StepEvent(_)) => "step_event",
         Some(run_event::Event::StepRetrying(_)) => "step_retrying",
         Some(run_event::Event::StepRerouted(_)) => "step_rerouted",
+        Some(run_event::Event::StepQueued(_)) => "step_queued",
         Some(run_event::Event::StepCompleted(_)) => "step_completed",
         Some(run_event::Event::StepFailed(_)) => "step_failed",
         Some(run_event::Event::ReportChunk(_)) => "report_chunk",
@@ -214,6 +223,7 @@ fn event_json(ev: &RunEvent) -> Value {
         Some(run_event::Event::StepEvent(s)) => s.step_id.clone(),
         Some(run_event::Event::StepRetrying(s)) => s.step_id.clone(),
         Some(run_event::Event::StepRerouted(s)) => s.step_id.clone(),
+        Some(run_event::Event::StepQueued(s)) => s.step_id.clone(),
         Some(run_event::Event::StepCompleted(s)) => s.step_id.clone(),
         Some(run_event::Event::StepFailed(s)) => s.step_id.clone(),
         _ => String::new(),

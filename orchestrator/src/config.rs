@@ -122,11 +122,17 @@ pub struct RoutingConfig {
     pub eject_cooldown: Duration,
     /// Outcomes remembered for the recent error rate.
     pub error_window: usize,
-    /// How long a step waits for a replica with a free slot before it fails
-    /// with NO_AGENT_FOR_SKILL.
+    /// How long a step waits for a replica of its skill to appear when none
+    /// is healthy before it fails with NO_AGENT_FOR_SKILL. (When replicas
+    /// are there but busy, the step waits its turn in the skill's queue
+    /// instead, up to the run's deadline.)
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     #[serde(rename = "no_replica_wait_ms")]
     pub no_replica_wait: Duration,
+    /// Most steps waiting for one skill's replicas at once. A step that
+    /// finds the queue full fails with RESOURCE_EXHAUSTED, and a new run
+    /// that needs the skill is refused at admission.
+    pub max_queued_steps: usize,
 }
 
 impl Default for RoutingConfig {
@@ -136,6 +142,7 @@ impl Default for RoutingConfig {
             eject_cooldown: Duration::from_millis(10_000),
             error_window: 20,
             no_replica_wait: Duration::from_millis(5_000),
+            max_queued_steps: 10_000,
         }
     }
 }
@@ -179,6 +186,11 @@ pub struct ExecutionConfig {
     pub max_steps: usize,
     /// Runs executing at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_active_runs: usize,
+    /// The wait a refused client is told (google.rpc.RetryInfo) when
+    /// admission is full.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "admission_retry_after_ms")]
+    pub admission_retry_after: Duration,
     /// Progress events kept per run; more are dropped (state changes,
     /// results and failures are always kept).
     pub max_progress_events: u64,
@@ -202,6 +214,7 @@ impl Default for ExecutionConfig {
             heartbeat_lease_factor: 3,
             max_steps: 64,
             max_active_runs: 256,
+            admission_retry_after: Duration::from_millis(1_000),
             max_progress_events: 2_000,
             report_chunk_bytes: 64 * 1024,
             max_artifact_bytes: 64 * 1024 * 1024,
@@ -270,6 +283,7 @@ impl Validate for OrchestratorConfig {
         let r = &self.routing;
         positive("routing.eject_after_failures", r.eject_after_failures)?;
         positive("routing.error_window", r.error_window)?;
+        positive("routing.max_queued_steps", r.max_queued_steps)?;
         let e = &self.execution;
         positive("execution.step_deadline_ms", e.step_deadline)?;
         positive("execution.run_deadline_ms", e.run_deadline)?;
@@ -302,6 +316,10 @@ impl Validate for OrchestratorConfig {
         }
         positive("execution.max_steps", e.max_steps)?;
         positive("execution.max_active_runs", e.max_active_runs)?;
+        positive(
+            "execution.admission_retry_after_ms",
+            e.admission_retry_after,
+        )?;
         positive("execution.report_chunk_bytes", e.report_chunk_bytes)?;
         if e.report_chunk_bytes > self.server.max_message_bytes / 2 {
             return Err(invalid(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::v1::{
     Artifact, Part, Provenance, Report, ReportChunk, RunFinished, RunState, StepCompleted,
-    StepFailed, StepRerouted, StepRetrying, StepStarted, StepTaskEvent, TaskEvent,
+    StepFailed, StepQueued, StepRerouted, StepRetrying, StepStarted, StepTaskEvent, TaskEvent,
     run_event::Event,
 };
 
@@ -27,6 +27,17 @@ pub fn step_started(
         endpoint: endpoint.to_string(),
         attempt,
         task_id: task_id.to_string(),
+    })
+}
+
+/// Attempt `attempt` of `step` waits for a free replica of `skill`, with
+/// `waiting` steps (itself included) in the skill's queue.
+pub fn step_queued(step: &str, skill: &str, waiting: u32, attempt: u32) -> Event {
+    Event::StepQueued(StepQueued {
+        step_id: step.to_string(),
+        skill: skill.to_string(),
+        waiting,
+        attempt,
     })
 }
 

@@ -8,7 +8,7 @@ use agentmesh_proto::v1::orchestrator_service_server::OrchestratorService;
 use agentmesh_proto::v1::{
     CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListAgentsRequest,
     ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse, RunEvent,
-    RunParameters, RunRequest, RunSpec, SubmitRequest, SubmitResponse, WatchRunRequest,
+    RunParameters, RunRequest, RunSpec, SkillQueue, SubmitRequest, SubmitResponse, WatchRunRequest,
 };
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -228,8 +228,18 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         _request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
+        let registry = self.engine.registry();
+        let queues = registry
+            .queue_lengths()
+            .into_iter()
+            .map(|(skill, waiting)| SkillQueue {
+                skill,
+                waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+            })
+            .collect();
         Ok(Response::new(ListAgentsResponse {
-            endpoints: self.engine.registry().snapshot(),
+            endpoints: registry.snapshot(),
+            queues,
         }))
     }
 }

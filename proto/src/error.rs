@@ -96,6 +96,8 @@ pub struct MeshError {
     pub metadata: HashMap<String, String>,
     /// Overrides [`ErrorReason::default_code`].
     pub code: Option<Code>,
+    /// When the client may try again (sent as google.rpc.RetryInfo).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl MeshError {
@@ -106,7 +108,15 @@ impl MeshError {
             message: message.into(),
             metadata: HashMap::new(),
             code: None,
+            retry_after: None,
         }
+    }
+
+    /// Tells the client when it may try again.
+    #[must_use]
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 
     /// Adds an ErrorInfo metadata entry.
@@ -131,8 +141,11 @@ impl MeshError {
     /// The status sent on the wire, with ErrorInfo attached.
     pub fn into_status(self) -> Status {
         let code = self.code();
-        let details =
+        let mut details =
             ErrorDetails::with_error_info(self.reason.name(), ERROR_DOMAIN, self.metadata);
+        if self.retry_after.is_some() {
+            details.set_retry_info(self.retry_after);
+        }
         Status::with_error_details(code, self.message, details)
     }
 
@@ -140,8 +153,8 @@ impl MeshError {
     /// ErrorInfo (a transport failure, another server) gets the reason its
     /// code stands for.
     pub fn from_status(status: &Status) -> Self {
-        let info = status
-            .get_error_details()
+        let details = status.get_error_details();
+        let info = details
             .error_info()
             .filter(|info| info.domain == ERROR_DOMAIN)
             .cloned();
@@ -158,6 +171,7 @@ impl MeshError {
             message: status.message().to_string(),
             metadata,
             code: Some(status.code()),
+            retry_after: details.retry_info().and_then(|r| r.retry_delay),
         }
     }
 }
@@ -205,6 +219,21 @@ mod tests {
             assert!(!reason.name().starts_with("ERROR_REASON_"));
             assert_eq!(ErrorReason::from_name(reason.name()), Some(reason));
         }
+    }
+
+    #[test]
+    fn retry_information_survives_the_wire() {
+        let after = std::time::Duration::from_millis(1_500);
+        let status = MeshError::new(ErrorReason::ResourceExhausted, "full")
+            .with_retry_after(after)
+            .into_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let back = MeshError::from_status(&status);
+        assert_eq!(back.retry_after, Some(after));
+        assert_eq!(back.reason, ErrorReason::ResourceExhausted);
+        let plain =
+            MeshError::from_status(&MeshError::new(ErrorReason::Canceled, "x").into_status());
+        assert_eq!(plain.retry_after, None);
     }
 
     #[test]

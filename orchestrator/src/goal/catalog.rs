@@ -18,14 +18,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ExecutionConfig;
-use crate::routing::Registry;
+use crate::routing::{Registry, SlotRequest};
 use crate::run::attempt::{self, AttemptSpec, Detached};
 
 /// How long a fetched catalog is reused.
 const TTL: Duration = Duration::from_secs(30);
 /// How long a describe call may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the describe call waits for a free replica.
+/// How long the describe call waits for a replica to appear.
 const SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// A catalog and where it came from.
@@ -40,6 +40,9 @@ pub struct Described {
 /// A short-lived cache of the catalog.
 pub struct CatalogCache {
     cached: Mutex<Option<(Instant, Arc<Described>)>>,
+    /// Held while the catalog is fetched: one describe call at a time,
+    /// however many goals arrive together; the others wait and reuse it.
+    fetching: tokio::sync::Mutex<()>,
     heartbeat: Duration,
     lease: Duration,
     max_message_bytes: usize,
@@ -52,6 +55,7 @@ impl CatalogCache {
     pub fn new(execution: &ExecutionConfig) -> Self {
         Self {
             cached: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
             heartbeat: execution.heartbeat,
             lease: execution.heartbeat_lease(),
             max_message_bytes: 16 * 1024 * 1024,
@@ -61,14 +65,25 @@ impl CatalogCache {
 
     /// The catalog, fetched when the cached one is older than the TTL.
     pub async fn get(&self, registry: &Arc<Registry>) -> Result<Arc<Described>, MeshError> {
-        if let Some((at, d)) = self.cached.lock().as_ref()
-            && at.elapsed() < TTL
-        {
-            return Ok(Arc::clone(d));
+        if let Some(d) = self.fresh() {
+            return Ok(d);
+        }
+        let _one = self.fetching.lock().await;
+        // Someone else may have fetched it while this call waited.
+        if let Some(d) = self.fresh() {
+            return Ok(d);
         }
         let fresh = Arc::new(self.fetch(registry).await?);
         *self.cached.lock() = Some((Instant::now(), Arc::clone(&fresh)));
         Ok(fresh)
+    }
+
+    fn fresh(&self) -> Option<Arc<Described>> {
+        self.cached
+            .lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, d)| Arc::clone(d))
     }
 
     async fn fetch(&self, registry: &Arc<Registry>) -> Result<Described, MeshError> {
@@ -84,8 +99,17 @@ impl CatalogCache {
         };
         let skill_id = skill.skill.id.clone();
         let stop = CancellationToken::new();
+        let deadline = Instant::now() + FETCH_TIMEOUT;
         let slot = registry
-            .acquire(&skill_id, &[], SLOT_WAIT, &stop)
+            .acquire(SlotRequest {
+                skill: &skill_id,
+                avoid: &[],
+                run: "planning",
+                no_replica_wait: SLOT_WAIT,
+                until: deadline,
+                stop: &stop,
+                on_queued: &|_| {},
+            })
             .await
             .map_err(|_| {
                 MeshError::new(
@@ -93,7 +117,6 @@ impl CatalogCache {
                     format!("no replica of {skill_id} is free to describe the data"),
                 )
             })?;
-        let deadline = Instant::now() + FETCH_TIMEOUT;
         let request = ExecuteTaskRequest {
             task_id: format!("catalog-{}", uuid::Uuid::new_v4()),
             run_id: "planning".into(),

@@ -16,13 +16,14 @@ use agentmesh_proto::v1::{AgentCard, AgentEndpoint, EndpointHealth, Skill};
 use agentmesh_runtime::schema::{SchemaError, SkillSchemas};
 use agentmesh_runtime::tls::scheme;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint as TonicEndpoint};
 use tracing::{info, warn};
 
 use crate::config::{DiscoveryConfig, RoutingConfig};
+use crate::routing::queue::{Full, SkillQueues};
 
 /// Starts watching a new endpoint until its `watcher` token is cancelled.
 pub type Watcher = fn(Arc<Registry>, Arc<Endpoint>);
@@ -128,6 +129,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.registry.changed.notify_waiters();
+        self.registry.dispatch();
     }
 }
 
@@ -136,13 +138,55 @@ impl Drop for Slot {
 pub enum NoSlot {
     /// No healthy, non-ejected endpoint offers the skill.
     NoReplica,
-    /// Replicas exist but all are at their max concurrency.
+    /// Replicas exist but all were at their max concurrency until the wait
+    /// ended.
     AllBusy,
+    /// The skill's queue is at its bound (`routing.max_queued_steps`).
+    QueueFull,
+}
+
+/// What a step asks of [`Registry::acquire`].
+pub struct SlotRequest<'a> {
+    /// The skill.
+    pub skill: &'a str,
+    /// Replicas to use only when nothing else is there (earlier attempts').
+    pub avoid: &'a [String],
+    /// The run asking, for fairness between runs.
+    pub run: &'a str,
+    /// How long to wait for a replica to appear when none is there.
+    pub no_replica_wait: Duration,
+    /// When to give up waiting.
+    pub until: Instant,
+    /// Stops the wait.
+    pub stop: &'a CancellationToken,
+    /// Told how many steps wait for the skill when this one joins the
+    /// queue.
+    pub on_queued: &'a (dyn Fn(u32) + Sync),
+}
+
+/// A step waiting for a busy skill.
+struct Waiter {
+    avoid: Vec<String>,
+    tx: oneshot::Sender<Slot>,
+}
+
+/// Takes a waiter out of its queue when its wait ends.
+struct Leave<'a> {
+    registry: &'a Registry,
+    skill: &'a str,
+    id: u64,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.registry.queues.lock().remove(self.skill, self.id);
+    }
 }
 
 /// All known endpoints.
 pub struct Registry {
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    queues: Mutex<SkillQueues<Waiter>>,
     changed: Notify,
     routing: RoutingConfig,
     discovery: DiscoveryConfig,
@@ -163,27 +207,29 @@ impl Registry {
         tls: Option<ClientTlsConfig>,
         watcher: Watcher,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            endpoints: Mutex::new(HashMap::new()),
-            changed: Notify::new(),
-            routing,
-            discovery,
-            tls,
-            watcher: Some(watcher),
-            shutdown: CancellationToken::new(),
-        })
+        Self::with(routing, discovery, tls, Some(watcher))
     }
 
     /// A registry that watches nothing: endpoints stay as they are set
     /// (for tests of routing itself).
     pub fn detached(routing: RoutingConfig, discovery: DiscoveryConfig) -> Arc<Self> {
+        Self::with(routing, discovery, None, None)
+    }
+
+    fn with(
+        routing: RoutingConfig,
+        discovery: DiscoveryConfig,
+        tls: Option<ClientTlsConfig>,
+        watcher: Option<Watcher>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             endpoints: Mutex::new(HashMap::new()),
+            queues: Mutex::new(SkillQueues::new(routing.max_queued_steps)),
             changed: Notify::new(),
             routing,
             discovery,
-            tls: None,
-            watcher: None,
+            tls,
+            watcher,
             shutdown: CancellationToken::new(),
         })
     }
@@ -290,7 +336,12 @@ impl Registry {
     }
 
     /// Records a health change (and a new card when it became SERVING).
-    pub fn set_health(&self, ep: &Endpoint, health: EndpointHealth, card: Option<Arc<CardInfo>>) {
+    pub fn set_health(
+        self: &Arc<Self>,
+        ep: &Endpoint,
+        health: EndpointHealth,
+        card: Option<Arc<CardInfo>>,
+    ) {
         let changed = {
             let mut st = ep.state.lock();
             let changed = st.health != health || card.is_some();
@@ -303,6 +354,7 @@ impl Registry {
         if changed {
             info!(address = %ep.address, health = health.as_str_name(), "endpoint health");
             self.changed.notify_waiters();
+            self.dispatch();
         }
     }
 
@@ -431,34 +483,97 @@ impl Registry {
         })
     }
 
-    /// Like [`Registry::try_acquire`], waiting up to `wait` (or until `stop`)
-    /// for a replica to become available.
-    pub async fn acquire(
-        self: &Arc<Self>,
-        skill: &str,
-        avoid: &[String],
-        wait: Duration,
-        stop: &CancellationToken,
-    ) -> Result<Slot, NoSlot> {
+    /// A slot for `req.skill`: at once if a replica is free; else, while
+    /// no replica is there at all, waiting up to `req.no_replica_wait` for
+    /// one to appear; while every replica is busy, waiting in the skill's
+    /// queue (fair across runs) for a slot to free. Waiting ends at
+    /// `req.until` or when `req.stop` is cancelled.
+    pub async fn acquire(self: &Arc<Self>, req: SlotRequest<'_>) -> Result<Slot, NoSlot> {
         // The common case: a replica is free now, no waiting needed.
-        if let Ok(slot) = self.try_acquire(skill, avoid) {
+        if let Ok(slot) = self.try_acquire(req.skill, req.avoid) {
             return Ok(slot);
         }
-        let until = Instant::now() + wait;
+        let appear_by = (Instant::now() + req.no_replica_wait).min(req.until);
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let last = match self.try_acquire(skill, avoid) {
+            match self.try_acquire(req.skill, req.avoid) {
                 Ok(slot) => return Ok(slot),
-                Err(e) => e,
-            };
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep_until(until) => return Err(last),
-                () = stop.cancelled() => return Err(last),
+                Err(NoSlot::AllBusy) => return self.wait_in_queue(&req).await,
+                // No replica at all: wait for one to appear.
+                Err(none) => tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep_until(appear_by) => return Err(none),
+                    () = req.stop.cancelled() => return Err(none),
+                },
             }
         }
+    }
+
+    async fn wait_in_queue(self: &Arc<Self>, req: &SlotRequest<'_>) -> Result<Slot, NoSlot> {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter {
+            avoid: req.avoid.to_vec(),
+            tx,
+        };
+        let (id, waiting) = self
+            .queues
+            .lock()
+            .push(req.skill, req.run, waiter)
+            .map_err(|Full| NoSlot::QueueFull)?;
+        // Leaves the queue however the wait ends (a slot already sent to a
+        // waiter that stopped is released when the channel is dropped).
+        let _leave = Leave {
+            registry: self,
+            skill: req.skill,
+            id,
+        };
+        (req.on_queued)(u32::try_from(waiting).unwrap_or(u32::MAX));
+        // A slot may have freed between the failed try and the push.
+        self.dispatch();
+        tokio::select! {
+            slot = rx => slot.map_err(|_| NoSlot::AllBusy),
+            () = tokio::time::sleep_until(req.until) => Err(NoSlot::AllBusy),
+            () = req.stop.cancelled() => Err(NoSlot::AllBusy),
+        }
+    }
+
+    /// Hands free slots to queued steps, whose turn it is first.
+    fn dispatch(self: &Arc<Self>) {
+        // Slots for waiters that have gone are dropped after the lock is
+        // released: dropping a slot dispatches again.
+        let mut unclaimed = Vec::new();
+        {
+            let mut queues = self.queues.lock();
+            // The common case, on every slot's release: nobody waits.
+            if queues.is_empty() {
+                return;
+            }
+            for skill in queues.skills() {
+                while let Some(waiter) = queues.front(&skill) {
+                    let Ok(slot) = self.try_acquire(&skill, &waiter.avoid) else {
+                        break;
+                    };
+                    if let Some(waiter) = queues.pop(&skill)
+                        && let Err(slot) = waiter.tx.send(slot)
+                    {
+                        unclaimed.push(slot);
+                    }
+                }
+            }
+        }
+        drop(unclaimed);
+    }
+
+    /// Whether `skill`'s queue is full: a new run needing it is refused.
+    pub fn queue_full(&self, skill: &str) -> bool {
+        self.queues.lock().is_full(skill)
+    }
+
+    /// `(skill, waiting)` for every skill with steps waiting.
+    pub fn queue_lengths(&self) -> Vec<(String, usize)> {
+        self.queues.lock().lengths()
     }
 
     /// The endpoint that would serve `skill` now, without reserving it
@@ -504,8 +619,9 @@ impl Registry {
     }
 
     /// Wakes everyone waiting for a replica (used after ejections expire).
-    pub fn notify(&self) {
+    pub fn notify(self: &Arc<Self>) {
         self.changed.notify_waiters();
+        self.dispatch();
     }
 }
 
@@ -610,5 +726,91 @@ mod tests {
                 "127.0.0.1:2"
             );
         }
+    }
+
+    fn request<'a>(
+        skill: &'a str,
+        run: &'a str,
+        stop: &'a CancellationToken,
+        on_queued: &'a (dyn Fn(u32) + Sync),
+    ) -> SlotRequest<'a> {
+        SlotRequest {
+            skill,
+            avoid: &[],
+            run,
+            no_replica_wait: Duration::from_millis(100),
+            until: Instant::now() + Duration::from_secs(10),
+            stop,
+            on_queued,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_skill_queues_its_steps_and_serves_runs_in_turn() {
+        let r = registry();
+        serving(&r, "127.0.0.1:1", work("w", 1));
+        let stop = CancellationToken::new();
+        let held = r.try_acquire("work", &[]).unwrap();
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        // Run "big" queues three steps before run "small" queues one.
+        for (run, n) in [("big", 0), ("big", 1), ("big", 2), ("small", 0)] {
+            let registry = Arc::clone(&r);
+            let stop = stop.clone();
+            let served = Arc::clone(&served);
+            waiters.push(tokio::spawn(async move {
+                let slot = registry
+                    .acquire(request("work", run, &stop, &|_| {}))
+                    .await
+                    .unwrap();
+                served.lock().push(format!("{run}{n}"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                drop(slot);
+            }));
+            // Queue in this order.
+            while r.queue_lengths().first().map_or(0, |(_, n)| *n) < waiters.len() {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(r.queue_lengths(), [("work".to_string(), 4)]);
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*served.lock(), ["big0", "small0", "big1", "big2"]);
+        assert!(r.queue_lengths().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_step_that_stops_waiting_leaves_the_queue_and_a_full_queue_refuses() {
+        let mut cfg = crate::config::OrchestratorConfig::default();
+        cfg.routing.max_queued_steps = 1;
+        let r = Registry::detached(cfg.routing, cfg.discovery);
+        serving(&r, "127.0.0.1:1", work("w", 1));
+        let _held = r.try_acquire("work", &[]).unwrap();
+        let stop = CancellationToken::new();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let waiting = {
+            let (r, stop, told) = (Arc::clone(&r), stop.clone(), Arc::clone(&told));
+            tokio::spawn(async move {
+                let on_queued = move |n: u32| told.lock().push(n);
+                r.acquire(request("work", "a", &stop, &on_queued))
+                    .await
+                    .err()
+            })
+        };
+        while r.queue_lengths().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*told.lock(), [1], "the step is told where it stands");
+        let other = CancellationToken::new();
+        assert_eq!(
+            r.acquire(request("work", "b", &other, &|_| {})).await.err(),
+            Some(NoSlot::QueueFull)
+        );
+        assert!(r.queue_full("work"));
+        stop.cancel();
+        assert_eq!(waiting.await.unwrap(), Some(NoSlot::AllBusy));
+        assert!(r.queue_lengths().is_empty(), "it left the queue");
     }
 }

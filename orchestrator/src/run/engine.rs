@@ -198,13 +198,34 @@ impl Engine {
                 "the orchestrator is shutting down; try another replica",
             ));
         }
-        let max = self.env.cfg.execution.max_active_runs;
+        let exec = &self.env.cfg.execution;
+        let full = prepared
+            .plan
+            .steps
+            .iter()
+            .find(|s| self.env.registry.queue_full(&s.spec.skill));
+        if let Some(step) = full {
+            return Err(MeshError::new(
+                ErrorReason::ResourceExhausted,
+                format!(
+                    "{} steps already wait for skill {:?} (routing.max_queued_steps); try again later",
+                    self.env.cfg.routing.max_queued_steps, step.spec.skill
+                ),
+            )
+            .with_meta("limit", "routing.max_queued_steps")
+            .with_retry_after(exec.admission_retry_after));
+        }
+        let max = exec.max_active_runs;
         if self.active.fetch_add(1, Ordering::AcqRel) >= max {
             self.release();
             return Err(MeshError::new(
                 ErrorReason::ResourceExhausted,
-                format!("{max} runs are already executing (execution.max_active_runs)"),
-            ));
+                format!(
+                    "{max} runs are already executing (execution.max_active_runs); try again later"
+                ),
+            )
+            .with_meta("limit", "execution.max_active_runs")
+            .with_retry_after(exec.admission_retry_after));
         }
         let fresh = Arc::new(
             self.store

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OrchestratorConfig;
 use crate::events;
-use crate::routing::{NoSlot, Registry};
+use crate::routing::{NoSlot, Registry, SlotRequest};
 use crate::run::attempt::{self, AttemptSpec, Observer};
 use crate::run::failure::Failure;
 use crate::run::hooks::RunHooks;
@@ -140,24 +140,43 @@ pub async fn run_step(
         if run.stop.is_cancelled() {
             return Err(fail(stopped(), attempt - 1));
         }
-        let wait = env
-            .cfg
-            .routing
-            .no_replica_wait
-            .min(clock.deadline.saturating_duration_since(Instant::now()));
-        let slot = match env.registry.acquire(skill, &earlier, wait, &run.stop).await {
+        let on_queued = |waiting: u32| {
+            run.append(events::step_queued(id, skill, waiting, attempt));
+        };
+        let request = SlotRequest {
+            skill,
+            avoid: &earlier,
+            run: &run.id,
+            no_replica_wait: env.cfg.routing.no_replica_wait,
+            until: clock.deadline,
+            stop: &run.stop,
+            on_queued: &on_queued,
+        };
+        let slot = match env.registry.acquire(request).await {
             Ok(slot) => slot,
             Err(_) if run.stop.is_cancelled() => {
                 return Err(fail(stopped(), attempt - 1));
             }
             Err(why) => {
-                let message = match why {
-                    NoSlot::NoReplica => format!("no healthy agent offers skill {skill:?}"),
-                    NoSlot::AllBusy => {
-                        format!("every replica offering {skill:?} is at its max concurrency")
-                    }
+                let f = match why {
+                    NoSlot::NoReplica => Failure::new(
+                        ErrorReason::NoAgentForSkill,
+                        format!("no healthy agent offers skill {skill:?}"),
+                    ),
+                    NoSlot::AllBusy => Failure::new(
+                        ErrorReason::DeadlineExceeded,
+                        format!(
+                            "every replica offering {skill:?} stayed busy until the run's deadline"
+                        ),
+                    ),
+                    NoSlot::QueueFull => Failure::new(
+                        ErrorReason::ResourceExhausted,
+                        format!(
+                            "{} steps already wait for skill {skill:?} (routing.max_queued_steps)",
+                            env.cfg.routing.max_queued_steps
+                        ),
+                    ),
                 };
-                let f = Failure::new(ErrorReason::NoAgentForSkill, message);
                 return Err(fail(f, attempt - 1));
             }
         };

@@ -344,8 +344,9 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
             tx.prepare_cached("UPDATE runs SET finished = 1 WHERE row = ?1")?
                 .execute([run.row])?;
         }
-        let created =
-            UNIX_EPOCH + Duration::from_millis(u64::try_from(run.created_ms).unwrap_or(0));
+        // Stored as milliseconds since the Unix epoch.
+        let since_epoch = u64::try_from(run.created_ms).unwrap_or(0);
+        let created = UNIX_EPOCH + Duration::from_millis(since_epoch);
         runs.push(RunRecord::restored(run.id, run.goal, run.key, created, log));
     }
     tx.commit()?;
