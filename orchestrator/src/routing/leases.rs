@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
@@ -14,6 +12,7 @@ use agentmesh_proto::v1::{
     DeregisterRequest, DeregisterResponse, RegisterRequest, RegisterResponse, RenewLeaseRequest,
     RenewLeaseResponse,
 };
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};

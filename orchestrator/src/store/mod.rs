@@ -11,13 +11,12 @@ pub mod sqlite;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-
-use parking_lot::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::{RunEvent, RunFinished, RunPlanned, RunState, RunSummary, run_event};
 use agentmesh_runtime::event_log::EventLog;
+use parking_lot::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 /// One run: identity, its event log, and its stop switch.

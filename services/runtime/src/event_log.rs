@@ -8,9 +8,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, MutexGuard};
-
 use futures_util::Stream;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// An append-only list of events; event `n` (from 1) has index `n - 1`.

@@ -8,8 +8,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-
-use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
@@ -19,10 +17,12 @@ use agentmesh_proto::v1::{
     ArtifactChunk, Heartbeat, TaskEvent, TaskFailure, TaskProgress, TaskResult, TaskState,
     TaskStatusUpdate, task_event::Event,
 };
+use futures_util::FutureExt;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span, debug, warn};
+use tracing::{Instrument, Span, debug, error, warn};
 
 use crate::agent::{Agent, AgentEvent, OutArtifact, Task, TaskContext, TaskError};
 use crate::event_log::EventLog;
@@ -282,6 +282,15 @@ fn remember(state: &mut TableState, key: &str, log: &Arc<TaskLog>, max: usize) {
     }
 }
 
+/// What a panic said, for the task's failure and the log.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// The terminal state of a closed task log.
 pub fn final_state_of(log: &TaskLog) -> Option<TaskState> {
     match log.last()?.event? {
@@ -318,6 +327,7 @@ pub struct DriveSpec<A> {
 
 enum Outcome {
     Done(Result<crate::agent::TaskOutput, TaskError>),
+    Panicked(String),
     Canceled,
     DeadlineExceeded,
 }
@@ -358,6 +368,11 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         }
         agent.execute(task, ctx).await
     };
+    // A panic in the agent's code ends this task with a failure; the task's
+    // stream still ends, and the agent serves on. Nothing the work touched
+    // is shared with other tasks, so unwinding past it leaves no broken
+    // state behind.
+    let work = std::panic::AssertUnwindSafe(work).catch_unwind();
     tokio::pin!(work);
     let mut beat = interval_at(Instant::now() + heartbeat, heartbeat);
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -373,7 +388,10 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
                 while let Ok(event) = rx.try_recv() {
                     emitter.agent_event(event, &mut artifact_ids);
                 }
-                break Outcome::Done(result);
+                break match result {
+                    Ok(result) => Outcome::Done(result),
+                    Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
+                };
             }
             _ = beat.tick() => emitter.emit(Event::Heartbeat(Heartbeat {}), false),
         }
@@ -400,6 +418,19 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
                 )
             }
         },
+        Outcome::Panicked(what) => {
+            error!(panic = %what, "the agent panicked; the task fails, the agent serves on");
+            // Retryable elsewhere: another replica may not hit the same bug;
+            // the failure counts against this one.
+            emitter.fail(
+                &TaskError::new(
+                    ErrorReason::AgentFailed,
+                    format!("the agent failed unexpectedly (panic: {what})"),
+                )
+                .retryable(None),
+                TaskState::Failed,
+            )
+        }
         Outcome::Done(Err(err)) => {
             debug!(reason = err.reason.name(), message = %err.message, "task failed");
             emitter.fail(&err, TaskState::Failed)

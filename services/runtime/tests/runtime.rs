@@ -70,6 +70,7 @@ impl Agent for TestAgent {
                     }))
                     .build(),
                 SkillSpec::new("test.fail", "fails, retryably").build(),
+                SkillSpec::new("test.panic", "panics: a bug in the agent's code").build(),
             ],
             ..AgentCard::default()
         }
@@ -114,6 +115,7 @@ impl Agent for TestAgent {
                 out.insert("slept_ms".into(), json!(ms));
                 Ok(TaskOutput::new(out))
             }
+            "test.panic" => panic!("index out of bounds: the len is 0 but the index is 3"),
             _ => Err(TaskError::failed("this skill always fails").retryable(None)),
         }
     }
@@ -641,4 +643,41 @@ async fn bad_requests_get_clear_statuses_with_reasons() {
     )
     .await;
     assert_eq!(final_state(&events), TaskState::Completed);
+}
+
+#[tokio::test]
+async fn a_panicking_agent_fails_the_task_and_serves_on() {
+    let h = Harness::start(test_config()).await;
+    let mut client = h.client().await;
+    let mut req = request("p1", "test.panic", json!({}));
+    req.idempotency_key = "step-p".into();
+    let events = collect(&mut client, req.clone()).await;
+    assert_well_formed(&events);
+    assert_eq!(final_state(&events), TaskState::Failed);
+    let failure = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Failure(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(failure.reason, "AGENT_FAILED");
+    assert!(failure.retryable, "another replica may do it");
+    assert!(
+        failure.message.contains("index out of bounds"),
+        "{failure:?}"
+    );
+    // A retry with the same key runs again (a failure is not replayed)
+    // and also ends; the agent still does other work.
+    req.task_id = "p2".into();
+    assert_eq!(
+        final_state(&collect(&mut client, req).await),
+        TaskState::Failed
+    );
+    let ok = collect(
+        &mut client,
+        request("e1", "test.echo", json!({"text": "hi"})),
+    )
+    .await;
+    assert_eq!(final_state(&ok), TaskState::Completed);
 }
