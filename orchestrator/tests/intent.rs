@@ -259,6 +259,31 @@ fn structured_parameters_override_the_text() {
         period(&parse("", Some(&only), &catalog()).unwrap()).0,
         "2025-H1"
     );
+    // Ranges are read whole, not cut to their first part.
+    for (given, spec) in [
+        ("2025-04..2025-06", "2025-Q2"),
+        ("2025-02..2025-03", "2025-02..2025-03"),
+        ("2025-04-01..2025-05-15", "2025-04-01..2025-05-15"),
+    ] {
+        let range = RunParameters {
+            period: given.into(),
+            deliverables: vec![Metrics as i32],
+            ..RunParameters::default()
+        };
+        let i = parse("", Some(&range), &catalog()).unwrap();
+        assert_eq!(period(&i).0, spec, "{given}");
+    }
+    let nonsense = RunParameters {
+        period: "2025-00..2025-255".into(),
+        ..RunParameters::default()
+    };
+    let e = parse("report", Some(&nonsense), &catalog()).unwrap_err();
+    assert_eq!(e.reason, ErrorReason::InvalidInput);
+    assert!(
+        e.message.contains("month 0 does not exist"),
+        "{}",
+        e.message
+    );
     let bad = RunParameters {
         regions: vec!["Atlantis".into()],
         ..RunParameters::default()

@@ -151,6 +151,31 @@ async fn a_retryable_failure_is_retried_with_backoff_and_the_same_idempotency_ke
 }
 
 #[tokio::test]
+async fn provenance_times_the_successful_attempt_not_the_retries() {
+    let raw = RawAgent::default();
+    raw.script.lock().unwrap().push(RawMode::Unavailable);
+    let addr = spawn_raw(raw.clone()).await;
+    let mut cfg = test_config(&[addr]);
+    // A backoff far longer than a loopback attempt.
+    cfg.execution.backoff_base = Duration::from_millis(600);
+    cfg.execution.backoff_max = Duration::from_millis(600);
+    let orch = spawn_orchestrator(cfg).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 1).await;
+
+    let events = run_all(&mut client, spec(vec![step("only", "raw", json!({}))])).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{events:#?}");
+    let p = &f.report.as_ref().unwrap().provenance[0];
+    assert_eq!(p.attempts, 2);
+    let took = std::time::Duration::try_from(p.duration.unwrap()).unwrap();
+    assert!(
+        took < Duration::from_millis(300),
+        "{took:?} includes the backoff (at least 300 ms)"
+    );
+}
+
+#[tokio::test]
 async fn a_replica_killed_mid_task_is_rerouted_and_provenance_shows_it() {
     let a = TestAgent::new("work", &["work"]);
     let b = TestAgent::new("work", &["work"]);

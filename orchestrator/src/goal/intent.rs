@@ -650,16 +650,15 @@ pub fn parse(
     // Structured parameters win over the text.
     if let Some(p) = params {
         if !p.period.trim().is_empty() {
-            let t = tokens(&p.period);
-            period = period_at(&t, 0, catalog)?
-                .map(|f| f.period)
-                .ok_or_else(|| {
-                    MeshError::new(
-                        ErrorReason::InvalidInput,
-                        format!("parameters.period {:?} is not a period; use e.g. 2025-Q2, Q2, 2025-H1, 2025, 2025-04", p.period),
-                    )
-                    .with_meta("field", "spec.parameters.period")
-                })?;
+            // A structured period is read by the one parser of the
+            // canonical forms, ranges included.
+            period = agentmesh_sales::period::parse(&p.period, complete).map_err(|e| {
+                MeshError::new(
+                    ErrorReason::InvalidInput,
+                    format!("parameters.period {:?}: {}", p.period, e.0),
+                )
+                .with_meta("field", "spec.parameters.period")
+            })?;
         }
         for (field, values) in [
             ("region", &p.regions),

@@ -131,7 +131,6 @@ pub async fn run_step(
     let mut input_pb = Some(to_struct(&input));
     let input = Value::Object(input);
     let idempotency_key = [run.id.as_str(), id].join("/");
-    let started = Instant::now();
     let mut earlier: Vec<String> = Vec::new();
     let mut last_reason = String::new();
     let mut attempt = 0;
@@ -211,6 +210,7 @@ pub async fn run_step(
                 tracestate: String::new(),
             }),
         };
+        let attempt_started = Instant::now();
         let result = attempt::run(
             slot.endpoint.channel.clone(),
             request,
@@ -239,7 +239,9 @@ pub async fn run_step(
                     skill: skill.to_string(),
                     agent_version: slot.card.card.version.clone(),
                     attempts: attempt,
-                    duration: started.elapsed().try_into().ok(),
+                    // The successful attempt's, as the protocol says:
+                    // neither earlier attempts nor backoff.
+                    duration: attempt_started.elapsed().try_into().ok(),
                     input_hash,
                     earlier_endpoints: earlier,
                 };

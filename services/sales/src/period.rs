@@ -92,6 +92,9 @@ fn month_end(y: i32, m: u8) -> Result<Date, PeriodError> {
 impl Period {
     /// Months `first..=last` of year `y`.
     pub fn months(y: i32, first: u8, last: u8) -> Result<Self, PeriodError> {
+        // Both are checked before any arithmetic on them.
+        month(first)?;
+        month(last)?;
         if first > last {
             return Err(err(format!("month range {first}..{last} runs backwards")));
         }
@@ -384,6 +387,10 @@ mod tests {
             "",
             "next week",
             "2025-06..2025-04",
+            "2025-00..2025-255",
+            "2025-13..2025-14",
+            "2025-Q255",
+            "2025-H0",
         ] {
             assert!(parse(bad, END).is_err(), "{bad:?} should be refused");
         }
