@@ -134,8 +134,9 @@ pub fn html(report: &Report, artifacts: &[Artifact], goal: &str, notes: &[String
         Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
         other => other,
     });
-    let mut body = String::new();
-    html::push_html(&mut body, parser);
+    let mut rendered = String::new();
+    html::push_html(&mut rendered, parser);
+    let body = sanitize(&rendered);
     let mut title = String::new();
     html::push_html(
         &mut title,
@@ -144,6 +145,33 @@ pub fn html(report: &Report, artifacts: &[Artifact], goal: &str, notes: &[String
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
     )
+}
+
+/// The page's body as only what a report needs: links to the web or mail,
+/// images inline as `data:image/...`, table alignment. Anything else an
+/// agent's or a model's text smuggled in (`javascript:` links, `data:`
+/// links, handlers, styles) is dropped, so the page stays self-contained
+/// and runs nothing.
+fn sanitize(html: &str) -> String {
+    use std::borrow::Cow;
+    ammonia::Builder::default()
+        .url_schemes(["http", "https", "mailto", "data"].into())
+        .add_tag_attributes("th", ["style"])
+        .add_tag_attributes("td", ["style"])
+        .attribute_filter(|element, attribute, value| match (element, attribute) {
+            ("img", "src") => value
+                .starts_with("data:image/")
+                .then_some(Cow::Borrowed(value)),
+            (_, "href" | "src") if value.starts_with("data:") => None,
+            (_, "style") => matches!(
+                value,
+                "text-align: left" | "text-align: right" | "text-align: center"
+            )
+            .then_some(Cow::Borrowed(value)),
+            _ => Some(Cow::Borrowed(value)),
+        })
+        .clean(html)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -235,6 +263,24 @@ mod tests {
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("<title>Sales performance — Q2 2025</title>"));
+    }
+
+    #[test]
+    fn links_that_would_run_or_leave_the_page_are_dropped() {
+        let mut r = report();
+        r.sections[0].body = "[click](javascript:alert(1)) [page](data:text/html;base64,PHNjcmlwdD4=) [docs](https://example.org/x) ![x](javascript:alert(2))".into();
+        let page = html(&r, &[svg()], "goal", &[]);
+        assert!(!page.contains("javascript:"), "{page}");
+        assert!(!page.contains("data:text/html"), "{page}");
+        assert!(page.contains("href=\"https://example.org/x\""), "{page}");
+        assert!(
+            page.contains("src=\"data:image/svg+xml;base64,"),
+            "charts stay inline"
+        );
+        assert!(
+            page.contains("text-align: right"),
+            "tables keep their alignment"
+        );
     }
 
     #[test]
