@@ -151,6 +151,34 @@ async fn a_retryable_failure_is_retried_with_backoff_and_the_same_idempotency_ke
 }
 
 #[tokio::test]
+async fn an_output_refused_by_the_plans_checks_is_redone_not_replayed() {
+    let agent = TestAgent::new("work", &["work"]);
+    let seen = std::sync::Arc::clone(&agent.seen);
+    let mesh = solo(agent).await;
+    let mut client = mesh.client.clone();
+
+    // The agent echoes an empty list; the plan expects a non-empty one.
+    let mut s = step("s", "work", json!({"value": []}));
+    s.expect = Some(agentmesh_proto::v1::StepExpectations {
+        non_empty: vec!["/value".into()],
+        ..Default::default()
+    });
+    s.max_attempts = 3;
+    let events = run_all(&mut client, spec(vec![s])).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Failed, "{f:?}");
+    assert_eq!(f.reason, "OUTPUT_INVALID");
+    // Each attempt did the work again (a replayed result would be refused
+    // the same way without the agent running).
+    assert_eq!(seen.completed.load(Ordering::SeqCst), 3);
+    // Three refused outputs do not eject the only replica.
+    let listed = endpoints(&mut client).await;
+    assert!(!listed[0].ejected, "{listed:?}");
+    let again = run_all(&mut client, spec(vec![step("ok", "work", json!({}))])).await;
+    assert_eq!(finished(&again).state(), RunState::Completed);
+}
+
+#[tokio::test]
 async fn provenance_times_the_successful_attempt_not_the_retries() {
     let raw = RawAgent::default();
     raw.script.lock().unwrap().push(RawMode::Unavailable);

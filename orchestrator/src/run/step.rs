@@ -130,7 +130,10 @@ pub async fn run_step(
     // again. Retries are rare, and an input can be large (a whole dataset).
     let mut input_pb = Some(to_struct(&input));
     let input = Value::Object(input);
-    let idempotency_key = [run.id.as_str(), id].join("/");
+    // One key for every attempt, so that an agent still holding the task
+    // (or its result) answers from it; a new one once an output it returned
+    // was refused here, or the agent would replay the same refused result.
+    let mut idempotency_key = [run.id.as_str(), id].join("/");
     let mut earlier: Vec<String> = Vec::new();
     let mut last_reason = String::new();
     let mut attempt = 0;
@@ -228,7 +231,15 @@ pub async fn run_step(
             },
         )
         .await
-        .and_then(|out| output::validate(step, &input, out, env.hooks.as_ref()));
+        .and_then(|out| {
+            output::validate(step, &input, out, env.hooks.as_ref()).map_err(|mut f| {
+                // This output was refused, not the replica: it is healthy
+                // enough to answer, and is not ejected for it.
+                f.endpoint_fault = false;
+                idempotency_key = format!("{}/{id}/after-{attempt}", run.id);
+                f
+            })
+        });
         match result {
             Ok(out) => {
                 env.registry.record_outcome(&slot.endpoint, true);
