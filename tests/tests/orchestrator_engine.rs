@@ -148,6 +148,12 @@ async fn a_retryable_failure_is_retried_with_backoff_and_the_same_idempotency_ke
         requests[0].input
     );
     assert_eq!(requests[1].input, requests[0].input);
+    // The run's trace context travels in metadata, as agent.proto says,
+    // and in the body.
+    let traceparents = raw.traceparents.lock().unwrap().clone();
+    let body = requests[0].trace.as_ref().unwrap().traceparent.clone();
+    assert!(body.starts_with("00-") && body.len() == 55, "{body}");
+    assert_eq!(traceparents, [body.clone(), body]);
 }
 
 #[tokio::test]

@@ -86,7 +86,17 @@ pub async fn run(
         .max_decoding_message_size(spec.max_message_bytes)
         .max_encoding_message_size(spec.max_message_bytes);
     let task_id = request.task_id.clone();
-    let mut request = tonic::Request::new(request);
+    // The trace context travels in metadata, as agent.proto says (and in
+    // the body, for agents that read it there).
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some(trace) = &request.trace {
+        agentmesh_runtime::telemetry::propagate(
+            &mut metadata,
+            &trace.traceparent,
+            &trace.tracestate,
+        );
+    }
+    let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), request);
     request.set_timeout(spec.deadline.saturating_duration_since(Instant::now()));
     let stopped_now = spec.observer.stop().cancelled();
     tokio::pin!(stopped_now);

@@ -13,6 +13,8 @@ use crate::config::{LogFormat, TelemetryConfig};
 
 /// Metadata key of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+/// gRPC metadata key of the W3C vendor trace state.
+pub const TRACESTATE: &str = "tracestate";
 
 /// Log lines queued for the writer thread. When the queue is full, new
 /// lines are dropped (and counted) rather than blocking a request.
@@ -79,6 +81,20 @@ pub fn traceparent(metadata: &MetadataMap) -> Option<String> {
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// Puts a trace context in outgoing metadata as W3C Trace Context over
+/// gRPC carries it: `traceparent`, and `tracestate` when there is one. A
+/// value that is not a valid header is left out.
+pub fn propagate(metadata: &mut MetadataMap, traceparent: &str, tracestate: &str) {
+    if let Ok(v) = traceparent.parse() {
+        metadata.insert(TRACEPARENT, v);
+    }
+    if !tracestate.is_empty()
+        && let Ok(v) = tracestate.parse()
+    {
+        metadata.insert(TRACESTATE, v);
+    }
 }
 
 /// A new W3C traceparent with random ids, sampled.

@@ -153,6 +153,8 @@ pub struct RawAgent {
     pub requests: Arc<Mutex<Vec<ExecuteTaskRequest>>>,
     /// Every CancelTask request received.
     pub cancels: Arc<Mutex<Vec<CancelTaskRequest>>>,
+    /// The `traceparent` metadata of every ExecuteTask call ("" if none).
+    pub traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 type TaskStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, Status>> + Send>>;
@@ -211,6 +213,13 @@ impl AgentService for RawAgent {
         &self,
         request: Request<ExecuteTaskRequest>,
     ) -> Result<Response<TaskStream>, Status> {
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        self.traceparents.lock().unwrap().push(traceparent);
         let req = request.into_inner();
         self.requests.lock().unwrap().push(req.clone());
         let mode = {
