@@ -213,3 +213,40 @@ fn paths_outside_the_data_root_are_refused() {
     let err = DataAgent::open(&cfg).err().expect("refused");
     assert!(err.to_string().contains("outside the data root"), "{err}");
 }
+
+#[test]
+fn a_csv_value_of_the_wrong_type_refuses_the_file_with_its_line() {
+    let (_tmp, root) = temp_root("csv-bad");
+    let header = "order_id,order_date,region,country,product_line,product,channel,units,unit_price,discount,revenue,cost\n";
+    for (row, column, value) in [
+        (
+            "1,2025-04-02,Europe,Germany,Laptops,A,Online,2,1000,0,n/a,1400",
+            "revenue",
+            "n/a",
+        ),
+        (
+            "1,2025-04-02,Europe,Germany,Laptops,A,Online,two,1000,0,2000,1400",
+            "units",
+            "two",
+        ),
+        (
+            "1,02/04/2025,Europe,Germany,Laptops,A,Online,2,1000,0,2000,1400",
+            "order_date",
+            "02/04/2025",
+        ),
+    ] {
+        let good = "7,2025-04-01,Europe,France,Monitors,B,Retail,1,300,0,300,200";
+        std::fs::write(root.join("sales.csv"), format!("{header}{good}\n{row}\n")).unwrap();
+        let cfg = DataConfig {
+            root: root.clone(),
+            source: SourceKind::Csv,
+            path: "sales.csv".into(),
+            ..DataConfig::default()
+        };
+        let err = DataAgent::open(&cfg).err().expect("refused").to_string();
+        assert!(
+            err.contains("line 3") && err.contains(column) && err.contains(value),
+            "{err}"
+        );
+    }
+}

@@ -34,6 +34,20 @@ pub enum SourceError {
         /// The column.
         column: String,
     },
+    /// A CSV value is not of its column's type.
+    #[error("csv {path}, line {line}: {column} {value:?} is not {expected}")]
+    CsvValue {
+        /// The file.
+        path: PathBuf,
+        /// The line (1 is the header).
+        line: u64,
+        /// The column.
+        column: &'static str,
+        /// The value as written.
+        value: String,
+        /// What the column holds.
+        expected: &'static str,
+    },
     /// A file or folder is unusable.
     #[error("{0}")]
     Io(String),
@@ -317,6 +331,37 @@ const CSV_COLUMNS: [&str; 12] = [
     "cost",
 ];
 
+/// What a CSV column holds, for the error that refuses a value.
+fn expected(column: &str) -> &'static str {
+    match column {
+        "order_id" | "units" => "a whole number",
+        "unit_price" | "discount" | "revenue" | "cost" => "a number",
+        "order_date" => "a date (YYYY-MM-DD)",
+        _ => "text",
+    }
+}
+
+/// A CSV value as its column's type: `None` when it is not one. (SQLite
+/// would store "n/a" in a REAL column as text, and sum it as 0.)
+fn typed(column: &str, raw: &str) -> Option<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    match column {
+        "order_id" | "units" => raw.parse::<i64>().ok().map(Value::Integer),
+        "unit_price" | "discount" | "revenue" | "cost" => raw
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(Value::Real),
+        "order_date" => {
+            let fmt = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(raw, fmt)
+                .ok()
+                .map(|_| Value::Text(raw.to_string()))
+        }
+        _ => Some(Value::Text(raw.to_string())),
+    }
+}
+
 fn load_csv(conn: &mut Connection, file: &Path) -> Result<(), SourceError> {
     let csv_err = |source| SourceError::Csv {
         path: file.to_path_buf(),
@@ -342,7 +387,19 @@ fn load_csv(conn: &mut Connection, file: &Path) -> Result<(), SourceError> {
         )?;
         for record in reader.records() {
             let record = record.map_err(csv_err)?;
-            let values = index.iter().map(|&i| record.get(i).unwrap_or("").trim());
+            let line = record.position().map_or(0, csv::Position::line);
+            let mut values = Vec::with_capacity(CSV_COLUMNS.len());
+            for (&i, column) in index.iter().zip(CSV_COLUMNS) {
+                let raw = record.get(i).unwrap_or("").trim();
+                let value = typed(column, raw).ok_or_else(|| SourceError::CsvValue {
+                    path: file.to_path_buf(),
+                    line,
+                    column,
+                    value: raw.to_string(),
+                    expected: expected(column),
+                })?;
+                values.push(value);
+            }
             insert.execute(params_from_iter(values))?;
         }
     }
