@@ -56,13 +56,11 @@ async fn run_with(
     goal: &str,
     opts: &RunOpts,
 ) -> Result<Exit, CliError> {
-    let run_id = client
-        .submit(SubmitRequest {
-            spec: Some(spec(goal, Some(opts))),
-        })
-        .await?
-        .into_inner()
-        .run_id;
+    // A key of its own, so that sending the request again after a
+    // connection failure cannot start the run twice.
+    let mut spec = spec(goal, Some(opts));
+    spec.idempotency_key = format!("meshctl-{}", uuid::Uuid::new_v4());
+    let run_id = submit_safely(client, spec).await?;
     if !json {
         eprintln!("run {run_id}: {goal}");
     }
@@ -86,6 +84,38 @@ async fn run_with(
         }
     };
     finish(&run_id, json, &opts.out, followed)
+}
+
+/// How often `meshctl run` sends a Submit again when the connection failed
+/// before an answer.
+const SUBMIT_TRIES: u32 = 3;
+
+/// Submits `spec`, sending it again (same idempotency key, with backoff)
+/// when the orchestrator could not be reached: the key makes a repeat
+/// answer with the run the first one made.
+async fn submit_safely(client: &mut Client, spec: RunSpec) -> Result<String, CliError> {
+    let backoff = agentmesh_runtime::backoff::Backoff {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(2),
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let request = SubmitRequest {
+            spec: Some(spec.clone()),
+        };
+        match client.submit(request).await {
+            Ok(resp) => return Ok(resp.into_inner().run_id),
+            Err(status) if status.code() == tonic::Code::Unavailable && tries < SUBMIT_TRIES => {
+                eprintln!(
+                    "submit: {} (try {tries} of {SUBMIT_TRIES}); sending it again",
+                    status.message()
+                );
+                tokio::time::sleep(backoff.delay(tries)).await;
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
 }
 
 fn finish(

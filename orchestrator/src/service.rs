@@ -57,6 +57,14 @@ impl OrchestratorApi {
     }
 }
 
+fn required(spec: Option<RunSpec>) -> Result<RunSpec, Status> {
+    spec.ok_or_else(|| {
+        MeshError::new(ErrorReason::InvalidInput, "spec is required")
+            .with_meta("field", "spec")
+            .into_status()
+    })
+}
+
 /// Cancels the run when the owning `Run` stream is dropped before the run
 /// finished (the client went away without Submit).
 struct CancelOnDrop {
@@ -77,12 +85,9 @@ impl OrchestratorApi {
     /// Checks a request and plans it: the client's plan as it is, a goal
     /// through the front-end. An empty request (no plan, no goal, no
     /// parameters) is INVALID_INPUT: there is nothing to understand.
-    async fn prepare(&self, spec: Option<RunSpec>) -> Result<Prepared, MeshError> {
-        let mut spec = spec.ok_or_else(|| {
-            MeshError::new(ErrorReason::InvalidInput, "spec is required").with_meta("field", "spec")
-        })?;
+    async fn prepare(&self, mut spec: RunSpec, fingerprint: String) -> Result<Prepared, MeshError> {
         if spec.plan.as_ref().is_some_and(|p| !p.steps.is_empty()) {
-            return self.engine.prepare(spec, None);
+            return self.engine.prepare(spec, None, fingerprint);
         }
         let no_params = spec
             .parameters
@@ -98,12 +103,29 @@ impl OrchestratorApi {
         self.engine.check(&spec)?;
         let planned = self.front_end.plan(&spec).await?;
         spec.plan = Some(planned.plan);
-        self.engine.prepare(spec, Some(planned.intent))
+        self.engine.prepare(spec, Some(planned.intent), fingerprint)
     }
 
-    /// Prepares and starts the run a request asks for.
+    /// Prepares and starts the run a request asks for; a repeat of an
+    /// earlier request (same idempotency key) gets that run, before
+    /// anything could refuse it.
     async fn accept(&self, spec: Option<RunSpec>) -> Result<Accepted, Status> {
-        let prepared = self.prepare(spec).await.map_err(MeshError::into_status)?;
+        let spec = required(spec)?;
+        let fingerprint = Engine::fingerprint(&spec);
+        if let Some(run) = self
+            .engine
+            .repeat(&spec.idempotency_key, &fingerprint)
+            .map_err(MeshError::into_status)?
+        {
+            return Ok(Accepted {
+                run,
+                created: false,
+            });
+        }
+        let prepared = self
+            .prepare(spec, fingerprint)
+            .await
+            .map_err(MeshError::into_status)?;
         self.engine.start(prepared).map_err(MeshError::into_status)
     }
 }
@@ -215,8 +237,10 @@ impl OrchestratorService for OrchestratorApi {
     }
 
     async fn plan(&self, request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {
+        let spec = required(request.into_inner().spec)?;
+        let fingerprint = Engine::fingerprint(&spec);
         let prepared = self
-            .prepare(request.into_inner().spec)
+            .prepare(spec, fingerprint)
             .await
             .map_err(MeshError::into_status)?;
         Ok(Response::new(PlanResponse {

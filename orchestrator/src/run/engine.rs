@@ -47,6 +47,7 @@ pub struct Accepted {
 
 /// A checked request, ready to run.
 pub struct Prepared {
+    fingerprint: String,
     plan: Arc<Plan>,
     intent: Option<Intent>,
     fan_in: FanInPolicy,
@@ -148,13 +149,45 @@ impl Engine {
         Ok((fan_in, deadline))
     }
 
+    /// The fingerprint of a request as the client sent it (SHA-256 of its
+    /// encoding, hex): what a repeat under the same idempotency key must
+    /// match.
+    pub fn fingerprint(spec: &RunSpec) -> String {
+        use agentmesh_proto::prost::Message;
+        use sha2::{Digest, Sha256};
+        let mut hex = String::with_capacity(64);
+        agentmesh_runtime::telemetry::push_hex(&mut hex, &Sha256::digest(spec.encode_to_vec()));
+        hex
+    }
+
+    /// The run an earlier request with the same idempotency key made, if
+    /// any: looked up before anything else, so that a repeat is answered
+    /// even while planning, draining or admission would refuse a new run.
+    /// The same key with a different request is refused.
+    pub fn repeat(
+        &self,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Arc<RunRecord>>, MeshError> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let Some(run) = self.store.by_key(key) else {
+            return Ok(None);
+        };
+        same_request(&run, fingerprint)?;
+        Ok(Some(run))
+    }
+
     /// Checks a run request and validates its plan (the client's, or the
     /// one a front-end made, which then passes what it understood as
-    /// `intent`).
+    /// `intent`). `fingerprint` is [`Engine::fingerprint`] of the request
+    /// as the client sent it.
     pub fn prepare(
         &self,
         mut spec: RunSpec,
         intent: Option<Intent>,
+        fingerprint: String,
     ) -> Result<Prepared, MeshError> {
         let (fan_in, deadline) = self.check(&spec)?;
         let plan_spec = spec
@@ -169,6 +202,7 @@ impl Engine {
             spec.goal.trim().to_string()
         };
         Ok(Prepared {
+            fingerprint,
             plan: Arc::new(plan),
             intent,
             fan_in,
@@ -186,6 +220,7 @@ impl Engine {
             steps: prepared.plan.describe(&self.env.registry),
             fan_in: prepared.fan_in.into(),
             deadline: Some((SystemTime::now() + prepared.deadline).into()),
+            request_fingerprint: prepared.fingerprint.clone(),
         }
     }
 
@@ -227,13 +262,16 @@ impl Engine {
             .with_meta("limit", "execution.max_active_runs")
             .with_retry_after(exec.admission_retry_after));
         }
-        let fresh = Arc::new(
-            self.store
-                .new_run(prepared.goal.clone(), prepared.key.clone()),
-        );
+        let fresh = self
+            .store
+            .new_run(prepared.goal.clone(), prepared.key.clone());
+        fresh.set_fingerprint(prepared.fingerprint.clone());
+        let fresh = Arc::new(fresh);
         let run = self.store.insert(Arc::clone(&fresh));
         if !Arc::ptr_eq(&run, &fresh) {
+            // A request with the same key got in first.
             self.release();
+            same_request(&run, &prepared.fingerprint)?;
             return Ok(Accepted {
                 run,
                 created: false,
@@ -468,6 +506,24 @@ impl Engine {
             format!("canceled by the client: {reason}")
         };
         run.stop(MeshError::new(ErrorReason::Canceled, message));
+    }
+}
+
+/// Refuses a request whose idempotency key names a run made from another
+/// request. A run stored before fingerprints were kept matches any.
+fn same_request(run: &RunRecord, fingerprint: &str) -> Result<(), MeshError> {
+    match run.fingerprint() {
+        Some(earlier) if earlier != fingerprint => Err(MeshError::new(
+            ErrorReason::InvalidInput,
+            format!(
+                "idempotency key {:?} names run {} made from a different request; use a new key for a new request",
+                run.idempotency_key, run.id
+            ),
+        )
+        .with_code(tonic::Code::AlreadyExists)
+        .with_meta("field", "spec.idempotency_key")
+        .with_meta("run_id", run.id.as_str())),
+        _ => Ok(()),
     }
 }
 

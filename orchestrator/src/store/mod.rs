@@ -34,6 +34,7 @@ pub struct RunRecord {
     /// Cancelled to stop every in-flight step (cancel, deadline, fail-fast).
     pub stop: CancellationToken,
     stop_cause: OnceLock<MeshError>,
+    fingerprint: OnceLock<String>,
     progress_events: AtomicU64,
     /// Told about every appended event when the run is stored durably.
     persister: Option<Arc<dyn Persister>>,
@@ -87,14 +88,33 @@ impl RunRecord {
             events.last().and_then(|e| e.event.as_ref()),
             Some(run_event::Event::Finished(_))
         );
-        Self::with(
+        let fingerprint = match events.first().and_then(|e| e.event.as_ref()) {
+            Some(run_event::Event::Planned(p)) => p.request_fingerprint.clone(),
+            _ => String::new(),
+        };
+        let run = Self::with(
             id,
             goal,
             idempotency_key,
             created,
             EventLog::restored(events, closed),
             None,
-        )
+        );
+        if !fingerprint.is_empty() {
+            run.set_fingerprint(fingerprint);
+        }
+        run
+    }
+
+    /// Records the fingerprint of the request that made the run (once).
+    pub fn set_fingerprint(&self, fingerprint: String) {
+        let _ = self.fingerprint.set(fingerprint);
+    }
+
+    /// The fingerprint of the request that made the run, if known (runs
+    /// stored before fingerprints were kept have none).
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.get().map(String::as_str)
     }
 
     fn with(
@@ -113,6 +133,7 @@ impl RunRecord {
             log,
             stop: CancellationToken::new(),
             stop_cause: OnceLock::new(),
+            fingerprint: OnceLock::new(),
             progress_events: AtomicU64::new(0),
             persister,
         }
@@ -235,6 +256,8 @@ pub trait RunStore: Send + Sync {
     fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord>;
     /// The run `id`.
     fn get(&self, id: &str) -> Option<Arc<RunRecord>>;
+    /// The run stored under idempotency key `key`.
+    fn by_key(&self, key: &str) -> Option<Arc<RunRecord>>;
     /// Up to `limit` runs, newest first.
     fn list(&self, limit: usize) -> Vec<Arc<RunRecord>>;
     /// `run` has finished (its last event is stored). The store may now
@@ -314,6 +337,15 @@ impl MemoryInner {
 }
 
 impl RunStore for MemoryStore {
+    fn by_key(&self, key: &str) -> Option<Arc<RunRecord>> {
+        let inner = self.lock();
+        inner
+            .keys
+            .get(key)
+            .and_then(|id| inner.runs.get(id))
+            .cloned()
+    }
+
     fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
         let mut inner = self.lock();
         if !run.idempotency_key.is_empty() {
@@ -395,5 +427,42 @@ mod tests {
         let second = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         assert_eq!(first.id, second.id);
         assert_eq!(store.list(10).len(), 1);
+    }
+
+    #[test]
+    fn a_restored_run_knows_the_fingerprint_of_its_request() {
+        let planned = RunEvent {
+            run_id: "r".into(),
+            seq: 1,
+            time: None,
+            event: Some(run_event::Event::Planned(RunPlanned {
+                request_fingerprint: "ab12".into(),
+                ..RunPlanned::default()
+            })),
+        };
+        let run = RunRecord::restored(
+            "r".into(),
+            "g".into(),
+            "k".into(),
+            SystemTime::now(),
+            vec![planned],
+        );
+        assert_eq!(run.fingerprint(), Some("ab12"));
+        let old = RunRecord::restored(
+            "o".into(),
+            "g".into(),
+            "k".into(),
+            SystemTime::now(),
+            vec![],
+        );
+        assert_eq!(
+            old.fingerprint(),
+            None,
+            "stored before fingerprints were kept"
+        );
+        let store = MemoryStore::new(10);
+        store.restore(Arc::new(run));
+        assert_eq!(store.by_key("k").map(|r| r.id.clone()), Some("r".into()));
+        assert!(store.by_key("other").is_none());
     }
 }

@@ -280,6 +280,10 @@ impl RunStore for SqliteStore {
         self.memory.get(id)
     }
 
+    fn by_key(&self, key: &str) -> Option<Arc<RunRecord>> {
+        self.memory.by_key(key)
+    }
+
     fn list(&self, limit: usize) -> Vec<Arc<RunRecord>> {
         self.memory.list(limit)
     }
