@@ -261,4 +261,43 @@ mod tests {
         assert!(parse_event("data: {not json").is_err());
         assert_eq!(find_event_end(b"data: x\r\n\r\nrest"), Some((7, 4)));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever a server streams: an event boundary inside the buffer,
+        /// and each event read or refused as a protocol error, no panic.
+        #[test]
+        fn any_stream_bytes_are_split_and_read_without_panic(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(b'\n'),
+                    proptest::prelude::Just(b'\r'),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..200,
+            ),
+        ) {
+            if let Some((at, len)) = find_event_end(&bytes) {
+                proptest::prop_assert!(at + len <= bytes.len());
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            match parse_event(&text) {
+                Ok(_) => {}
+                Err(LlmError::Protocol(why)) => proptest::prop_assert!(!why.is_empty()),
+                Err(other) => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        #[test]
+        fn any_data_line_is_read_or_refused(data in ".{0,60}") {
+            let event = format!("data: {data}");
+            if let Err(LlmError::Protocol(why)) = parse_event(&event) {
+                proptest::prop_assert!(!why.is_empty());
+            }
+        }
+    }
 }
