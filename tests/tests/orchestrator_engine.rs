@@ -748,3 +748,61 @@ async fn bad_plans_and_requests_get_invalid_argument_naming_the_problem() {
     assert_eq!(planned.steps[0].agent, "work");
     assert_eq!(planned.steps[1].after, vec!["a".to_string()]);
 }
+
+#[tokio::test]
+async fn outputs_that_fail_the_plans_own_checks_fail_the_step() {
+    let mesh = solo(TestAgent::new("work", &["work"])).await;
+    let mut client = mesh.client.clone();
+
+    use agentmesh_proto::v1::StepExpectations;
+    // The agent echoes `value`; `sleep_ms` is the only number in the input.
+    let cases = [
+        (
+            json!({"value": []}),
+            StepExpectations {
+                non_empty: vec!["/value".into()],
+                ..Default::default()
+            },
+            Some("expected a non-empty array at /value"),
+        ),
+        (
+            json!({"value": "a chart"}),
+            StepExpectations {
+                min_svg_artifacts: 1,
+                ..Default::default()
+            },
+            Some("expected at least 1 valid SVG artifacts, got 0"),
+        ),
+        (
+            json!({"value": "revenue rose 12.5% to $3.0M", "sleep_ms": 12}),
+            StepExpectations {
+                faithful_text: "/value".into(),
+                ..Default::default()
+            },
+            Some("not faithful to the step's input: 12.5%, $3.0M not found"),
+        ),
+        (
+            json!({"value": "revenue rose 12%", "sleep_ms": 12}),
+            StepExpectations {
+                faithful_text: "/value".into(),
+                ..Default::default()
+            },
+            None,
+        ),
+    ];
+    for (input, expect, refused) in cases {
+        let mut s = step("s", "work", input.clone());
+        s.expect = Some(expect);
+        s.max_attempts = 1;
+        let events = run_all(&mut client, spec(vec![s])).await;
+        let f = finished(&events);
+        match refused {
+            Some(why) => {
+                assert_eq!(f.state(), RunState::Failed, "{input}: {f:?}");
+                assert_eq!(f.reason, "OUTPUT_INVALID", "{input}");
+                assert!(f.message.contains(why), "{input}: {}", f.message);
+            }
+            None => assert_eq!(f.state(), RunState::Completed, "{input}: {f:?}"),
+        }
+    }
+}
