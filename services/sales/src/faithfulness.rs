@@ -20,6 +20,88 @@ pub struct Figure {
     pub value: f64,
     /// Half of the last shown digit, scaled by the unit.
     pub tolerance: f64,
+    /// The movement the words just before it give it ("rose 3.1%",
+    /// "down 0.7 points"), if any.
+    pub direction: Option<Direction>,
+}
+
+/// Which way a written change goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Rose, grew, up, ...: the metric must be positive.
+    Up,
+    /// Fell, declined, down, ...: the metric must be negative.
+    Down,
+}
+
+const UP_WORDS: &[&str] = &[
+    "rose",
+    "risen",
+    "grew",
+    "grown",
+    "up",
+    "increased",
+    "increase",
+    "climbed",
+    "surged",
+    "jumped",
+    "gained",
+    "gain",
+    "growth",
+];
+const DOWN_WORDS: &[&str] = &[
+    "fell",
+    "fallen",
+    "fall",
+    "declined",
+    "decline",
+    "dropped",
+    "drop",
+    "down",
+    "slipped",
+    "eased",
+    "plunged",
+    "decreased",
+    "decrease",
+    "shrank",
+    "lost",
+    "loss",
+    "eroded",
+];
+/// A word right before a figure that makes it a level, not a change:
+/// "fell to $44.18M".
+const LEVEL_WORDS: &[&str] = &["to", "at", "from", "was", "were", "is"];
+
+/// The direction the (up to three) words before a figure give it. A level
+/// word right before it, or another figure in between, means none.
+fn direction_before(text_before: &str) -> Option<Direction> {
+    let words: Vec<String> = text_before
+        .split_whitespace()
+        .rev()
+        .take(3)
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_ascii_lowercase()
+        })
+        .collect();
+    if words
+        .first()
+        .is_some_and(|w| LEVEL_WORDS.contains(&w.as_str()))
+    {
+        return None;
+    }
+    for w in &words {
+        if w.chars().any(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        if UP_WORDS.contains(&w.as_str()) {
+            return Some(Direction::Up);
+        }
+        if DOWN_WORDS.contains(&w.as_str()) {
+            return Some(Direction::Down);
+        }
+    }
+    None
 }
 
 /// The outcome of a check.
@@ -134,10 +216,12 @@ pub fn figures(text: &str, labels: &[String]) -> Vec<Figure> {
             let half_digit = 0.5 * 10f64.powi(-decimals.unwrap_or(0));
             let end = (j + unit_len + usize::from(chars.get(j + unit_len) == Some(&'%')))
                 .min(chars.len());
+            let before: String = chars[..begin].iter().collect();
             out.push(Figure {
                 shown: chars[begin..end].iter().collect(),
                 value: v * scale,
                 tolerance: half_digit * scale + 1e-9,
+                direction: direction_before(&before),
             });
         }
         i = j + unit_len.max(1);
@@ -145,15 +229,21 @@ pub fn figures(text: &str, labels: &[String]) -> Vec<Figure> {
     out
 }
 
-/// Checks `text` against the numbers of `metrics`.
+/// Checks `text` against the numbers of `metrics`. A figure is traced when
+/// some metric equals it at its rounding; a figure written as a movement
+/// ("rose 3.1%", "fell 3.1%") only by a metric of that sign, since figures
+/// are written without their sign.
 pub fn check(text: &str, metrics: &Value, labels: &[String]) -> Report {
     let mut pool = Vec::new();
     numbers(metrics, &mut pool);
     let mut checked = Vec::new();
     let mut untraceable = Vec::new();
     for fig in figures(text, labels) {
-        let ok = pool.iter().any(|m| {
-            (m - fig.value).abs() <= fig.tolerance || (m.abs() - fig.value).abs() <= fig.tolerance
+        let near = |m: f64| (m - fig.value).abs() <= fig.tolerance;
+        let ok = pool.iter().any(|&m| match fig.direction {
+            Some(Direction::Up) => near(m),
+            Some(Direction::Down) => near(-m),
+            None => near(m) || near(m.abs()),
         });
         if !ok {
             untraceable.push(fig.clone());
@@ -196,5 +286,38 @@ mod tests {
         assert!(ok.passed(), "{ok:?}");
         let bad = check("Revenue of $13.0M rose 9%.", &metrics, &[]);
         assert_eq!(bad.untraceable.len(), 2);
+    }
+
+    #[test]
+    fn a_movement_must_have_the_metrics_sign() {
+        let metrics = json!({"growth": {"pct": -3.12, "units_pct": 4.0}, "revenue": 44_180_000.0});
+        let shown = |text: &str| -> Vec<String> {
+            check(text, &metrics, &[])
+                .untraceable
+                .into_iter()
+                .map(|f| f.shown)
+                .collect()
+        };
+        assert!(shown("Revenue fell 3.1%.").is_empty());
+        assert_eq!(
+            shown("Revenue rose 3.1%."),
+            ["3.1%"],
+            "a fall written as a rise"
+        );
+        assert_eq!(
+            shown("Units declined 4.0%."),
+            ["4.0%"],
+            "a rise written as a fall"
+        );
+        assert!(shown("Units were up 4.0% (down 3.1% in revenue).").is_empty());
+        assert!(
+            shown("Revenue fell to $44.18M.").is_empty(),
+            "a level, not a change"
+        );
+        assert!(shown("Revenue rose 4.0% to $44.18M.").is_empty());
+        assert!(
+            shown("Revenue moved 3.1%.").is_empty(),
+            "no direction: either sign"
+        );
     }
 }

@@ -303,3 +303,62 @@ pub fn write(metrics: &Value) -> Summary {
         recommendation,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentmesh_sales::faithfulness;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// A growth figure as analytics writes them: one decimal, any sign.
+    fn growth() -> impl Strategy<Value = f64> {
+        (-600i32..600).prop_map(|g| f64::from(g) / 10.0)
+    }
+
+    fn member(name: &str, revenue: f64, share: f64, g: f64, new: bool) -> Value {
+        json!({"name": name, "revenue": revenue, "share_pct": share,
+               "growth_vs_year_ago_pct": g, "growth_vs_previous_pct": g / 2.0, "new": new})
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the figures and their signs, every number the writer
+        /// prints passes the faithfulness check the orchestrator applies,
+        /// movements included ("fell 3.1%" only for a fall).
+        #[test]
+        fn every_summary_passes_the_faithfulness_check(
+            ya in growth(), prev in growth(), margin_pts in growth(),
+            region_g in prop::collection::vec(growth(), 1..4),
+            peer in growth(), outlier in growth(), new_line in any::<bool>(),
+        ) {
+            let regions: Vec<Value> = region_g
+                .iter()
+                .enumerate()
+                .map(|(i, g)| member(&format!("Region {i}"), 1_000_000.0 / (i as f64 + 1.0), 40.0 - i as f64, *g, false))
+                .collect();
+            let metrics = json!({
+                "period": {"label": "Q2 2025"},
+                "totals": {"revenue": 51_820_000.0, "gross_margin_pct": 28.2, "orders": 16_194.0,
+                           "average_order_value": 3_200.0, "units": 111_236.0},
+                "growth": {
+                    "vs_previous": {"label": "Q1 2025", "revenue": 44_180_000.0, "revenue_pct": prev},
+                    "vs_year_ago": {"label": "Q2 2024", "revenue_pct": ya, "gross_margin_pts": margin_pts}
+                },
+                "breakdowns": {
+                    "region": regions,
+                    "product_line": [member("Tablets", 7_260_000.0, 14.0, 0.0, new_line),
+                                     member("Laptops", 30_000_000.0, 60.0, 3.0, false)],
+                    "channel": [member("Partner", 32_340_000.0, 62.4, 1.0, false)]
+                },
+                "anomalies": [{"kind": "growth_outlier", "name": "Region 0", "growth_pct": outlier,
+                               "peer_mean_pct": peer, "basis": "vs_year_ago"}],
+                "movers": {"bottom": [{"name": "Software", "growth_pct": outlier, "basis": "vs_year_ago"}]}
+            });
+            let text = write(&metrics).markdown();
+            let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
+            prop_assert!(report.passed(), "{:?} in\n{text}", report.untraceable);
+        }
+    }
+}
