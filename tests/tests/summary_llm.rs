@@ -160,8 +160,8 @@ async fn an_unfaithful_model_text_falls_back_to_the_deterministic_summary() {
     let (out, streamed) = run(SummaryAgent::with_llm(client(addr))).await;
     let out = out.expect("a result");
     assert!(
-        streamed.contains("$99.99M"),
-        "the model's tokens were streamed"
+        !streamed.contains("$99.99M"),
+        "unchecked model text never reaches clients: {streamed:?}"
     );
     assert_eq!(out["backend"], json!("deterministic"));
     let reason = out["fallback_reason"].as_str().unwrap();
@@ -170,6 +170,24 @@ async fn an_unfaithful_model_text_falls_back_to_the_deterministic_summary() {
         "{reason}"
     );
     assert_eq!(out["faithfulness"]["passed"], json!(true));
+}
+
+#[tokio::test]
+async fn a_model_text_without_a_headline_falls_back() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let addr = fake_model("**\n\n**\n", seen).await;
+    let (out, streamed) = run(SummaryAgent::with_llm(client(addr))).await;
+    let out = out.expect("a result, not OUTPUT_INVALID");
+    assert_eq!(out["backend"], json!("deterministic"));
+    assert!(
+        out["fallback_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no headline"),
+        "{out:?}"
+    );
+    assert!(!out["headline"].as_str().unwrap().is_empty());
+    assert!(streamed.is_empty(), "{streamed:?}");
 }
 
 #[tokio::test]

@@ -249,21 +249,34 @@ impl Agent for SummaryAgent {
             return Ok(TaskOutput::new(deterministic));
         };
         ctx.progress("asking the language model", -1.0).await;
-        let reason = match client.summarize(&metrics, &facts(&metrics), &ctx).await {
+        let reason = match client.summarize(&metrics, &facts(&metrics)).await {
             Ok(text) => {
                 let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
-                if report.passed() {
-                    return Ok(TaskOutput::new(llm_output(&text, report.checked.len())));
+                let output = llm_output(&text, report.checked.len());
+                let headline = output
+                    .get("headline")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if report.passed() && !headline.is_empty() {
+                    // Only checked text reaches clients, a line at a time.
+                    for line in text.split_inclusive('\n') {
+                        ctx.text_delta(line).await;
+                    }
+                    return Ok(TaskOutput::new(output));
                 }
-                let bad: Vec<&str> = report
-                    .untraceable
-                    .iter()
-                    .map(|f| f.shown.as_str())
-                    .collect();
-                format!(
-                    "the model's text failed the faithfulness check ({} not in the metrics)",
-                    bad.join(", ")
-                )
+                if report.passed() {
+                    "the model's text has no headline".to_string()
+                } else {
+                    let bad: Vec<&str> = report
+                        .untraceable
+                        .iter()
+                        .map(|f| f.shown.as_str())
+                        .collect();
+                    format!(
+                        "the model's text failed the faithfulness check ({} not in the metrics)",
+                        bad.join(", ")
+                    )
+                }
             }
             Err(e) => e.to_string(),
         };

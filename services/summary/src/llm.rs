@@ -126,14 +126,10 @@ impl LlmClient {
         })
     }
 
-    /// Asks for a summary of `metrics` using only `facts`, calling
-    /// `on_delta` with each piece of text as it streams in.
-    pub async fn summarize(
-        &self,
-        metrics: &Value,
-        facts: &[String],
-        ctx: &agentmesh_runtime::TaskContext,
-    ) -> Result<String, LlmError> {
+    /// Asks for a summary of `metrics` using only `facts`, and returns its
+    /// text once the model is done. Nothing of it reaches the task's
+    /// clients here: the caller checks it first.
+    pub async fn summarize(&self, metrics: &Value, facts: &[String]) -> Result<String, LlmError> {
         let period = metrics["period"]["label"].as_str().unwrap_or("the period");
         let body = json!({
             "model": self.model,
@@ -177,7 +173,6 @@ impl LlmClient {
                             return Err(LlmError::TooLong);
                         }
                         text.push_str(&delta);
-                        ctx.text_delta(delta).await;
                     }
                     Sse::Delta(_) | Sse::Ignore => {}
                 }
