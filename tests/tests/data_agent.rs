@@ -250,3 +250,52 @@ fn a_csv_value_of_the_wrong_type_refuses_the_file_with_its_line() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_extract_finer_than_one_output_holds_is_refused_with_what_to_change() {
+    let (_tmp, root) = temp_root("rows");
+    let mut client = start(DataConfig {
+        root,
+        ..DataConfig::default()
+    })
+    .await;
+    let err = client
+        .execute_task(ExecuteTaskRequest {
+            task_id: "fine".into(),
+            skill_id: "sales.extract".into(),
+            input: Some(to_struct(
+                json!({"period": "2024", "group_by": ["week", "country", "product", "channel"]})
+                    .as_object()
+                    .unwrap(),
+            )),
+            attempt: 1,
+            ..ExecuteTaskRequest::default()
+        })
+        .await;
+    let events = match err {
+        Ok(resp) => {
+            use tokio_stream::StreamExt;
+            resp.into_inner()
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        }
+        Err(status) => panic!("refused at once: {status:?}"),
+    };
+    let failure = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(agentmesh_proto::v1::task_event::Event::Failure(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a failure");
+    assert_eq!(failure.reason, "INVALID_INPUT", "{failure:?}");
+    assert!(!failure.retryable);
+    assert!(
+        failure.message.contains("more than 8000 rows")
+            && failure.message.contains("fewer dimensions"),
+        "{failure:?}"
+    );
+}

@@ -13,6 +13,12 @@ use crate::source::{Description, Dimension, Measures, Query, Row, SalesSource, S
 pub const DESCRIBE: &str = "sales.describe";
 /// Skill id: extract a dataset.
 pub const EXTRACT: &str = "sales.extract";
+/// Most grouped rows one `sales.extract` output holds, the period's and its
+/// comparison periods' together. At about 250 bytes a row, the output stays
+/// well inside a gRPC message (4 MiB by default) here and again when it is
+/// passed on as the next step's input. A finer grouping is refused with
+/// what to change.
+pub const MAX_ROWS: usize = 8_000;
 
 /// Group-by used when a request names none.
 const DEFAULT_GROUP_BY: [Dimension; 4] = [
@@ -306,6 +312,19 @@ impl ExtractRequest {
         })
     }
 
+    /// Refuses an output of more than [`MAX_ROWS`] rows.
+    fn within_cap(&self, rows: usize) -> Result<(), TaskError> {
+        if rows <= MAX_ROWS {
+            return Ok(());
+        }
+        let dims: Vec<&str> = self.group_by.iter().map(|d| d.name()).collect();
+        Err(invalid(format!(
+            "grouping {} by {} gives more than {MAX_ROWS} rows (the most one output holds, comparison periods included): group by fewer dimensions, add filters, or take a shorter period",
+            self.period.label(),
+            dims.join(", ")
+        )))
+    }
+
     /// Runs the queries (blocking: call from a blocking thread).
     pub fn run(&self, source: &dyn SalesSource) -> Result<Extracted, TaskError> {
         let db_err = |e: SourceError| {
@@ -319,15 +338,21 @@ impl ExtractRequest {
                 self.period.label()
             )));
         }
+        let mut rows = main.rows.len();
+        self.within_cap(rows)?;
         let mut comparisons = JsonObject::new();
         if self.previous {
             let p = self.period.previous().map_err(|e| invalid(e.0))?;
             let s = self.slice(source, p).map_err(db_err)?;
+            rows += s.rows.len();
+            self.within_cap(rows)?;
             comparisons.insert("previous_period".into(), s.to_json(&self.group_by));
         }
         if self.year_ago {
             let p = self.period.year_ago().map_err(|e| invalid(e.0))?;
             let s = self.slice(source, p).map_err(db_err)?;
+            rows += s.rows.len();
+            self.within_cap(rows)?;
             comparisons.insert("year_ago".into(), s.to_json(&self.group_by));
         }
         let filters: JsonObject = self
