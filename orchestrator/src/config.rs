@@ -213,7 +213,9 @@ impl Default for ExecutionConfig {
             heartbeat: Duration::from_millis(1_000),
             heartbeat_lease_factor: 3,
             max_steps: 64,
-            max_active_runs: 256,
+            // 10,000 slow runs in flight measured 25 KiB each (the capacity
+            // bench, docs/BENCHMARKS.md): 4,096 is about 100 MiB.
+            max_active_runs: 4_096,
             admission_retry_after: Duration::from_millis(1_000),
             max_progress_events: 2_000,
             report_chunk_bytes: 64 * 1024,
