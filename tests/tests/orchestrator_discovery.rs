@@ -12,7 +12,8 @@ use agentmesh_e2e::dns;
 use agentmesh_e2e::mesh::*;
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{
-    EndpointHealth, RegisterRequest, RenewLeaseRequest, RunRequest, RunState, SubmitRequest,
+    DeregisterRequest, EndpointHealth, RegisterRequest, RenewLeaseRequest, RunRequest, RunState,
+    SubmitRequest,
 };
 use agentmesh_runtime::ServerConfig;
 use serde_json::json;
@@ -218,8 +219,16 @@ async fn dns_names_are_re_resolved_and_each_address_is_a_replica() {
     }
 }
 
-#[tokio::test]
-async fn a_self_registered_agent_stays_while_it_renews_and_goes_when_its_lease_expires() {
+/// An agent no discovery source lists, an orchestrator with no endpoints,
+/// and clients of the orchestrator's two services.
+struct Unlisted {
+    agent: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    client: agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient<Channel>,
+    registry: RegistryServiceClient<Channel>,
+}
+
+async fn unlisted() -> Unlisted {
     let (agent, _stop) = spawn_agent_at(
         TestAgent::new("work", &["work"]),
         "127.0.0.1:0".parse().unwrap(),
@@ -227,13 +236,28 @@ async fn a_self_registered_agent_stays_while_it_renews_and_goes_when_its_lease_e
     )
     .await;
     let orch = spawn_orchestrator(test_config(&[])).await;
-    let mut client = orchestrator(orch).await;
+    let client = orchestrator(orch).await;
     let channel = Channel::from_shared(format!("http://{orch}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut registry = RegistryServiceClient::new(channel);
+    Unlisted {
+        agent,
+        _stop,
+        client,
+        registry: RegistryServiceClient::new(channel),
+    }
+}
+
+#[tokio::test]
+async fn a_self_registered_agent_stays_while_it_renews_and_goes_when_its_lease_expires() {
+    let Unlisted {
+        agent,
+        _stop,
+        mut client,
+        mut registry,
+    } = unlisted().await;
 
     let bad = registry
         .register(RegisterRequest {
@@ -477,4 +501,60 @@ async fn an_agent_registers_itself_and_deregisters_when_it_shuts_down() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn registration_takes_the_documented_address_forms_and_deregister_is_idempotent() {
+    let Unlisted {
+        agent,
+        _stop,
+        mut client,
+        mut registry,
+    } = unlisted().await;
+    let register = |address: String| RegisterRequest {
+        address,
+        lease: Some(Duration::from_secs(30).try_into().unwrap()),
+    };
+
+    // A scheme this orchestrator does not dial, or no scheme of ours at all,
+    // is refused naming the field.
+    for wrong in [format!("https://{agent}"), format!("ftp://{agent}")] {
+        let err = registry
+            .register(register(wrong.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{wrong}");
+        let refused = agentmesh_proto::error::MeshError::from_status(&err);
+        assert_eq!(refused.reason.name(), "INVALID_INPUT", "{wrong}");
+        assert!(
+            err.message().contains("scheme"),
+            "{wrong}: {}",
+            err.message()
+        );
+    }
+
+    // The form registry.proto documents: the endpoint is known as host:port.
+    let lease = registry
+        .register(register(format!("http://{agent}/")))
+        .await
+        .unwrap()
+        .into_inner();
+    wait_serving_agents(&mut client, 1).await;
+    assert_eq!(endpoints(&mut client).await[0].address, agent.to_string());
+    assert_eq!(served_by(&mut client, "work").await, agent.to_string());
+
+    // Deregistering twice, and a lease never granted, all answer OK.
+    for id in [
+        &lease.lease_id,
+        &lease.lease_id,
+        &"never-granted".to_string(),
+    ] {
+        registry
+            .deregister(DeregisterRequest {
+                lease_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(endpoints(&mut client).await.is_empty());
 }

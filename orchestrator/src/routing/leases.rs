@@ -21,6 +21,7 @@ use tracing::info;
 use crate::config::DiscoveryConfig;
 use crate::routing::discovery::split_host_port;
 use crate::routing::registry::Registry;
+use agentmesh_runtime::tls::scheme;
 
 struct Lease {
     address: String,
@@ -54,8 +55,38 @@ impl Leases {
         format!("registered:{lease_id}")
     }
 
+    /// The endpoint key of a registered address: `host:port`, from
+    /// `host:port`, `http://host:port` or `https://host:port` (a trailing
+    /// `/` allowed). A scheme must match how the orchestrator reaches
+    /// agents (`https` when `discovery.tls` is set), so that a plaintext
+    /// agent is never dialled over TLS, or the other way round.
+    fn endpoint_of(&self, address: &str) -> Result<String, String> {
+        let tls = self.registry.uses_tls();
+        let (given, rest) = match address.split_once("://") {
+            Some((given, rest)) => (Some(given.to_ascii_lowercase()), rest),
+            None => (None, address),
+        };
+        match given.as_deref() {
+            None => {}
+            Some("http") if !tls => {}
+            Some("https") if tls => {}
+            Some(s @ ("http" | "https")) => {
+                return Err(format!(
+                    "the scheme is {s}, but this orchestrator reaches agents over {} \
+                     (discovery.tls); register as {}://host:port or host:port",
+                    if tls { "TLS" } else { "plaintext" },
+                    scheme(tls)
+                ));
+            }
+            Some(other) => return Err(format!("unknown scheme {other:?}; use http or https")),
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        split_host_port(rest)?;
+        Ok(rest.to_string())
+    }
+
     fn register(self: &Arc<Self>, req: &RegisterRequest) -> Result<RegisterResponse, MeshError> {
-        split_host_port(&req.address).map_err(|problem| {
+        let address = self.endpoint_of(&req.address).map_err(|problem| {
             MeshError::new(
                 ErrorReason::InvalidInput,
                 format!("address {:?}: {problem}", req.address),
@@ -86,23 +117,20 @@ impl Leases {
             leases.insert(
                 lease_id.clone(),
                 Lease {
-                    address: req.address.clone(),
+                    address: address.clone(),
                     ttl,
                     expires: Instant::now() + ttl,
                     stop: stop.clone(),
                 },
             );
         }
-        if let Err(problem) = self
-            .registry
-            .add_source(&req.address, &Self::source(&lease_id))
-        {
+        if let Err(problem) = self.registry.add_source(&address, &Self::source(&lease_id)) {
             self.lock().remove(&lease_id);
             return Err(
                 MeshError::new(ErrorReason::InvalidInput, problem).with_meta("field", "address")
             );
         }
-        info!(address = %req.address, lease_ms = ttl.as_millis() as u64, "agent registered");
+        info!(%address, lease_ms = ttl.as_millis() as u64, "agent registered");
         let this = Arc::clone(self);
         let id = lease_id.clone();
         tokio::spawn(async move {
@@ -185,11 +213,11 @@ impl RegistryService for RegistryApi {
         request: Request<DeregisterRequest>,
     ) -> Result<Response<DeregisterResponse>, Status> {
         let id = &request.get_ref().lease_id;
-        let lease = self
-            .0
-            .lock()
-            .remove(id)
-            .ok_or_else(|| Leases::unknown(id).into_status())?;
+        // Idempotent: a lease already gone (deregistered, expired, never
+        // granted) is what was asked for.
+        let Some(lease) = self.0.lock().remove(id) else {
+            return Ok(Response::new(DeregisterResponse {}));
+        };
         lease.stop.cancel();
         info!(address = %lease.address, "agent deregistered");
         self.0

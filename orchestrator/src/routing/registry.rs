@@ -234,6 +234,11 @@ impl Registry {
         })
     }
 
+    /// Whether endpoints are reached over TLS (`discovery.tls`).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Discovery settings (health intervals, timeouts).
     pub fn discovery(&self) -> &DiscoveryConfig {
         &self.discovery
