@@ -36,6 +36,18 @@ pub fn kind_of(d: Deliverable) -> Option<&'static str> {
     }
 }
 
+/// The deliverable `kind` is, if it is one.
+pub fn deliverable_of(kind: &str) -> Option<Deliverable> {
+    [
+        Deliverable::Dataset,
+        Deliverable::Metrics,
+        Deliverable::Charts,
+        Deliverable::Summary,
+    ]
+    .into_iter()
+    .find(|d| kind_of(*d) == Some(kind))
+}
+
 /// The input field a consumed kind arrives in.
 pub fn field_of(kind: &str) -> &str {
     kind.rsplit('.').next().unwrap_or(kind)

@@ -5,6 +5,7 @@
 //!
 //! Sections follow what each step's skill produces: `summary` → Executive
 //! summary, `sales.metrics` → Key metrics, `chart` → Charts,
+//! `sales.forecast` → Revenue forecast, `sales.quality` → Data quality,
 //! `sales.dataset` → Data; any other kind gets a generic section. Every
 //! figure comes from the step outputs as they are (the section bodies are
 //! the sales crate's renderers), so the summary, the metrics table and the
@@ -17,7 +18,7 @@
 mod render;
 
 use agentmesh_proto::error::MeshError;
-use agentmesh_proto::v1::{Artifact, Deliverable, Intent, Part, Report, ReportSection, part};
+use agentmesh_proto::v1::{Artifact, Intent, Part, Report, ReportSection, part};
 use agentmesh_sales::{faithfulness, kinds, render as sales};
 use serde_json::Value;
 
@@ -67,16 +68,20 @@ enum Kind {
     Summary,
     Metrics,
     Charts,
+    Forecast,
+    Quality,
     Data,
     Other,
 }
 
 /// The sections with a renderer, and the kind each stands for, in report
 /// order.
-const NAMED: [(Kind, &str); 4] = [
+const NAMED: [(Kind, &str); 6] = [
     (Kind::Summary, kinds::SUMMARY),
     (Kind::Metrics, kinds::METRICS),
     (Kind::Charts, kinds::CHART),
+    (Kind::Forecast, kinds::FORECAST),
+    (Kind::Quality, kinds::QUALITY),
     (Kind::Data, kinds::DATASET),
 ];
 
@@ -92,6 +97,8 @@ fn title_of(kind: Kind, step: &str) -> String {
         Kind::Summary => "Executive summary".into(),
         Kind::Metrics => "Key metrics".into(),
         Kind::Charts => "Charts".into(),
+        Kind::Forecast => "Revenue forecast".into(),
+        Kind::Quality => "Data quality".into(),
         Kind::Data => "Data".into(),
         Kind::Other => format!("Output of step {step}"),
     }
@@ -123,18 +130,14 @@ pub fn integrate(
     // A section is wanted when the goal asked for its kind (the planner's
     // table of what each deliverable is); other kinds always show.
     let wanted = |kind: Kind| {
-        let named = NAMED
+        let asked = NAMED
             .iter()
             .find(|(k, _)| *k == kind)
-            .map(|(_, name)| *name);
-        let (Some(intent), Some(name)) = (intent, named) else {
+            .and_then(|(_, name)| planner::deliverable_of(name));
+        let (Some(intent), Some(d)) = (intent, asked) else {
             return true;
         };
-        intent
-            .deliverables
-            .iter()
-            .filter_map(|d| Deliverable::try_from(*d).ok())
-            .any(|d| planner::kind_of(d) == Some(name))
+        intent.deliverables.contains(&(d as i32))
     };
     for (kind, i) in order {
         let step = &plan.steps[i];
@@ -162,6 +165,8 @@ pub fn integrate(
                     }
                     Kind::Metrics => sales::metrics(out),
                     Kind::Charts => sales::charts(out),
+                    Kind::Forecast => sales::forecast(out),
+                    Kind::Quality => sales::quality(out),
                     Kind::Data => sales::dataset(out),
                     Kind::Other => None,
                 };

@@ -12,3 +12,7 @@ pub const METRICS: &str = "sales.metrics";
 pub const CHART: &str = "chart";
 /// An executive summary.
 pub const SUMMARY: &str = "summary";
+/// A revenue forecast with its prediction interval (the forecast agent).
+pub const FORECAST: &str = "sales.forecast";
+/// Data-quality issues of a dataset (the quality agent).
+pub const QUALITY: &str = "sales.quality";

@@ -165,3 +165,73 @@ pub struct Dataset {
     /// The source.
     pub source: Source,
 }
+
+/// One month (or the horizon's total) of a `sales.forecast` output.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ForecastPoint {
+    /// `YYYY-MM`, or `YYYY-MM..YYYY-MM` for the total.
+    pub month: String,
+    /// Point forecast.
+    pub revenue: Option<f64>,
+    /// Lower end of the interval.
+    pub lower: Option<f64>,
+    /// Upper end of the interval.
+    pub upper: Option<f64>,
+}
+
+/// The history a forecast was fitted on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ForecastHistory {
+    /// First month.
+    pub first_month: String,
+    /// Last month.
+    pub last_month: String,
+    /// Months.
+    pub months: u32,
+}
+
+/// A `sales.forecast` output.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Forecast {
+    /// How it was computed.
+    pub method: String,
+    /// Coverage of the interval, e.g. 0.95.
+    pub level: Option<f64>,
+    /// The fitted history.
+    pub history: ForecastHistory,
+    /// Per month.
+    pub forecast: Vec<ForecastPoint>,
+    /// Over the horizon.
+    pub total: Option<ForecastPoint>,
+    /// Caveats.
+    pub notes: Vec<String>,
+}
+
+/// One issue of a `sales.quality` output.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct QualityIssue {
+    /// Which check.
+    pub check: String,
+    /// `error` or `warning`.
+    pub severity: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+/// A `sales.quality` output.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Quality {
+    /// One line.
+    pub summary: String,
+    /// No errors.
+    pub passed: bool,
+    /// The issues listed (errors first).
+    pub issues: Vec<QualityIssue>,
+    /// Issues beyond those listed.
+    pub issues_not_listed: u64,
+}

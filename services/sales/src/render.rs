@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::format;
-use crate::model::{Charts, Comparison, Dataset, Metrics, Summary};
+use crate::model::{Charts, Comparison, Dataset, Forecast, Metrics, Quality, Summary};
 
 /// `|` and newlines would break a Markdown table cell.
 pub fn cell(s: &str) -> String {
@@ -185,10 +185,102 @@ pub fn dataset(out: &Value) -> Option<String> {
     ))
 }
 
+/// A `sales.forecast` output: a table of the months and the total, each
+/// with its interval, and how it was made.
+pub fn forecast(out: &Value) -> Option<String> {
+    let f: Forecast = view(out)?;
+    if f.forecast.is_empty() {
+        return None;
+    }
+    let level = or_na(f.level, |l| format!("{:.0}%", l * 100.0));
+    let mut s = format!("| Month | Revenue | {level} interval |\n| --- | ---: | ---: |\n");
+    for p in f.forecast.iter().chain(&f.total) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} to {} |",
+            cell(&p.month),
+            or_na(p.revenue, format::money),
+            or_na(p.lower, format::money),
+            or_na(p.upper, format::money)
+        );
+    }
+    let _ = write!(
+        s,
+        "\nFitted on {} months ({} to {}): {}.",
+        f.history.months,
+        cell(&f.history.first_month),
+        cell(&f.history.last_month),
+        f.method
+    );
+    for note in &f.notes {
+        let _ = write!(s, "\n\n- {note}");
+    }
+    Some(s)
+}
+
+/// A `sales.quality` output: its verdict, then each issue listed.
+pub fn quality(out: &Value) -> Option<String> {
+    let q: Quality = view(out)?;
+    if q.summary.is_empty() {
+        return None;
+    }
+    let verdict = if q.passed { "passed" } else { "failed" };
+    let mut s = format!("**Data quality {verdict}**: {}\n", q.summary);
+    for i in &q.issues {
+        let _ = write!(s, "\n- {} ({}): {}", i.severity, i.check, i.message);
+    }
+    if q.issues_not_listed > 0 {
+        let _ = write!(s, "\n- and {} more", q.issues_not_listed);
+    }
+    Some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_forecast_is_a_table_of_months_and_total_with_their_interval() {
+        let out = json!({
+            "method": "least squares", "level": 0.95,
+            "history": {"first_month": "2023-01", "last_month": "2025-06", "months": 30},
+            "forecast": [{"month": "2025-07", "revenue": 4_100_000.0, "lower": 3_900_000.0, "upper": 4_300_000.0}],
+            "total": {"month": "2025-07..2025-07", "revenue": 4_100_000.0, "lower": 3_900_000.0, "upper": 4_300_000.0},
+            "notes": ["it assumes the trend continues"]
+        });
+        let md = forecast(&out).unwrap();
+        assert!(md.contains("| Month | Revenue | 95% interval |"), "{md}");
+        assert!(
+            md.contains("| 2025-07 | $4.10M | $3.90M to $4.30M |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Fitted on 30 months (2023-01 to 2025-06)"),
+            "{md}"
+        );
+        assert!(md.contains("- it assumes the trend continues"), "{md}");
+        assert!(forecast(&json!({"forecast": []})).is_none());
+    }
+
+    #[test]
+    fn a_quality_report_lists_its_verdict_and_issues() {
+        let out = json!({
+            "summary": "30 rows checked: 1 errors, 0 warnings", "passed": false,
+            "issues": [{"check": "missing_months", "severity": "error", "message": "no rows at all for 2024-03"}],
+            "issues_not_listed": 2
+        });
+        let md = quality(&out).unwrap();
+        assert!(
+            md.starts_with("**Data quality failed**: 30 rows checked"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- error (missing_months): no rows at all for 2024-03"),
+            "{md}"
+        );
+        assert!(md.contains("- and 2 more"), "{md}");
+    }
 
     #[test]
     fn metrics_render_every_figure_and_na_for_missing_ones() {
