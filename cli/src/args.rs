@@ -96,12 +96,22 @@ pub struct MeshOpts {
     #[arg(long, default_value = "agentmesh-local")]
     pub dir: PathBuf,
     /// Orchestrator port; the data, analytics and summary agents take the
-    /// next three, extra analytics replicas the ones after.
+    /// next three, extra analytics replicas the ones after, then the
+    /// forecast (Python) and quality (TypeScript) agents.
     #[arg(long, default_value_t = 50050)]
     pub base_port: u16,
     /// Analytics agent replicas.
     #[arg(long, default_value_t = 1)]
     pub analytics_replicas: u16,
+    /// Start only the Rust agents, not the forecast (Python) and quality
+    /// (TypeScript) agents.
+    #[arg(long)]
+    pub rust_only: bool,
+    /// The repository checkout holding `services/forecast-py` and
+    /// `services/quality-ts` (default: the current folder or one above it,
+    /// else the checkout meshctl was built from).
+    #[arg(long, env = "AGENTMESH_HOME")]
+    pub home: Option<PathBuf>,
 }
 
 /// Subcommands.

@@ -45,6 +45,72 @@ impl Service {
     }
 }
 
+/// An agent in another language, shipped in the repository, that the
+/// local mesh starts when its runtime is installed.
+struct Polyglot {
+    /// Service name.
+    name: &'static str,
+    /// Its start script, relative to the checkout.
+    script: &'static str,
+    /// The program its script needs on PATH, and what it is.
+    needs: &'static [(&'static str, &'static str)],
+}
+
+const POLYGLOT: [Polyglot; 2] = [
+    Polyglot {
+        name: "forecast",
+        script: "services/forecast-py/run",
+        needs: &[("python3", "Python 3.10+")],
+    },
+    Polyglot {
+        name: "quality",
+        script: "services/quality-ts/run",
+        needs: &[("node", "Node.js 20+"), ("npm", "npm")],
+    },
+];
+
+/// The checkout holding the agents in other languages: `--home`, else the
+/// current folder or one above it, else the checkout this binary was built
+/// from.
+fn checkout(given: Option<&Path>) -> Option<PathBuf> {
+    let has_agents = |p: &Path| p.join(POLYGLOT[0].script).is_file();
+    if let Some(home) = given {
+        return Some(home.to_path_buf());
+    }
+    let cwd = std::env::current_dir().ok();
+    cwd.iter()
+        .flat_map(|d| d.ancestors())
+        .find(|d| has_agents(d))
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            let built = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+            has_agents(built).then(|| built.to_path_buf())
+        })
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The start script of `agent`, or why it cannot start here.
+fn script_of(agent: &Polyglot, home: Option<&Path>) -> Result<PathBuf, String> {
+    let Some(home) = home else {
+        return Err(format!(
+            "{} not found (run meshctl inside the repository, or pass --home)",
+            agent.script
+        ));
+    };
+    let script = home.join(agent.script);
+    if !script.is_file() {
+        return Err(format!("{} not found", script.display()));
+    }
+    if let Some((program, what)) = agent.needs.iter().find(|(p, _)| !on_path(p)) {
+        return Err(format!("{program} not found; install {what} to run it"));
+    }
+    Ok(script)
+}
+
 /// The running mesh.
 pub struct LocalMesh {
     /// Services in start order (agents first, orchestrator last).
@@ -55,14 +121,36 @@ fn usage(message: String) -> CliError {
     CliError::new(Exit::Failed, message)
 }
 
+/// How a service is started: this executable's `serve`, or an agent's own
+/// start script (the agents in other languages).
+enum Program<'a> {
+    /// `meshctl serve <service>`.
+    Builtin(&'a str),
+    /// A script taking `--listen ADDR`.
+    Script(PathBuf),
+}
+
 async fn spawn(
     dir: &Path,
     name: &str,
-    service: &str,
+    program: Program<'_>,
     addr: SocketAddr,
     extra: &[String],
 ) -> Result<Service, CliError> {
-    let exe = std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?;
+    let mut command = match program {
+        Program::Builtin(service) => {
+            let exe = std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?;
+            let mut c = Command::new(exe);
+            c.arg("serve").arg(service);
+            c
+        }
+        Program::Script(path) => {
+            let mut c = Command::new(path);
+            // It stops when meshctl goes away, as the built-in services do.
+            c.env("AGENTMESH_EXIT_WITH_PARENT", "1");
+            c
+        }
+    };
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| usage(format!("{}: {e}", logs.display())))?;
     let log = logs.join(format!("{name}.log"));
@@ -70,9 +158,7 @@ async fn spawn(
     let err = file
         .try_clone()
         .map_err(|e| usage(format!("{}: {e}", log.display())))?;
-    let child = Command::new(exe)
-        .arg("serve")
-        .arg(service)
+    let child = command
         .arg("--listen")
         .arg(addr.to_string())
         .args(extra)
@@ -177,22 +263,55 @@ impl LocalMesh {
         };
         // Start everything, then wait: the agents start in parallel.
         for (name, service, addr) in &plan {
-            let svc = spawn(&dir, name, service, *addr, &[]).await?;
+            let svc = spawn(&dir, name, Program::Builtin(service), *addr, &[]).await?;
             mesh.services.push(svc);
+        }
+        // The agents in other languages are optional: one that cannot
+        // start is reported and left out.
+        let mut optional = Vec::new();
+        if !opts.rust_only {
+            let home = checkout(opts.home.as_deref());
+            let next = 3 + opts.analytics_replicas.max(1);
+            for (i, agent) in (0u16..).zip(POLYGLOT.iter()) {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port(next + i)?));
+                match script_of(agent, home.as_deref()) {
+                    Ok(script) => {
+                        match spawn(&dir, agent.name, Program::Script(script), addr, &[]).await {
+                            Ok(svc) => optional.push(svc),
+                            Err(e) => eprintln!("{} agent not started: {}", agent.name, e.message),
+                        }
+                    }
+                    Err(why) => eprintln!("{} agent not started: {why}", agent.name),
+                }
+            }
         }
         for svc in &mut mesh.services {
             if let Err(e) = wait_serving(svc, AGENT_SERVICE_NAME).await {
+                for mut svc in optional {
+                    let _ = svc.child.start_kill();
+                }
                 mesh.shutdown().await;
                 return Err(e);
             }
         }
+        for mut svc in optional {
+            match wait_serving(&mut svc, AGENT_SERVICE_NAME).await {
+                Ok(()) => mesh.services.push(svc),
+                Err(e) => {
+                    eprintln!("{} agent left out: {}", svc.name, e.message);
+                    let _ = svc.child.start_kill();
+                    let _ = svc.child.wait().await;
+                }
+            }
+        }
         let mut extra = Vec::new();
-        for (_, _, addr) in &plan {
+        for svc in &mesh.services {
             extra.push("--agent".to_string());
-            extra.push(addr.to_string());
+            extra.push(svc.addr.to_string());
         }
         let orch_addr = SocketAddr::from(([127, 0, 0, 1], opts.base_port));
-        let mut orch = match spawn(&dir, "orchestrator", "orchestrator", orch_addr, &extra).await {
+        let orchestrator = Program::Builtin("orchestrator");
+        let mut orch = match spawn(&dir, "orchestrator", orchestrator, orch_addr, &extra).await {
             Ok(o) => o,
             Err(e) => {
                 mesh.shutdown().await;

@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod mesh;
 pub mod pki;
+pub mod polyglot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

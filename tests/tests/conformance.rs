@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::pin::Pin;
 
-use agentmesh_e2e::{binary, connect, hermetic, run_skill, start_agents, temp_dir};
+use agentmesh_e2e::polyglot::{self, Polyglot};
+use agentmesh_e2e::{binary, connect, free_port, hermetic, run_skill, start_agents, temp_dir};
 use agentmesh_proto::json::to_struct;
 use agentmesh_proto::prost_types::Timestamp;
 use agentmesh_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
@@ -105,25 +106,66 @@ async fn the_shipped_agents_pass_every_check() {
     ];
     for (addr, args) in runs {
         let (code, report) = conformance(&addr.to_string(), &args).await;
-        let results = by_result(&report);
-        assert_eq!(
-            results.keys().collect::<Vec<_>>(),
-            ["pass"],
-            "{addr}: {report:#}"
-        );
-        assert_eq!(code, 0, "{report:#}");
-        let skills = report["agent"]["skills"].as_array().unwrap();
-        for skill in skills {
-            let skill = skill.as_str().unwrap();
-            for id in ["task.stream", "task.idempotent_repeat"] {
-                let d = detail(&report, &format!("{id}/{skill}"));
-                assert!(d.contains("COMPLETED"), "{id}/{skill}: {d}");
-            }
-        }
-        // 12 checks per agent, 3 per skill.
-        assert_eq!(results["pass"].len(), 12 + 3 * skills.len(), "{report:#}");
+        all_passed(code, &report);
     }
     drop(children);
+}
+
+/// Every check passes on an agent's report (12 checks per agent, 3 per
+/// skill), with its tasks COMPLETED.
+fn all_passed(code: i32, report: &Value) {
+    let results = by_result(report);
+    assert_eq!(results.keys().collect::<Vec<_>>(), ["pass"], "{report:#}");
+    assert_eq!(code, 0, "{report:#}");
+    let skills = report["agent"]["skills"].as_array().unwrap();
+    for skill in skills {
+        let skill = skill.as_str().unwrap();
+        for id in ["task.stream", "task.idempotent_repeat"] {
+            let d = detail(report, &format!("{id}/{skill}"));
+            assert!(d.contains("COMPLETED"), "{id}/{skill}: {d}");
+        }
+    }
+    assert_eq!(results["pass"].len(), 12 + 3 * skills.len(), "{report:#}");
+}
+
+#[tokio::test]
+async fn the_python_and_typescript_agents_pass_every_check() {
+    let tmp = temp_dir("conformance-polyglot");
+    let dir = tmp.path();
+    let log = dir.join("agents.log");
+    let forecast = free_port([127, 0, 0, 1]);
+    let quality = free_port([127, 0, 0, 1]);
+    // A heartbeat interval above the suite's, and a delay before each task,
+    // so that the suite sees heartbeats and cancels a task still working.
+    let slow = ["--fault-delay-ms=600".to_string()];
+    let _forecast = polyglot::start(Polyglot::Forecast, forecast, &slow, &log).await;
+    let _quality = polyglot::start(Polyglot::Quality, quality, &slow, &log).await;
+    // With the examples on their cards.
+    for addr in [forecast, quality] {
+        let (code, report) = conformance(&addr.to_string(), &[]).await;
+        all_passed(code, &report);
+        let d = detail(&report, "task.cancel");
+        assert!(d.starts_with("canceled while working"), "{addr}: {d}");
+    }
+    // And with a real dataset from the data agent, as the orchestrator
+    // passes it on.
+    let data = free_port([127, 0, 0, 1]);
+    let _data =
+        agentmesh_e2e::start_process("data-agent", data, &[], dir, "agentmesh.v1.AgentService")
+            .await;
+    let extract = run_skill(
+        &mut connect(data).await,
+        "sales.extract",
+        json!({"period": "2023-01..2025-06", "group_by": ["month", "region"]}),
+    )
+    .await;
+    let dataset = Value::Object(extract.output.expect("the extract completes"));
+    let input = write_json(dir, "dataset.json", &json!({ "dataset": dataset }));
+    for (addr, skill) in [(forecast, "forecast.revenue"), (quality, "quality.check")] {
+        let (code, report) =
+            conformance(&addr.to_string(), &[format!("--input={skill}={input}")]).await;
+        all_passed(code, &report);
+    }
 }
 
 /// An agent written straight on tonic, as an author in any language might,

@@ -77,14 +77,15 @@ fn json_of(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-/// Four consecutive free ports on loopback, the first returned.
+/// Six consecutive free ports on loopback (the orchestrator, three Rust
+/// agents, the Python and TypeScript agents), the first returned.
 fn free_block() -> u16 {
     loop {
         let base = free_port([127, 0, 0, 1]).port();
         if base > 65_000 {
             continue;
         }
-        let all: Vec<_> = (0..4)
+        let all: Vec<_> = (0..6)
             .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
             .collect();
         if all.iter().all(Result::is_ok) {
@@ -222,11 +223,20 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
             break;
         }
     }
-    for svc in ["data", "analytics", "summary", "orchestrator"] {
+    // The Rust agents, and the Python and TypeScript ones (their runtimes
+    // are installed here), each its own process.
+    for svc in [
+        "data",
+        "analytics",
+        "summary",
+        "forecast",
+        "quality",
+        "orchestrator",
+    ] {
         assert!(printed.contains(svc), "{printed}");
     }
     assert!(
-        printed.contains("discovered 3 agents through health checks"),
+        printed.contains("discovered 5 agents through health checks"),
         "{printed}"
     );
 
@@ -240,12 +250,12 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
             .iter()
             .filter(|a| a["health"] == "SERVING")
             .count(),
-        3
+        5
     );
     let (code, out, _) = meshctl(&["--orchestrator", &addr, "agents"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("ADDRESS") && out.contains("3 of 3 serving"),
+        out.contains("ADDRESS") && out.contains("5 of 5 serving"),
         "{out}"
     );
 
@@ -406,7 +416,7 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
     .unwrap();
     let status = wait_exit(&mut up, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
-    for p in base..base + 4 {
+    for p in base..base + 6 {
         assert!(!port_open(p), "port {p} still open");
     }
 }
@@ -675,7 +685,7 @@ async fn when_one_service_crashes_meshctl_up_stops_the_others() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut up.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("summary exited"), "{err}");
-    for p in base..base + 4 {
+    for p in base..base + 6 {
         assert!(!port_open(p), "port {p} still open: an orphan");
     }
 }
@@ -685,16 +695,28 @@ async fn meshctl_demo_writes_the_report_and_leaves_nothing_running() {
     let (_tmp, dir) = temp("demo");
     let base = free_block();
     let out_dir = dir.join("report");
-    let (code, out, err) = meshctl(&[
-        "demo",
-        "--dir",
-        dir.join("mesh").to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--base-port",
-        &base.to_string(),
-    ]);
+    // Without Python or Node.js on PATH, the demo says which agents it left
+    // out, and why, and runs on the Rust agents.
+    let out = meshctl_cmd()
+        .args(["demo", "--dir"])
+        .arg(dir.join("mesh"))
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--base-port", &base.to_string()])
+        .env("PATH", dir.join("empty-path"))
+        .output()
+        .unwrap();
+    let (code, out, err) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("forecast agent not started: python3 not found; install Python 3.10+")
+            && err.contains("quality agent not started: node not found; install Node.js 20+"),
+        "{err}"
+    );
     assert!(
         out.contains("Sales performance — Q2 2025") && out.contains("state: COMPLETED"),
         "{out}"
@@ -715,7 +737,7 @@ async fn meshctl_demo_writes_the_report_and_leaves_nothing_running() {
         "progress per step: {err}"
     );
     assert!(out_dir.join("report.html").exists());
-    for p in base..base + 4 {
+    for p in base..base + 6 {
         assert!(!port_open(p), "port {p} still open after the demo");
     }
 }

@@ -5,6 +5,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// doc:begin main
 fn main() -> std::process::ExitCode {
     agentmesh_runtime::launch::main::<agentmesh_analytics::server::AnalyticsService>()
 }
+// doc:end main

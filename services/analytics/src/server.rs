@@ -15,6 +15,7 @@ impl Validate for AnalyticsConfig {
     }
 }
 
+// doc:begin service
 impl Service for AnalyticsService {
     const NAME: &'static str = "analytics-agent";
     const ABOUT: &'static str =
@@ -26,6 +27,7 @@ impl Service for AnalyticsService {
     fn telemetry(cfg: &AnalyticsConfig) -> &TelemetryConfig {
         &cfg.telemetry
     }
+    // doc:end service
 
     async fn serve(cfg: AnalyticsConfig, _flags: NoFlags) -> Result<(), ServeError> {
         run_agent(AnalyticsAgent, cfg.server).await

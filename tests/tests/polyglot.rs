@@ -1,0 +1,294 @@
+//! A mesh of Rust, Python and TypeScript agents, each a real process: the
+//! data agent (Rust), the forecast agent (Python, `services/forecast-py`)
+//! and the quality agent (TypeScript, `services/quality-ts`, joining by
+//! self-registration with the address form registry.proto documents) serve
+//! one run; killing the only Python replica mid-run fails the run naming the
+//! step; with two replicas the run completes on the other.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use agentmesh_e2e::mesh::{
+    finished, kinds, orchestrator, read_until_started, spec, step, wait_serving_agents,
+    with_ref,
+};
+use agentmesh_e2e::polyglot::{self, Polyglot};
+use agentmesh_e2e::{Child, free_port, start_process, temp_dir};
+use agentmesh_proto::json::from_opt_struct;
+use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
+use agentmesh_proto::v1::{
+    AGENT_SERVICE_NAME, ListAgentsRequest, ORCHESTRATOR_SERVICE_NAME, RunRequest, RunSpec,
+    RunState, run_event,
+};
+use serde_json::json;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+/// The plan: the whole history by month (Rust), then the forecast (Python)
+/// and the quality check (TypeScript) of that dataset.
+fn three_languages(forecast_attempts: u32) -> RunSpec {
+    let extract = step(
+        "extract",
+        "sales.extract",
+        json!({"period": "2023-01..2025-06", "group_by": ["month"]}),
+    );
+    let mut forecast = with_ref(
+        step("forecast", "forecast.revenue", json!({"horizon": 3})),
+        "dataset",
+        "extract",
+        "",
+    );
+    forecast.max_attempts = forecast_attempts;
+    let quality = with_ref(
+        step("quality", "quality.check", json!({})),
+        "dataset",
+        "extract",
+        "",
+    );
+    spec(vec![extract, forecast, quality])
+}
+
+struct Mesh {
+    _children: Vec<Child>,
+    client: OrchestratorServiceClient<Channel>,
+    forecast: Vec<(SocketAddr, Child)>,
+}
+
+/// Starts the data agent, `forecasts` Python replicas (each task first
+/// waits `delay_ms`), the orchestrator, then the TypeScript agent, which
+/// registers itself.
+async fn mesh(dir: &Path, forecasts: usize, delay_ms: u64) -> Mesh {
+    let log = dir.join("agents.log");
+    let data = free_port([127, 0, 0, 1]);
+    let mut children = vec![start_process("data-agent", data, &[], dir, AGENT_SERVICE_NAME).await];
+    let mut forecast = Vec::new();
+    for _ in 0..forecasts {
+        let addr = free_port([127, 0, 0, 1]);
+        let args = [
+            format!("--fault-delay-ms={delay_ms}"),
+            "--heartbeat-ms=200".into(),
+        ];
+        forecast.push((
+            addr,
+            polyglot::start(Polyglot::Forecast, addr, &args, &log).await,
+        ));
+    }
+    let orch = free_port([127, 0, 0, 1]);
+    let mut args = vec!["--agent".to_string(), data.to_string()];
+    for (addr, _) in &forecast {
+        args.extend(["--agent".to_string(), addr.to_string()]);
+    }
+    children.push(start_process("orchestrator", orch, &args, dir, ORCHESTRATOR_SERVICE_NAME).await);
+    let quality = free_port([127, 0, 0, 1]);
+    let register = [format!("--register={orch}"), "--lease-ms=2000".into()];
+    children.push(polyglot::start(Polyglot::Quality, quality, &register, &log).await);
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 2 + forecasts).await;
+    Mesh {
+        _children: children,
+        client,
+        forecast,
+    }
+}
+
+#[tokio::test]
+async fn rust_python_and_typescript_agents_serve_one_run() {
+    let tmp = temp_dir("polyglot");
+    let mut m = mesh(tmp.path(), 1, 0).await;
+    // The TypeScript agent registered as "http://host:port"; the mesh knows
+    // it as host:port, from its lease.
+    let endpoints = m
+        .client
+        .list_agents(ListAgentsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoints;
+    let quality = endpoints
+        .iter()
+        .find(|e| e.card.as_ref().is_some_and(|c| c.name == "quality"))
+        .expect("the quality agent joined");
+    assert!(quality.source.starts_with("registered:"), "{quality:?}");
+    assert!(!quality.address.contains("://"), "{quality:?}");
+
+    let events = m
+        .client
+        .run(RunRequest {
+            spec: Some(three_languages(0)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let report = f.report.as_ref().unwrap();
+
+    // Provenance names each agent, in its language, with its version.
+    let mut who: Vec<(String, String, String)> = report
+        .provenance
+        .iter()
+        .map(|p| (p.step_id.clone(), p.agent.clone(), p.agent_version.clone()))
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        [
+            (
+                "extract".into(),
+                "data".into(),
+                env!("CARGO_PKG_VERSION").into()
+            ),
+            ("forecast".into(), "forecast".into(), "0.1.0".into()),
+            ("quality".into(), "quality".into(), "0.1.0".into()),
+        ]
+    );
+
+    // The Python agent's forecast: the three months after the history,
+    // each inside its interval, and its chart.
+    let outputs: Vec<_> = kinds(&events)
+        .into_iter()
+        .filter_map(|e| match e {
+            run_event::Event::StepCompleted(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let output = |id: &str| {
+        let c = outputs.iter().find(|c| c.step_id == id).unwrap();
+        serde_json::Value::Object(from_opt_struct(c.output.as_ref()))
+    };
+    let forecast = output("forecast");
+    let months: Vec<&str> = forecast["forecast"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["month"].as_str().unwrap())
+        .collect();
+    assert_eq!(months, ["2025-07", "2025-08", "2025-09"]);
+    assert_eq!(forecast["history"]["months"], 30);
+    for p in forecast["forecast"].as_array().unwrap() {
+        let (lo, mid, hi) = (
+            p["lower"].as_f64().unwrap(),
+            p["revenue"].as_f64().unwrap(),
+            p["upper"].as_f64().unwrap(),
+        );
+        assert!(lo < mid && mid < hi && lo > 0.0, "{p}");
+    }
+    let section = report
+        .sections
+        .iter()
+        .find(|s| s.step_id == "forecast")
+        .unwrap();
+    assert_eq!(section.artifact_ids, ["revenue_forecast"]);
+    assert_eq!(section.title, "Revenue forecast");
+    assert!(section.body.contains("| 2025-07 | $"), "{}", section.body);
+    let checked = report
+        .sections
+        .iter()
+        .find(|s| s.step_id == "quality")
+        .unwrap();
+    assert_eq!(checked.title, "Data quality");
+    assert!(checked.body.contains("30 rows checked"), "{}", checked.body);
+    // The TypeScript agent's check of the same 30 months.
+    let quality = output("quality");
+    assert_eq!(quality["rows_checked"], 30);
+    assert_eq!(quality["series"], 1);
+    assert!(
+        quality["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("30 rows checked")
+    );
+}
+
+/// The run's events from `Run`, reading until the forecast step started.
+async fn start_forecast_run(
+    client: &mut OrchestratorServiceClient<Channel>,
+    attempts: u32,
+) -> (
+    tonic::Streaming<agentmesh_proto::v1::RunEvent>,
+    String,
+    Vec<agentmesh_proto::v1::RunEvent>,
+) {
+    let mut stream = client
+        .run(RunRequest {
+            spec: Some(three_languages(attempts)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    loop {
+        let endpoint = read_until_started(&mut stream, &mut events).await;
+        if let Some(run_event::Event::StepStarted(s)) = events.last().and_then(|e| e.event.as_ref())
+            && s.step_id == "forecast"
+        {
+            return (stream, endpoint, events);
+        }
+    }
+}
+
+async fn rest(
+    mut stream: tonic::Streaming<agentmesh_proto::v1::RunEvent>,
+    mut events: Vec<agentmesh_proto::v1::RunEvent>,
+) -> Vec<agentmesh_proto::v1::RunEvent> {
+    while let Some(ev) = stream.next().await {
+        events.push(ev.unwrap());
+    }
+    events
+}
+
+#[tokio::test]
+async fn killing_the_only_python_replica_mid_run_fails_the_run_naming_the_step() {
+    let tmp = temp_dir("polyglot-kill");
+    let mut m = mesh(tmp.path(), 1, 5_000).await;
+    let (stream, endpoint, events) = start_forecast_run(&mut m.client, 2).await;
+    assert_eq!(endpoint, m.forecast[0].0.to_string());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, mut child) = m.forecast.pop().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: no drain, no deregistration
+    let events = rest(stream, events).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Failed, "{f:?}");
+    assert!(f.message.contains("forecast"), "{}", f.message);
+    let failed: Vec<_> = kinds(&events)
+        .into_iter()
+        .filter_map(|e| match e {
+            run_event::Event::StepFailed(s) => Some(s.step_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, ["forecast"]);
+}
+
+#[tokio::test]
+async fn with_two_python_replicas_the_run_completes_on_the_other() {
+    let tmp = temp_dir("polyglot-failover");
+    let mut m = mesh(tmp.path(), 2, 1_500).await;
+    let (stream, endpoint, events) = start_forecast_run(&mut m.client, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let i = m
+        .forecast
+        .iter()
+        .position(|(a, _)| a.to_string() == endpoint)
+        .unwrap();
+    let (_, mut victim) = m.forecast.remove(i);
+    victim.0.kill().unwrap();
+    let events = rest(stream, events).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let p = f
+        .report
+        .as_ref()
+        .unwrap()
+        .provenance
+        .iter()
+        .find(|p| p.step_id == "forecast")
+        .unwrap();
+    assert_eq!(p.endpoint, m.forecast[0].0.to_string());
+    assert_eq!(p.attempts, 2);
+}
