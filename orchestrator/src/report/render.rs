@@ -8,14 +8,16 @@ use agentmesh_proto::v1::{Artifact, Provenance, Report, part};
 use agentmesh_sales::render::cell;
 use base64::Engine as _;
 
-/// The file name an artifact is saved under.
+/// The file name an artifact is saved under: its name (else its id) made
+/// safe, with the extension of its media type when the name has none.
 pub fn file_name(a: &Artifact) -> String {
     let name = if a.name.is_empty() {
         &a.artifact_id
     } else {
         &a.name
     };
-    name.chars()
+    let mut safe: String = name
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
                 c
@@ -23,7 +25,24 @@ pub fn file_name(a: &Artifact) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    let extension = match bytes_of(a).1 {
+        "image/svg+xml" => Some("svg"),
+        "image/png" => Some("png"),
+        "text/csv" => Some("csv"),
+        "application/json" => Some("json"),
+        "text/markdown" => Some("md"),
+        "text/html" => Some("html"),
+        "text/plain" => Some("txt"),
+        _ => None,
+    };
+    if let Some(ext) = extension
+        && !safe.contains('.')
+    {
+        safe.push('.');
+        safe.push_str(ext);
+    }
+    safe
 }
 
 /// The bytes and media type of an artifact's first raw part.
@@ -290,6 +309,8 @@ mod tests {
         a.name = "../../etc/passwd".into();
         assert_eq!(file_name(&a), ".._.._etc_passwd");
         a.name.clear();
+        assert_eq!(file_name(&a), "c1.svg", "the media type's extension");
+        a.parts.clear();
         assert_eq!(file_name(&a), "c1");
     }
 }
