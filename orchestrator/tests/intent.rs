@@ -329,3 +329,52 @@ fn other_scripts_and_long_input_never_panic() {
         .collect();
     assert!(err(&noise).contains("what to deliver"));
 }
+
+#[test]
+fn a_forecast_takes_a_horizon_after_the_data() {
+    let i = ok("Forecast next quarter's revenue");
+    assert_eq!(i.kinds, ["sales.forecast"]);
+    assert!(i.deliverables.is_empty());
+    assert_eq!(i.horizon_months, Some(3));
+    assert!(
+        i.notes.iter().any(|n| n.contains("\"next quarter\"")),
+        "{:?}",
+        i.notes
+    );
+    let i = ok("revenue forecast for the next 6 months in Europe");
+    assert_eq!(i.horizon_months, Some(6));
+    assert_eq!(i.filters["region"], ["Europe"]);
+    assert_eq!(
+        ok("projection for the coming two quarters").horizon_months,
+        Some(6)
+    );
+    assert_eq!(ok("forecasts for next year").horizon_months, Some(12));
+    assert_eq!(ok("forecast revenue").horizon_months, None);
+    // A named period after the data is the forecast's horizon; the data
+    // read is the whole history.
+    let i = ok("Q4 2025 forecast");
+    assert_eq!(i.horizon_months, Some(6));
+    assert_eq!(i.period.spec(), "2023-01-01..2025-06-30");
+    assert_eq!(i.history.spec(), "2023-01-01..2025-06-30");
+    // Without a forecast the future is refused, saying what the data covers.
+    assert!(
+        err("Q3 2025 sales report")
+            .contains("has no data yet (the data covers 2023-01-01 to 2025-06-30)")
+    );
+    assert!(err("metrics for next quarter").contains("\"next quarter\" is after the data"));
+    assert!(err("a report and a forecast for Q3 2025").contains("has no data yet"));
+    assert!(err("forecast for the next 100 months").contains("1 to 60 months"));
+}
+
+#[test]
+fn data_quality_is_a_kind_of_its_own_not_the_data() {
+    let i = ok("Check the data quality of Q2 2025");
+    assert_eq!(i.kinds, ["sales.quality"]);
+    assert!(i.deliverables.is_empty());
+    assert_eq!(period(&i).0, "2025-Q2");
+    let i = ok("Q2 2025 report with a quality check");
+    assert_eq!(i.deliverables, ALL);
+    assert_eq!(i.kinds, ["sales.quality"]);
+    let i = ok("Q2 2025 outliers and forecast");
+    assert_eq!(i.kinds, ["sales.quality", "sales.forecast"]);
+}

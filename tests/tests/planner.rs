@@ -253,3 +253,82 @@ refs = [{ field = "dataset", from = "extract" }]
         .unwrap_err();
     assert!(err.to_string().contains("poems"), "{err}");
 }
+
+/// Another new agent: it scores churn risk from a sales dataset, and says
+/// so only through its card (tags and the kind it produces).
+struct Churn;
+
+impl Agent for Churn {
+    fn card(&self) -> AgentCard {
+        AgentCard {
+            name: "churn".into(),
+            version: "0.3.0".into(),
+            skills: vec![
+                SkillSpec::new("churn.score", "scores the churn risk of each region")
+                    .tags(&["churn", "retention", "sales"])
+                    .input_schema(&json!({
+                        "type": "object", "required": ["dataset"],
+                        "properties": {"dataset": {"type": "object"}, "period": {"type": "string"}}
+                    }))
+                    .output_schema(&json!({
+                        "type": "object", "required": ["rows_scored"],
+                        "properties": {"rows_scored": {"type": "integer"}}
+                    }))
+                    .consumes(&["sales.dataset"])
+                    .produces(&["sales.churn_risk"])
+                    .build(),
+            ],
+            ..AgentCard::default()
+        }
+    }
+
+    async fn execute(&self, task: Task, _: TaskContext) -> Result<TaskOutput, TaskError> {
+        let rows = task.input["dataset"]["rows"].as_array().map_or(0, Vec::len);
+        let Value::Object(out) = json!({"rows_scored": rows}) else {
+            unreachable!()
+        };
+        Ok(TaskOutput::new(out))
+    }
+}
+
+#[tokio::test]
+async fn a_goal_naming_only_a_new_agents_words_is_planned_to_it_run_and_reported() {
+    let (_data_root, data) = data_agent().await;
+    let (churn, crash) = spawn_crashable(Churn);
+    let orch = spawn_orchestrator(test_config(&[data, churn])).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 2).await;
+    let text = "churn risk for Europe in Q1 2025";
+    let p = plan(&mut client, text).await.unwrap();
+    assert_eq!(skills(&p), ["sales.extract", "churn.score"]);
+    assert_eq!(p.steps[1].agent, "churn");
+    assert_eq!(p.intent.as_ref().unwrap().kinds, ["sales.churn_risk"]);
+    let events = run_all(&mut client, goal(text)).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let report = f.report.as_ref().unwrap();
+    assert_eq!(report.sections.len(), 1);
+    assert_eq!(report.sections[0].title, "Output of step churn_risk");
+    assert!(
+        report.sections[0].body.contains("rows_scored"),
+        "{}",
+        report.sections[0].body
+    );
+    assert!(
+        report
+            .provenance
+            .iter()
+            .any(|p| p.agent == "churn" && p.agent_version == "0.3.0")
+    );
+
+    // Its agent gone (its endpoint still listed, unreachable): refused
+    // naming the kind, not misread.
+    crash.crash();
+    wait_serving_agents(&mut client, 1).await;
+    let e = plan(&mut client, text).await.unwrap_err();
+    assert_eq!(e.reason.name(), "NO_AGENT_FOR_SKILL", "{e:?}");
+    assert_eq!(
+        e.metadata.get("kind").map(String::as_str),
+        Some("sales.churn_risk")
+    );
+}

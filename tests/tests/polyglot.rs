@@ -3,7 +3,8 @@
 //! and the quality agent (TypeScript, `services/quality-ts`, joining by
 //! self-registration with the address form registry.proto documents) serve
 //! one run; killing the only Python replica mid-run fails the run naming the
-//! step; with two replicas the run completes on the other.
+//! step; with two replicas the run completes on the other. Goals reach the
+//! Python and TypeScript agents by the words on their cards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -11,16 +12,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentmesh_e2e::mesh::{
-    finished, kinds, orchestrator, read_until_started, spec, step, wait_serving_agents,
-    with_ref,
+    finished, goal, kinds, orchestrator, planned, read_until_started, report_files, spec, step,
+    wait_serving_agents, with_ref,
 };
 use agentmesh_e2e::polyglot::{self, Polyglot};
 use agentmesh_e2e::{Child, free_port, start_process, temp_dir};
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{
-    AGENT_SERVICE_NAME, ListAgentsRequest, ORCHESTRATOR_SERVICE_NAME, RunRequest, RunSpec,
-    RunState, run_event,
+    AGENT_SERVICE_NAME, ListAgentsRequest, ORCHESTRATOR_SERVICE_NAME, PlanRequest, RunEvent,
+    RunRequest, RunSpec, RunState, run_event,
 };
 use serde_json::json;
 use tokio_stream::StreamExt;
@@ -291,4 +292,112 @@ async fn with_two_python_replicas_the_run_completes_on_the_other() {
         .unwrap();
     assert_eq!(p.endpoint, m.forecast[0].0.to_string());
     assert_eq!(p.attempts, 2);
+}
+
+async fn run_goal(client: &mut OrchestratorServiceClient<Channel>, text: &str) -> Vec<RunEvent> {
+    client
+        .run(RunRequest {
+            spec: Some(goal(text)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .await
+}
+
+fn step_input(p: &agentmesh_proto::v1::RunPlanned, skill: &str) -> serde_json::Value {
+    let step = p
+        .steps
+        .iter()
+        .filter_map(|s| s.step.as_ref())
+        .find(|s| s.skill == skill)
+        .unwrap_or_else(|| panic!("no {skill} step: {p:?}"));
+    serde_json::Value::Object(from_opt_struct(step.input.as_ref()))
+}
+
+#[tokio::test]
+async fn goals_reach_the_python_and_typescript_agents_by_the_words_on_their_cards() {
+    let tmp = temp_dir("polyglot-goals");
+    let mut m = mesh(tmp.path(), 1, 0).await;
+
+    // The forecast: the whole history by month, for Europe, three months on.
+    let text = "Forecast next quarter's revenue for Europe";
+    let events = run_goal(&mut m.client, text).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let p = planned(&events);
+    let skills: Vec<&str> = p
+        .steps
+        .iter()
+        .map(|s| s.step.as_ref().unwrap().skill.as_str())
+        .collect();
+    assert_eq!(skills, ["sales.extract", "forecast.revenue"]);
+    assert_eq!(p.steps[1].agent, "forecast");
+    let intent = p.intent.as_ref().unwrap();
+    assert_eq!(intent.kinds, ["sales.forecast"]);
+    assert_eq!(intent.horizon_months, 3);
+    assert!(intent.deliverables.is_empty());
+    let extract = step_input(p, "sales.extract");
+    assert_eq!(extract["period"], "2023-01-01..2025-06-30");
+    assert_eq!(extract["group_by"], json!(["month"]));
+    assert_eq!(extract["filters"], json!({"region": ["Europe"]}));
+    assert_eq!(step_input(p, "forecast.revenue")["horizon"], 3);
+    let report = f.report.as_ref().unwrap();
+    assert_eq!(report.title, text);
+    let section = &report.sections[0];
+    assert_eq!(section.title, "Revenue forecast");
+    assert!(section.body.contains("| 2025-09 | $"), "{}", section.body);
+    assert_eq!(section.artifact_ids, ["revenue_forecast"]);
+    let files = report_files(&events);
+    let html = String::from_utf8_lossy(&files["report.html"]);
+    assert!(html.contains("Revenue forecast") && html.contains("data:image/svg+xml"));
+    let md = String::from_utf8_lossy(&files["report.md"]);
+    assert!(md.contains("| 2025-07 | $"), "{md}");
+
+    // The quality check of a quarter, by the TypeScript agent.
+    let events = run_goal(&mut m.client, "Check the data quality of Q2 2025").await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let p = planned(&events);
+    assert_eq!(step_input(p, "sales.extract")["period"], "2025-Q2");
+    let section = &f.report.as_ref().unwrap().sections[0];
+    assert_eq!(section.title, "Data quality");
+    assert!(section.body.contains("rows checked"), "{}", section.body);
+
+    // A period with no data is refused at planning, with the range.
+    let refused = m
+        .client
+        .plan(PlanRequest {
+            spec: Some(goal("Q3 2025 sales report")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("the data covers 2023-01-01 to 2025-06-30"),
+        "{}",
+        refused.message()
+    );
+
+    // With the forecast agent gone, the goal is refused naming the kind.
+    let (_, mut gone) = m.forecast.pop().unwrap();
+    gone.0.kill().unwrap();
+    wait_serving_agents(&mut m.client, 2).await;
+    let refused = m
+        .client
+        .plan(PlanRequest {
+            spec: Some(goal(text)),
+        })
+        .await
+        .unwrap_err();
+    let e = agentmesh_proto::error::MeshError::from_status(&refused);
+    assert_eq!(e.reason.name(), "NO_AGENT_FOR_SKILL", "{e:?}");
+    assert_eq!(
+        e.metadata.get("kind").map(String::as_str),
+        Some("sales.forecast")
+    );
 }

@@ -10,6 +10,8 @@ use agentmesh_proto::v1::{Deliverable, Filter, Intent, Period as PbPeriod, RunPa
 pub use agentmesh_sales::{Catalog, Period};
 use time::{Date, Month};
 
+use crate::goal::vocabulary::Vocabulary;
+
 /// A parsed goal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoalIntent {
@@ -28,6 +30,13 @@ pub struct GoalIntent {
     pub words: Vec<String>,
     /// What the parser decided on its own (defaults, resolutions).
     pub notes: Vec<String>,
+    /// Kinds asked for beyond the deliverables, from the agents' words.
+    pub kinds: Vec<String>,
+    /// Months after the data ends that the goal asks about.
+    pub horizon_months: Option<u32>,
+    /// The whole history the data has complete, for skills that read it
+    /// all (a forecast).
+    pub history: Period,
 }
 
 impl GoalIntent {
@@ -51,6 +60,8 @@ impl GoalIntent {
             compare_previous: self.compare_previous,
             compare_year_ago: self.compare_year_ago,
             notes: self.notes.clone(),
+            kinds: self.kinds.clone(),
+            horizon_months: self.horizon_months.unwrap_or(0),
         }
     }
 }
@@ -104,7 +115,7 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
 ];
 
 /// Words that mark what to deliver.
-fn deliverables_of(word: &str) -> &'static [Deliverable] {
+pub(crate) fn deliverables_of(word: &str) -> &'static [Deliverable] {
     use Deliverable::{Charts, Dataset, Metrics, Summary};
     match word {
         "report" | "reports" | "overview" | "review" | "analysis" | "performance" => {
@@ -123,7 +134,7 @@ fn deliverables_of(word: &str) -> &'static [Deliverable] {
 }
 
 /// Words that are part of ordinary phrasing and never a filter.
-fn is_filler(word: &str) -> bool {
+pub(crate) fn is_filler(word: &str) -> bool {
     matches!(
         word,
         "the"
@@ -176,7 +187,7 @@ fn is_filler(word: &str) -> bool {
 
 /// Tokens: lower-case words, Unicode-aware; `q2`, `h1`, `2025`, `2025-q2`
 /// and dates stay whole.
-fn tokens(text: &str) -> Vec<String> {
+pub(crate) fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for ch in text.chars() {
@@ -248,6 +259,64 @@ fn latest(kind: char, n: u8, complete: Date) -> Option<Period> {
         year -= 1;
     }
     None
+}
+
+/// Most months a goal's horizon ("next 18 months") may name.
+const MAX_HORIZON_MONTHS: u32 = 60;
+
+fn count_of(word: &str) -> Option<u32> {
+    const WORDS: [&str; 12] = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+        "twelve",
+    ];
+    word.parse::<u32>().ok().or_else(|| {
+        WORDS
+            .iter()
+            .position(|w| *w == word)
+            .and_then(|i| u32::try_from(i + 1).ok())
+    })
+}
+
+fn months_in(unit: &str) -> Option<u32> {
+    match unit.strip_suffix('s').unwrap_or(unit) {
+        "month" => Some(1),
+        "quarter" => Some(3),
+        "half" => Some(6),
+        "year" => Some(12),
+        _ => None,
+    }
+}
+
+/// A horizon after the data at token `i` ("next quarter", "the coming six
+/// months"): the months it spans and how many tokens it used.
+fn horizon_at(t: &[String], i: usize) -> Result<Option<(u32, usize)>, MeshError> {
+    if !matches!(t[i].as_str(), "next" | "coming" | "upcoming" | "following") {
+        return Ok(None);
+    }
+    let Some(w) = t.get(i + 1) else {
+        return Ok(None);
+    };
+    if let Some(m) = months_in(w) {
+        return Ok(Some((m, 2)));
+    }
+    let (Some(n), Some(m)) = (count_of(w), t.get(i + 2).and_then(|u| months_in(u))) else {
+        return Ok(None);
+    };
+    let months = n.saturating_mul(m);
+    if months == 0 || months > MAX_HORIZON_MONTHS {
+        return Err(not_understood(format!(
+            "\"{} {w} {}\" is not a horizon of 1 to {MAX_HORIZON_MONTHS} months",
+            t[i],
+            t[i + 2]
+        )));
+    }
+    Ok(Some((months, 3)))
+}
+
+/// Months from the end of `from`'s month to the end of `to`'s.
+fn months_between(from: Date, to: Date) -> i32 {
+    (to.year() - from.year()) * 12 + i32::from(u8::from(to.month()))
+        - i32::from(u8::from(from.month()))
 }
 
 /// A period phrase found in the text, with where it ends.
@@ -474,11 +543,23 @@ fn period_at(t: &[String], i: usize, catalog: &Catalog) -> Result<Option<Found>,
     Ok(None)
 }
 
-/// Parses `goal` against `catalog`, then applies `params` over it.
+/// Parses `goal` against `catalog` with the built-in words for kinds, then
+/// applies `params` over it.
 pub fn parse(
     goal: &str,
     params: Option<&RunParameters>,
     catalog: &Catalog,
+) -> Result<GoalIntent, MeshError> {
+    parse_with(goal, params, catalog, &Vocabulary::builtin())
+}
+
+/// Parses `goal` against `catalog`, reading kinds with `vocab` (the words
+/// of the mesh's skills), then applies `params` over it.
+pub fn parse_with(
+    goal: &str,
+    params: Option<&RunParameters>,
+    catalog: &Catalog,
+    vocab: &Vocabulary,
 ) -> Result<GoalIntent, MeshError> {
     let words = tokens(goal);
     let no_params = params.is_none_or(|p| *p == RunParameters::default());
@@ -501,12 +582,26 @@ pub fn parse(
     };
 
     let mut deliverables: Vec<Deliverable> = Vec::new();
+    let mut kinds: Vec<String> = Vec::new();
+    let mut horizon: Option<(u32, String)> = None;
     let mut period: Option<Found> = None;
     let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unknown: Vec<String> = Vec::new();
     let mut i = 0;
     while i < main.len() {
         let w = main[i].as_str();
+        if let Some((months, n)) = horizon_at(main, i)? {
+            horizon = Some((months, main[i..i + n].join(" ")));
+            i += n;
+            continue;
+        }
+        if let Some((kind, n)) = vocab.match_at(main, i) {
+            if !kinds.iter().any(|k| k == kind) {
+                kinds.push(kind.to_string());
+            }
+            i += n;
+            continue;
+        }
         if let Some(found) = period_at(main, i, catalog)? {
             if let Some(prev) = &period
                 && prev.period != found.period
@@ -717,10 +812,58 @@ pub fn parse(
         }
     }
 
-    if deliverables.is_empty() {
-        return Err(not_understood(
-            "the goal does not say what to deliver (a report, charts, an executive summary, metrics or the data)",
-        ));
+    if deliverables.is_empty() && kinds.is_empty() {
+        return Err(not_understood(format!(
+            "the goal does not say what to deliver (a report, charts, an executive summary, metrics or the data{})",
+            vocab
+                .examples()
+                .iter()
+                .map(|w| format!(", a {w}"))
+                .collect::<String>()
+        )));
+    }
+    let history = Period::days_between(catalog.first_date, catalog.complete_through)
+        .map_err(|e| not_understood(format!("the data's history: {}", e.0)))?;
+    let future_kind = kinds.iter().find(|k| vocab.is_future(k)).cloned();
+    // A period after the data: a forecast's horizon, or refused.
+    if period.start > catalog.last_date {
+        let covers = format!(
+            "the data covers {} to {}",
+            catalog.first_date, catalog.last_date
+        );
+        match &future_kind {
+            Some(kind) if deliverables.is_empty() => {
+                let months = months_between(catalog.complete_through, period.end);
+                let months = u32::try_from(months)
+                    .unwrap_or(0)
+                    .clamp(1, MAX_HORIZON_MONTHS);
+                notes.push(format!(
+                    "{} is after the data ({covers}): `{kind}` for the {months} months through {}",
+                    period.label(),
+                    period.end
+                ));
+                horizon = Some((months, period.label()));
+                period = history;
+            }
+            _ => {
+                return Err(not_understood(format!(
+                    "{} has no data yet ({covers}); only a forecast answers about it",
+                    period.label()
+                )));
+            }
+        }
+    }
+    if let Some((months, phrase)) = &horizon {
+        match &future_kind {
+            Some(kind) => notes.push(format!(
+                "\"{phrase}\": `{kind}` for {months} months after the data (complete through {complete})"
+            )),
+            None => {
+                return Err(not_understood(format!(
+                    "\"{phrase}\" is after the data (complete through {complete}); only a forecast answers about it"
+                )));
+            }
+        }
     }
     deliverables.sort_by_key(|d| *d as i32);
     let full_report = deliverables.len() == 4;
@@ -750,6 +893,9 @@ pub fn parse(
         compare_year_ago,
         words,
         notes,
+        kinds,
+        horizon_months: horizon.map(|(m, _)| m),
+        history,
     })
 }
 

@@ -4,12 +4,14 @@
 //! - [`intent`]: goal text → intent;
 //! - [`catalog`]: the data's catalog, asked of the skill that describes it;
 //! - [`planner`]: intent → plan, by playbook or by chaining skills;
-//! - [`playbook`]: fixed plans for named intents, from files.
+//! - [`playbook`]: fixed plans for named intents, from files;
+//! - [`vocabulary`]: the words that name kinds, from the agents' cards.
 
 pub mod catalog;
 pub mod intent;
 pub mod planner;
 pub mod playbook;
+pub mod vocabulary;
 
 use std::sync::Arc;
 
@@ -50,7 +52,14 @@ impl FrontEnd {
     /// plans it.
     pub async fn plan(&self, spec: &RunSpec) -> Result<Planned, MeshError> {
         let described = self.catalog.get(&self.registry).await?;
-        let mut intent = intent::parse(&spec.goal, spec.parameters.as_ref(), &described.catalog)?;
+        let skills = self.registry.known_skills();
+        let vocab = vocabulary::Vocabulary::from_skills(skills.iter().map(|s| &s.skill));
+        let mut intent = intent::parse_with(
+            &spec.goal,
+            spec.parameters.as_ref(),
+            &described.catalog,
+            &vocab,
+        )?;
         intent
             .notes
             .push(format!("data described by {}", described.source));

@@ -10,7 +10,12 @@
 //! - input fields named `period`, `filters`, `compare` receive the goal's
 //!   period, filters and comparisons;
 //! - an input field `charts` whose items are an enum receives the values the
-//!   goal names (e.g. "revenue by region" → `revenue_by_region`).
+//!   goal names (e.g. "revenue by region" → `revenue_by_region`);
+//! - an input field `horizon` receives the months after the data the goal
+//!   asks about ("next quarter" → 3), within the field's `maximum`;
+//! - a skill's `planning.full_history` and `planning.upstream_input` shape
+//!   the steps that produce what it consumes (a forecast reads the whole
+//!   history by month), planned apart from the same kind made for others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -73,10 +78,11 @@ impl Planner {
     /// The plan for `intent`.
     pub fn plan(&self, intent: &GoalIntent, registry: &Registry) -> Result<PlanSpec, MeshError> {
         let wanted: BTreeSet<i32> = intent.deliverables.iter().map(|d| *d as i32).collect();
-        if let Some(book) = self
-            .playbooks
-            .iter()
-            .find(|b| b.deliverable_set() == wanted)
+        if intent.kinds.is_empty()
+            && let Some(book) = self
+                .playbooks
+                .iter()
+                .find(|b| b.deliverable_set() == wanted)
         {
             return Ok(from_playbook(book, intent, registry));
         }
@@ -87,10 +93,15 @@ impl Planner {
             by_kind: BTreeMap::new(),
             visiting: Vec::new(),
         };
+        let plain = Map::new();
         for d in &intent.deliverables {
             if let Some(kind) = kind_of(*d) {
-                chain.ensure(kind, &format!("the goal asks for {}", deliverable_name(*d)))?;
+                let why = format!("the goal asks for {}", deliverable_name(*d));
+                chain.ensure(kind, &why, &plain)?;
             }
+        }
+        for kind in &intent.kinds {
+            chain.ensure(kind, &format!("the goal asks for `{kind}`"), &plain)?;
         }
         Ok(PlanSpec { steps: chain.steps })
     }
@@ -115,10 +126,20 @@ struct Chain<'a> {
 }
 
 impl Chain<'_> {
-    /// The id of the step producing `kind`, planning it (and what it
-    /// needs) if not planned yet.
-    fn ensure(&mut self, kind: &str, why: &str) -> Result<String, MeshError> {
-        if let Some(id) = self.by_kind.get(kind) {
+    /// The id of the step producing `kind` with `shape` over the goal's
+    /// input, planning it (and what it needs) if not planned yet.
+    fn ensure(
+        &mut self,
+        kind: &str,
+        why: &str,
+        shape: &Map<String, Value>,
+    ) -> Result<String, MeshError> {
+        let key = if shape.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind} {}", Value::Object(shape.clone()))
+        };
+        if let Some(id) = self.by_kind.get(&key) {
             return Ok(id.clone());
         }
         let mut candidates = self.registry.producers(kind);
@@ -147,7 +168,7 @@ impl Chain<'_> {
             }
             let mark = self.steps.len();
             let kinds = self.by_kind.clone();
-            match self.add_step(kind, skill, agents, &names, why) {
+            match self.add_step(kind, &key, shape, skill, agents, &names, why) {
                 Ok(id) => {
                     self.visiting.pop();
                     return Ok(id);
@@ -169,9 +190,12 @@ impl Chain<'_> {
         }))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_step(
         &mut self,
         kind: &str,
+        key: &str,
+        shape: &Map<String, Value>,
         skill: &Arc<SkillInfo>,
         agents: &[String],
         candidates: &[String],
@@ -179,6 +203,7 @@ impl Chain<'_> {
     ) -> Result<String, MeshError> {
         let s = &skill.skill;
         let props = input_properties(skill);
+        let upstream = upstream_shape(skill, self.intent);
         let mut refs = Vec::new();
         for consumed in &s.consumes {
             let field = field_of(consumed);
@@ -191,7 +216,7 @@ impl Chain<'_> {
                     ),
                 ));
             }
-            let from = self.ensure(consumed, &format!("{} consumes it", s.id))?;
+            let from = self.ensure(consumed, &format!("{} consumes it", s.id), &upstream)?;
             refs.push(StepInputRef {
                 field: field.to_string(),
                 from_step: from,
@@ -215,13 +240,43 @@ impl Chain<'_> {
         } else {
             String::new()
         };
+        let mut input = intent_input(skill, self.intent);
+        if shape.contains_key("period") {
+            // A whole history is not compared with anything.
+            input.remove("compare");
+        }
+        for (field, value) in shape {
+            if props.contains_key(field) {
+                input.insert(field.clone(), value.clone());
+            }
+        }
+        if let (Some(months), Some(field)) = (self.intent.horizon_months, props.get("horizon")) {
+            if let Some(max) = field.get("maximum").and_then(Value::as_u64)
+                && u64::from(months) > max
+            {
+                return Err(MeshError::new(
+                    ErrorReason::GoalNotUnderstood,
+                    format!(
+                        "{} answers at most {max} months ahead; the goal asks for {months}",
+                        s.id
+                    ),
+                )
+                .with_meta("field", "spec.goal"));
+            }
+            input.insert("horizon".into(), json!(months));
+        }
+        let shaped = if shape.is_empty() {
+            String::new()
+        } else {
+            format!(", shaped {}", Value::Object(shape.clone()))
+        };
         let step = PlanStep {
             id: id.clone(),
             skill: s.id.clone(),
-            input: Some(to_struct(&intent_input(skill, self.intent))),
+            input: Some(to_struct(&input)),
             refs,
             rationale: format!(
-                "{} (by {}) produces `{kind}`: {why}{choice}",
+                "{} (by {}) produces `{kind}`{shaped}: {why}{choice}",
                 s.id,
                 agents.join(", ")
             ),
@@ -229,9 +284,23 @@ impl Chain<'_> {
             ..PlanStep::default()
         };
         self.steps.push(step);
-        self.by_kind.insert(kind.to_string(), id.clone());
+        self.by_kind.insert(key.to_string(), id.clone());
         Ok(id)
     }
+}
+
+/// What `skill`'s card asks of the steps producing what it consumes: its
+/// `upstream_input`, and with `full_history` the data's whole history as
+/// their period.
+fn upstream_shape(skill: &SkillInfo, intent: &GoalIntent) -> Map<String, Value> {
+    let Some(planning) = &skill.skill.planning else {
+        return Map::new();
+    };
+    let mut shape = agentmesh_proto::json::from_opt_struct(planning.upstream_input.as_ref());
+    if planning.full_history {
+        shape.insert("period".into(), json!(intent.history.spec()));
+    }
+    shape
 }
 
 fn unique_id(base: &str, steps: &[PlanStep]) -> String {
@@ -407,7 +476,114 @@ mod tests {
             compare_year_ago: false,
             words: Vec::new(),
             notes: Vec::new(),
+            kinds: Vec::new(),
+            horizon_months: None,
+            history: Period::months(2023, 1, 12).unwrap_or_else(|e| panic!("{e}")),
         }
+    }
+
+    /// A forecast agent as the shipped one's card says: it reads the whole
+    /// history by month and takes a horizon of at most 12 months.
+    fn forecaster(r: &Arc<Registry>, address: &str) {
+        let mut f = skill("forecast.revenue", &[kinds::DATASET], &[kinds::FORECAST]);
+        f.input_schema = Some(to_struct(
+            json!({"type": "object", "properties": {
+                "dataset": {"type": "object"},
+                "horizon": {"type": "integer", "minimum": 1, "maximum": 12}
+            }})
+            .as_object()
+            .unwrap_or_else(|| unreachable!()),
+        ));
+        f.planning = Some(agentmesh_proto::v1::SkillPlanning {
+            phrases: vec!["forecast".into()],
+            future_periods: true,
+            full_history: true,
+            upstream_input: Some(to_struct(
+                json!({"group_by": ["month"]})
+                    .as_object()
+                    .unwrap_or_else(|| unreachable!()),
+            )),
+        });
+        serving(r, address, card("forecast", 0, vec![f]));
+    }
+
+    fn input_of(plan: &PlanSpec, i: usize) -> Map<String, Value> {
+        agentmesh_proto::json::from_opt_struct(plan.steps[i].input.as_ref())
+    }
+
+    #[tokio::test]
+    async fn a_forecast_reads_the_whole_history_by_month_apart_from_the_report() {
+        let r = mesh();
+        {
+            let mut ex = skill("sales.extract", &[], &[kinds::DATASET]);
+            ex.input_schema = Some(to_struct(
+                json!({"type": "object", "properties": {
+                    "period": {"type": "string"}, "group_by": {"type": "array"},
+                    "compare": {"type": "array"}
+                }})
+                .as_object()
+                .unwrap_or_else(|| unreachable!()),
+            ));
+            serving(&r, "127.0.0.1:1", card("data", 0, vec![ex]));
+        }
+        forecaster(&r, "127.0.0.1:9");
+        let mut want = intent(&[Deliverable::Metrics]);
+        want.kinds = vec![kinds::FORECAST.into()];
+        want.horizon_months = Some(6);
+        let plan = Planner::default()
+            .plan(&want, &r)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let steps = shape(&plan);
+        assert_eq!(
+            steps
+                .iter()
+                .map(|(id, skill, from)| (id.as_str(), skill.as_str(), from.clone()))
+                .collect::<Vec<_>>(),
+            [
+                ("dataset", "sales.extract", vec![]),
+                (
+                    "metrics",
+                    "analytics.metrics",
+                    vec!["dataset<-dataset".into()]
+                ),
+                ("dataset_2", "sales.extract", vec![]),
+                (
+                    "forecast",
+                    "forecast.revenue",
+                    vec!["dataset<-dataset_2".into()]
+                ),
+            ],
+        );
+        // The report's extract: the goal's period, compared.
+        assert_eq!(input_of(&plan, 0).get("period"), Some(&json!("2025-Q2")));
+        assert_eq!(
+            input_of(&plan, 0).get("compare"),
+            Some(&json!(["previous_period"]))
+        );
+        // The forecast's: the whole history by month, not compared.
+        let history = input_of(&plan, 2);
+        assert_eq!(history.get("period"), Some(&json!("2023")));
+        assert_eq!(history.get("group_by"), Some(&json!(["month"])));
+        assert_eq!(history.get("compare"), None);
+        assert_eq!(input_of(&plan, 3).get("horizon"), Some(&json!(6)));
+
+        // A horizon beyond what the skill takes is refused at planning.
+        want.horizon_months = Some(18);
+        let err = Planner::default().plan(&want, &r).unwrap_err();
+        assert_eq!(err.reason, ErrorReason::GoalNotUnderstood);
+        assert!(err.message.contains("at most 12 months"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_kind_asked_for_whose_agent_is_gone_is_named() {
+        let mut want = intent(&[]);
+        want.kinds = vec![kinds::FORECAST.into()];
+        let err = Planner::default().plan(&want, &mesh()).unwrap_err();
+        assert_eq!(err.reason, ErrorReason::NoAgentForSkill);
+        assert_eq!(
+            err.metadata.get("kind").map(String::as_str),
+            Some(kinds::FORECAST)
+        );
     }
 
     /// A data agent at `address`: the source of `sales.dataset`.

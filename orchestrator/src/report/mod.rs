@@ -112,7 +112,12 @@ pub fn integrate(
     outcomes: &mut [Outcome],
     stop: Option<&MeshError>,
 ) -> BuiltReport {
-    let title = match intent.and_then(|i| i.period.as_ref()) {
+    // A goal for deliverables is a sales performance report; one only for
+    // what other agents make (a forecast) is titled by its own words.
+    let title = match intent
+        .filter(|i| !i.deliverables.is_empty())
+        .and_then(|i| i.period.as_ref())
+    {
         Some(p) => format!("Sales performance — {}", p.label),
         None => goal.to_string(),
     };

@@ -410,6 +410,24 @@ impl Registry {
         fallback
     }
 
+    /// Every skill (one per id) on a card the mesh knows, whatever its
+    /// endpoint's health, sorted by id: what goals may name.
+    pub fn known_skills(&self) -> Vec<Arc<SkillInfo>> {
+        let endpoints = self.endpoints.lock();
+        let mut found = std::collections::BTreeMap::<String, Arc<SkillInfo>>::new();
+        for ep in endpoints.values() {
+            let st = ep.state.lock();
+            if let Some(card) = &st.card {
+                for skill in card.skills.values() {
+                    found
+                        .entry(skill.skill.id.clone())
+                        .or_insert_with(|| Arc::clone(skill));
+                }
+            }
+        }
+        found.into_values().collect()
+    }
+
     /// Skills (one per id) that produce `kind`, offered by SERVING endpoints,
     /// with the agent names that offer them.
     pub fn producers(&self, kind: &str) -> Vec<(Arc<SkillInfo>, Vec<String>)> {

@@ -56,6 +56,8 @@ class AgentService(rpc.AgentServiceServicer):
         self.draining = threading.Event()
         self.validator = jsonschema.Draft202012Validator(skill.INPUT_SCHEMA)
         card = skill.card_entry()
+        planning = card.pop("planning")
+        planning["upstream_input"] = to_struct(planning["upstream_input"])
         self.card = pb.AgentCard(
             name=skill.NAME,
             version=__version__,
@@ -68,6 +70,7 @@ class AgentService(rpc.AgentServiceServicer):
             skills=[
                 pb.Skill(
                     **card,
+                    planning=pb.SkillPlanning(**planning),
                     input_schema=to_struct(skill.INPUT_SCHEMA),
                     output_schema=to_struct(skill.OUTPUT_SCHEMA),
                     hints=pb.SkillHints(idempotent=True, read_only=True),

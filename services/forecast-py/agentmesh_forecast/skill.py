@@ -119,10 +119,18 @@ def card_entry() -> dict[str, Any]:
             "dataset grouped by month: linear trend plus month-of-year seasonality fitted by least "
             "squares, with a prediction interval, and a chart of history and forecast."
         ),
-        "tags": ["forecast", "revenue", "prediction", "sales", "next quarter", "projection"],
+        "tags": ["forecast", "revenue", "prediction", "sales", "projection"],
         "examples": ["Forecast next quarter's revenue", json.dumps(example_input())],
         "consumes": ["sales.dataset"],
         "produces": ["sales.forecast"],
+        # How goals reach it: these words; a future period ("next quarter")
+        # becomes its horizon; it reads the whole history, by month.
+        "planning": {
+            "phrases": ["forecast", "revenue forecast", "projection", "prediction", "predict", "outlook"],
+            "future_periods": True,
+            "full_history": True,
+            "upstream_input": {"group_by": ["month"]},
+        },
     }
 # doc:end card
 

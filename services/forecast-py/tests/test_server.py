@@ -59,6 +59,8 @@ def test_card_names_the_skill_with_schemas(agent):
     assert s.id == "forecast.revenue"
     assert list(s.consumes) == ["sales.dataset"] and list(s.produces) == ["sales.forecast"]
     assert "forecast" in s.tags
+    assert s.planning.future_periods and s.planning.full_history
+    assert dict(s.planning.upstream_input)["group_by"] == ["month"]
     assert json.loads(s.examples[1]) == skill.example_input()
 
 

@@ -103,6 +103,12 @@ export function cardEntry() {
     examples: ["Check the quality of the Q2 sales data", JSON.stringify(exampleInput())],
     consumes: ["sales.dataset"],
     produces: ["sales.quality"],
+    // How goals reach it: these words, over the goal's own period.
+    planning: {
+      phrases: ["quality", "data quality", "quality check", "validate", "validation", "outliers"],
+      future_periods: false,
+      full_history: false,
+    },
   };
 }
 // doc:end card

@@ -10,7 +10,7 @@ use std::time::Duration;
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::json::to_pb_value;
 use agentmesh_proto::prost_types::Struct;
-use agentmesh_proto::v1::{AgentCard, Skill, SkillHints};
+use agentmesh_proto::v1::{AgentCard, Skill, SkillHints, SkillPlanning};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -296,6 +296,14 @@ impl SkillSpec {
             idempotent,
             read_only,
         });
+        self
+    }
+
+    /// How goals reach the skill (`SkillPlanning`: phrases, future
+    /// periods, what it needs upstream).
+    #[must_use]
+    pub fn planning(mut self, planning: SkillPlanning) -> Self {
+        self.skill.planning = Some(planning);
         self
     }
 

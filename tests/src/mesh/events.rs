@@ -135,6 +135,17 @@ pub fn finished(events: &[RunEvent]) -> &agentmesh_proto::v1::RunFinished {
     }
 }
 
+/// The run's plan event.
+pub fn planned(events: &[RunEvent]) -> &agentmesh_proto::v1::RunPlanned {
+    kinds(events)
+        .into_iter()
+        .find_map(|e| match e {
+            run_event::Event::Planned(p) => Some(p),
+            _ => None,
+        })
+        .expect("a RunPlanned event")
+}
+
 /// Index of the first event matching `pred`.
 pub fn position(events: &[RunEvent], pred: impl Fn(&run_event::Event) -> bool) -> Option<usize> {
     events
