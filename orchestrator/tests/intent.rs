@@ -1,61 +1,16 @@
 //! The goal parser over many phrasings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+mod common;
 
-use agentmesh_orchestrator::goal::intent::{Catalog, GoalIntent, parse};
+use agentmesh_orchestrator::goal::intent::{GoalIntent, parse};
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::v1::{Deliverable, RunParameters};
-use time::macros::date;
+use common::catalog;
 
 use Deliverable::{Charts, Dataset, Metrics, Summary};
 
 const ALL: [Deliverable; 4] = [Dataset, Metrics, Charts, Summary];
-
-fn catalog() -> Catalog {
-    let mut values = BTreeMap::new();
-    let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
-    values.insert(
-        "region".into(),
-        v(&[
-            "Asia Pacific",
-            "Europe",
-            "Latin America",
-            "Middle East & Africa",
-            "North America",
-        ]),
-    );
-    values.insert(
-        "country".into(),
-        v(&[
-            "Brazil",
-            "Canada",
-            "France",
-            "Germany",
-            "Japan",
-            "United Kingdom",
-            "United States",
-        ]),
-    );
-    values.insert(
-        "product_line".into(),
-        v(&[
-            "Accessories",
-            "Laptops",
-            "Monitors",
-            "Services",
-            "Software",
-            "Tablets",
-        ]),
-    );
-    values.insert("channel".into(), v(&["Online", "Partner", "Retail"]));
-    Catalog {
-        values,
-        first_date: date!(2023 - 01 - 01),
-        complete_through: date!(2025 - 06 - 30),
-        last_date: date!(2025 - 06 - 30),
-    }
-}
 
 fn ok(goal: &str) -> GoalIntent {
     parse(goal, None, &catalog()).unwrap_or_else(|e| panic!("{goal:?}: {e:?}"))

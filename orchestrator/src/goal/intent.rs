@@ -11,6 +11,9 @@ pub use agentmesh_sales::{Catalog, Period};
 use time::{Date, Month};
 
 use crate::goal::vocabulary::Vocabulary;
+use crate::goal::words::{
+    DELIVERABLE_WORDS, deliverable_name, deliverables_of, is_filler, raw_tokens, tokens,
+};
 
 /// A parsed goal.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +40,14 @@ pub struct GoalIntent {
     /// The whole history the data has complete, for skills that read it
     /// all (a forecast).
     pub history: Period,
+    /// Breakdowns asked for ("by country"), as dimension names.
+    pub group_by: Vec<String>,
+    /// Phrases understood, with what they were read as ("q2 → Q2 2025").
+    pub understood: Vec<String>,
+    /// Words read as ordinary phrasing.
+    pub filler: Vec<String>,
+    /// Words not understood that cannot change the answer where they stand.
+    pub not_understood: Vec<String>,
 }
 
 impl GoalIntent {
@@ -62,6 +73,10 @@ impl GoalIntent {
             notes: self.notes.clone(),
             kinds: self.kinds.clone(),
             horizon_months: self.horizon_months.unwrap_or(0),
+            group_by: self.group_by.clone(),
+            understood: self.understood.clone(),
+            filler: self.filler.clone(),
+            not_understood: self.not_understood.clone(),
         }
     }
 }
@@ -91,7 +106,16 @@ const MONTHS: [(&str, &str, u8); 12] = [
     ("december", "dec", 12),
 ];
 
-const ORDINALS: [(&str, u8); 4] = [("first", 1), ("second", 2), ("third", 3), ("fourth", 4)];
+const ORDINALS: [(&str, u8); 8] = [
+    ("first", 1),
+    ("second", 2),
+    ("third", 3),
+    ("fourth", 4),
+    ("1st", 1),
+    ("2nd", 2),
+    ("3rd", 3),
+    ("4th", 4),
+];
 
 /// Aliases of filter values: (alias words, field, values).
 const ALIASES: &[(&str, &str, &[&str])] = &[
@@ -114,99 +138,81 @@ const ALIASES: &[(&str, &str, &[&str])] = &[
     ("resellers", "channel", &["Partner"]),
 ];
 
-/// Words that mark what to deliver.
-pub(crate) fn deliverables_of(word: &str) -> &'static [Deliverable] {
-    use Deliverable::{Charts, Dataset, Metrics, Summary};
-    match word {
-        "report" | "reports" | "overview" | "review" | "analysis" | "performance" => {
-            &[Dataset, Metrics, Charts, Summary]
-        }
-        "chart" | "charts" | "visualization" | "visualizations" | "visualisation"
-        | "visualisations" | "graph" | "graphs" | "plot" | "plots" | "visual" | "visuals"
-        | "dashboard" => &[Charts],
-        "summary" | "summaries" | "summarize" | "summarise" | "brief" | "briefing" | "tldr"
-        | "memo" => &[Summary],
-        "metrics" | "kpi" | "kpis" | "numbers" | "figures" | "breakdown" | "breakdowns"
-        | "growth" | "analyze" | "analyse" => &[Metrics],
-        "data" | "dataset" | "extract" | "export" | "csv" | "table" | "rows" | "raw" => &[Dataset],
-        _ => &[],
-    }
-}
+/// Words that ask to change data: no agent here does, and a goal that
+/// asks must not be read as a report.
+const ACTIONS: &[&str] = &[
+    "delete",
+    "deleting",
+    "remove",
+    "removing",
+    "drop",
+    "erase",
+    "purge",
+    "update",
+    "updating",
+    "modify",
+    "edit",
+    "insert",
+    "overwrite",
+    "rename",
+    "upload",
+    "import",
+    "truncate",
+    "alter",
+    "wipe",
+];
 
-/// Words that are part of ordinary phrasing and never a filter.
-pub(crate) fn is_filler(word: &str) -> bool {
-    matches!(
-        word,
-        "the"
-            | "a"
-            | "an"
-            | "and"
-            | "or"
-            | "of"
-            | "for"
-            | "in"
-            | "on"
-            | "with"
-            | "to"
-            | "from"
-            | "by"
-            | "please"
-            | "me"
-            | "my"
-            | "our"
-            | "us"
-            | "we"
-            | "i"
-            | "generate"
-            | "create"
-            | "make"
-            | "build"
-            | "give"
-            | "show"
-            | "produce"
-            | "prepare"
-            | "write"
-            | "draft"
-            | "get"
-            | "just"
-            | "only"
-            | "sales"
-            | "sale"
-            | "revenue"
-            | "quarter"
-            | "quarterly"
-            | "half"
-            | "year"
-            | "month"
-            | "monthly"
-            | "executive"
-            | "region"
-            | "regions"
-    )
-}
+/// Words that would exclude values: the reader only includes.
+const NEGATIONS: &[&str] = &["except", "excluding", "exclude", "without", "not", "minus"];
 
-/// Tokens: lower-case words, Unicode-aware; `q2`, `h1`, `2025`, `2025-q2`
-/// and dates stay whole.
-pub(crate) fn tokens(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for ch in text.chars() {
-        if ch.is_alphanumeric() || ch == '-' || ch == '&' || ch == '\'' {
-            cur.extend(ch.to_lowercase());
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
+/// Deliverables no agent here makes.
+const UNSUPPORTED: &[&str] = &[
+    "slides",
+    "slide",
+    "deck",
+    "decks",
+    "presentation",
+    "presentations",
+    "powerpoint",
+    "ppt",
+    "pptx",
+    "pdf",
+    "docx",
+    "video",
+    "infographic",
+];
+
+/// Rankings, not read yet.
+const RANKINGS: &[&str] = &[
+    "top", "best", "worst", "bottom", "highest", "lowest", "largest", "biggest", "smallest",
+    "leading",
+];
+
+/// Most dimensions one breakdown takes (the data agent's group_by).
+const MAX_BREAKDOWNS: usize = 4;
+
+/// Dimensions the metrics, charts and summary break down by themselves.
+const REPORT_DIMENSIONS: &[&str] = &["month", "region", "product_line", "channel"];
+
+/// The dimension named at token `i` ("product line", "countries") and how
+/// many tokens it used.
+fn dimension_at(t: &[String], i: usize) -> Option<(&'static str, usize)> {
+    let w = t.get(i)?.as_str();
+    let next = t.get(i + 1).map(String::as_str);
+    if matches!(w, "product" | "products") && matches!(next, Some("line" | "lines")) {
+        return Some(("product_line", 2));
     }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out.into_iter()
-        .map(|t| {
-            let t = t.strip_suffix("'s").unwrap_or(&t);
-            t.trim_matches(|c| c == '-' || c == '\'').to_string()
-        })
-        .filter(|t| !t.is_empty())
-        .collect()
+    let dim = match w {
+        "month" | "months" | "monthly" => "month",
+        "week" | "weeks" | "weekly" => "week",
+        "region" | "regions" => "region",
+        "country" | "countries" => "country",
+        "product" | "products" => "product",
+        "product_line" | "product_lines" => "product_line",
+        "channel" | "channels" => "channel",
+        _ => return None,
+    };
+    Some((dim, 1))
 }
 
 fn month_of(word: &str) -> Option<u8> {
@@ -561,7 +567,9 @@ pub fn parse_with(
     catalog: &Catalog,
     vocab: &Vocabulary,
 ) -> Result<GoalIntent, MeshError> {
-    let words = tokens(goal);
+    // The words as typed (a capital can mark a name) and lower-cased.
+    let raw = raw_tokens(goal);
+    let words: Vec<String> = raw.iter().map(|t| t.to_lowercase()).collect();
     let no_params = params.is_none_or(|p| *p == RunParameters::default());
     if words.is_empty() && no_params {
         return Err(not_understood("the goal is empty"));
@@ -586,23 +594,29 @@ pub fn parse_with(
     let mut horizon: Option<(u32, String)> = None;
     let mut period: Option<Found> = None;
     let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut unknown: Vec<String> = Vec::new();
+    let mut group_by: Vec<String> = Vec::new();
+    let mut reading = Reading::default();
+    let lexicon = Lexicon::new(catalog, vocab);
+    let mut main: Vec<String> = main.to_vec();
     let mut i = 0;
     while i < main.len() {
-        let w = main[i].as_str();
-        if let Some((months, n)) = horizon_at(main, i)? {
-            horizon = Some((months, main[i..i + n].join(" ")));
+        let w = main[i].clone();
+        if let Some((months, n)) = horizon_at(&main, i)? {
+            let phrase = main[i..i + n].join(" ");
+            reading.understood(&phrase, format!("{months} months after the data"));
+            horizon = Some((months, phrase));
             i += n;
             continue;
         }
-        if let Some((kind, n)) = vocab.match_at(main, i) {
+        if let Some((kind, n)) = vocab.match_at(&main, i) {
+            reading.understood(&main[i..i + n].join(" "), format!("`{kind}`"));
             if !kinds.iter().any(|k| k == kind) {
                 kinds.push(kind.to_string());
             }
             i += n;
             continue;
         }
-        if let Some(found) = period_at(main, i, catalog)? {
+        if let Some(found) = period_at(&main, i, catalog)? {
             if let Some(prev) = &period
                 && prev.period != found.period
             {
@@ -612,42 +626,131 @@ pub fn parse_with(
                     found.period.label()
                 )));
             }
+            reading.understood(&main[i..found.next].join(" "), found.period.label());
             i = found.next;
             period = Some(found);
             continue;
         }
-        let mut matched = false;
-        for d in deliverables_of(w) {
-            matched = true;
+        if w == "by"
+            && let Some((dims, n)) = breakdown_at(&main, i)?
+        {
+            reading.understood(
+                &main[i..i + n].join(" "),
+                format!("broken down by {}", dims.join(", ")),
+            );
+            for d in dims {
+                if !group_by.iter().any(|g| g == d) {
+                    group_by.push(d.to_string());
+                }
+            }
+            i += n;
+            continue;
+        }
+        let named = deliverables_of(&w);
+        for d in named {
             if !deliverables.contains(d) {
                 deliverables.push(*d);
             }
         }
-        if let Some(n) = match_filter(main, i, catalog, &mut filters) {
+        if let Some(n) = match_filter(&main, i, catalog, &mut filters) {
+            reading.understood(
+                &main[i..i + n].join(" "),
+                filter_text(&main[i..i + n], catalog),
+            );
             i += n;
             continue;
         }
-        if !matched
-            && !is_filler(w)
-            && year_of(w).is_none()
-            && w.chars().all(char::is_alphabetic)
-            && main
-                .get(i + 1)
-                .is_some_and(|n| n == "region" || n == "country" || n == "channel")
-        {
-            unknown.push(format!("{} {}", w, main[i + 1]));
+        if !named.is_empty() {
+            reading.understood(
+                &w,
+                named
+                    .iter()
+                    .map(|d| deliverable_name(*d))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            i += 1;
+            continue;
         }
+        if is_filler(&w) || year_of(&w).is_some() {
+            reading.filler.push(w);
+            i += 1;
+            continue;
+        }
+        if let Some(fixed) = lexicon.correct(&w) {
+            notes.push(format!("read \"{w}\" as \"{fixed}\""));
+            main[i] = fixed;
+            continue;
+        }
+        let prev = i.checked_sub(1).map(|k| main[k].as_str());
+        let original = raw.get(i).map_or(w.as_str(), String::as_str);
+        unknown_word(
+            &w,
+            original,
+            i,
+            prev,
+            main.get(i + 1).map(String::as_str),
+            catalog,
+            vocab,
+        )?;
+        reading.not_understood.push(w);
         i += 1;
     }
-    if let Some(u) = unknown.first() {
-        let field = u.rsplit(' ').next().unwrap_or("region");
-        let known = catalog
-            .values
-            .get(field)
-            .map(|v| v.join(", "))
-            .unwrap_or_default();
+    // The comparison clause: its periods are read below; its filters and
+    // words count like the rest ("Q2 report vs last year for Europe").
+    let cmp_raw = raw.get(main.len() + 1..).unwrap_or(&[]);
+    let mut j = 0;
+    while j < cmp.len() {
+        let w = cmp[j].as_str();
+        if let Some(found) = period_at(cmp, j, catalog)? {
+            reading.understood(
+                &cmp[j..found.next].join(" "),
+                format!("compared with {}", found.period.label()),
+            );
+            j = found.next;
+            continue;
+        }
+        if let Some(n) = match_filter(cmp, j, catalog, &mut filters) {
+            reading.understood(
+                &cmp[j..j + n].join(" "),
+                filter_text(&cmp[j..j + n], catalog),
+            );
+            j += n;
+            continue;
+        }
+        if is_filler(w) || matches!(w, "year" | "quarter" | "month" | "half") {
+            reading.filler.push(w.to_string());
+        } else {
+            let prev = j.checked_sub(1).map(|k| cmp[k].as_str());
+            let original = cmp_raw.get(j).map_or(w, String::as_str);
+            unknown_word(
+                w,
+                original,
+                j + 1,
+                prev,
+                cmp.get(j + 1).map(String::as_str),
+                catalog,
+                vocab,
+            )?;
+            reading.not_understood.push(w.to_string());
+        }
+        j += 1;
+    }
+    if !reading.not_understood.is_empty() {
+        notes.push(format!(
+            "not understood, and read as filler: {}",
+            reading
+                .not_understood
+                .iter()
+                .map(|w| format!("\"{w}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if group_by.len() > MAX_BREAKDOWNS {
         return Err(not_understood(format!(
-            "\"{u}\" is not in the data; known values: {known}"
+            "a breakdown takes at most {MAX_BREAKDOWNS} dimensions; the goal names {}",
+            group_by.join(", ")
         )));
     }
 
@@ -813,13 +916,29 @@ pub fn parse_with(
     }
 
     if deliverables.is_empty() && kinds.is_empty() {
+        let english = if words
+            .iter()
+            .any(|w| w.chars().any(|c| c.is_alphabetic() && !c.is_ascii()))
+        {
+            "; the rules planner reads goals in English"
+        } else {
+            ""
+        };
         return Err(not_understood(format!(
-            "the goal does not say what to deliver (a report, charts, an executive summary, metrics or the data{})",
-            vocab
-                .examples()
-                .iter()
-                .map(|w| format!(", a {w}"))
-                .collect::<String>()
+            "the goal does not say what to deliver (a report, charts, an executive summary, metrics, the data{}){english}",
+            offered(vocab)
+        )));
+    }
+    // Breakdowns the report's own sections do not make come with the data
+    // only.
+    if deliverables.iter().any(|d| *d != Deliverable::Dataset)
+        && let Some(dim) = group_by
+            .iter()
+            .find(|d| !REPORT_DIMENSIONS.contains(&d.as_str()))
+    {
+        let spoken = dim.replace('_', " ");
+        return Err(not_understood(format!(
+            "\"by {spoken}\": metrics, charts and summaries break down by month, region, product line and channel; a breakdown by {spoken} comes with the data (\"the Q2 data by {spoken}\")"
         )));
     }
     let history = Period::days_between(catalog.first_date, catalog.complete_through)
@@ -896,7 +1015,205 @@ pub fn parse_with(
         kinds,
         horizon_months: horizon.map(|(m, _)| m),
         history,
+        group_by,
+        understood: reading.understood,
+        filler: reading.filler,
+        not_understood: reading.not_understood,
     })
+}
+
+/// ", or what other agents offer: forecast, data quality", or nothing.
+fn offered(vocab: &Vocabulary) -> String {
+    let words = vocab.examples();
+    if words.is_empty() {
+        String::new()
+    } else {
+        format!(", or what other agents offer: {}", words.join(", "))
+    }
+}
+
+/// How the words of a goal were read.
+#[derive(Default)]
+struct Reading {
+    understood: Vec<String>,
+    filler: Vec<String>,
+    not_understood: Vec<String>,
+}
+
+impl Reading {
+    fn understood(&mut self, phrase: &str, meaning: impl std::fmt::Display) {
+        self.understood.push(format!("{phrase} → {meaning}"));
+    }
+}
+
+/// What a matched filter phrase stands for ("emea" → "region Europe, ...").
+fn filter_text(phrase: &[String], catalog: &Catalog) -> String {
+    let mut found = BTreeMap::new();
+    let _ = match_filter(phrase, 0, catalog, &mut found);
+    found
+        .iter()
+        .map(|(f, vs)| format!("{} {}", f.replace('_', " "), vs.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// "by month and country" at token `i`: the dimensions and the tokens
+/// used. `by` before something else (a value, a period) is not a
+/// breakdown: `None`. `by` before a word that is neither is refused.
+fn breakdown_at(t: &[String], i: usize) -> Result<Option<(Vec<&'static str>, usize)>, MeshError> {
+    let mut dims = Vec::new();
+    let mut j = i + 1;
+    loop {
+        while t
+            .get(j)
+            .is_some_and(|w| matches!(w.as_str(), "and" | "the" | "each" | "then"))
+            && !dims.is_empty()
+        {
+            j += 1;
+        }
+        match dimension_at(t, j) {
+            Some((dim, n)) => {
+                dims.push(dim);
+                j += n;
+            }
+            None => break,
+        }
+    }
+    if !dims.is_empty() {
+        return Ok(Some((dims, j - i)));
+    }
+    match t.get(i + 1) {
+        Some(next)
+            if next.chars().all(char::is_alphabetic)
+                && !is_filler(next)
+                && deliverables_of(next).is_empty() =>
+        {
+            Err(not_understood(format!(
+                "\"by {next}\": the data breaks down by month, week, region, country, product line, product or channel"
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Refuses an unknown word that could change the answer: an action on the
+/// data, an exclusion, a deliverable no agent makes, a ranking, or a name
+/// (capitalized, or right after "for"/"in") that is not in the data.
+#[allow(clippy::too_many_arguments)]
+fn unknown_word(
+    w: &str,
+    original: &str,
+    at: usize,
+    prev: Option<&str>,
+    next: Option<&str>,
+    catalog: &Catalog,
+    vocab: &Vocabulary,
+) -> Result<(), MeshError> {
+    if ACTIONS.contains(&w) {
+        return Err(not_understood(format!(
+            "\"{w}\": the agents here read and analyse the data; none changes it"
+        )));
+    }
+    if NEGATIONS.contains(&w) {
+        return Err(not_understood(format!(
+            "\"{w}\": a goal cannot exclude values; name the regions, countries, product lines or channels to include"
+        )));
+    }
+    if UNSUPPORTED.contains(&w) {
+        return Err(not_understood(format!(
+            "\"{w}\" is not something the agents here make; they deliver a report (HTML and Markdown), charts, an executive summary, metrics, the data{}",
+            offered(vocab)
+        )));
+    }
+    if RANKINGS.contains(&w) {
+        return Err(not_understood(format!(
+            "\"{w}\": rankings are not read yet; the metrics list the top and bottom three movers (ask for the metrics)"
+        )));
+    }
+    if !w.chars().all(char::is_alphabetic) {
+        return Ok(());
+    }
+    if let Some(field) = next.filter(|n| matches!(*n, "region" | "country" | "channel")) {
+        let known = catalog
+            .values
+            .get(field)
+            .map(|v| v.join(", "))
+            .unwrap_or_default();
+        return Err(not_understood(format!(
+            "\"{w} {field}\" is not in the data; known values: {known}"
+        )));
+    }
+    let capitalized = at > 0 && original.chars().next().is_some_and(char::is_uppercase);
+    if capitalized || matches!(prev, Some("for" | "in")) {
+        let known = |f: &str| {
+            catalog
+                .values
+                .get(f)
+                .map(|v| v.join(", "))
+                .unwrap_or_default()
+        };
+        return Err(not_understood(format!(
+            "\"{original}\" is not a region, country, product line or channel in the data (regions: {}; countries: {}; product lines: {}; channels: {})",
+            known("region"),
+            known("country"),
+            known("product_line"),
+            known("channel")
+        )));
+    }
+    Ok(())
+}
+
+/// The words a misspelling may be corrected to: deliverables, the agents'
+/// words, months, dimensions, one-word values and aliases of the data.
+struct Lexicon {
+    words: Vec<String>,
+}
+
+impl Lexicon {
+    fn new(catalog: &Catalog, vocab: &Vocabulary) -> Self {
+        let mut words: Vec<String> = DELIVERABLE_WORDS
+            .iter()
+            .map(|(w, _)| (*w).to_string())
+            .collect();
+        words.extend(vocab.single_words());
+        words.extend(MONTHS.iter().map(|(long, _, _)| (*long).to_string()));
+        words.extend(
+            [
+                "month", "week", "region", "country", "product", "channel", "quarter", "summary",
+            ]
+            .iter()
+            .map(|w| (*w).to_string()),
+        );
+        for values in catalog.values.values() {
+            for v in values {
+                let t = tokens(v);
+                if let [one] = t.as_slice() {
+                    words.push(one.clone());
+                }
+            }
+        }
+        words.extend(ALIASES.iter().map(|(a, _, _)| (*a).to_string()));
+        words.sort();
+        words.dedup();
+        Self { words }
+    }
+
+    /// The known word `w` is most likely a misspelling of: the nearest
+    /// within one edit up to 7 letters, two from 8. Words under five letters
+    /// are never corrected: "date" is not a misspelled "data".
+    fn correct(&self, w: &str) -> Option<String> {
+        let len = w.chars().count();
+        if len < 5 || !w.chars().all(char::is_alphabetic) {
+            return None;
+        }
+        let allowed = if len >= 8 { 2 } else { 1 };
+        self.words
+            .iter()
+            .map(|c| (strsim::damerau_levenshtein(w, c), c))
+            .filter(|(d, _)| *d > 0 && *d <= allowed)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, c)| c.clone())
+    }
 }
 
 fn latest_complete_quarter(complete: Date) -> Option<Period> {

@@ -5,13 +5,15 @@
 //! - [`catalog`]: the data's catalog, asked of the skill that describes it;
 //! - [`planner`]: intent → plan, by playbook or by chaining skills;
 //! - [`playbook`]: fixed plans for named intents, from files;
-//! - [`vocabulary`]: the words that name kinds, from the agents' cards.
+//! - [`vocabulary`]: the words that name kinds, from the agents' cards;
+//! - [`words`]: tokens, deliverable words and filler, shared by both.
 
 pub mod catalog;
 pub mod intent;
 pub mod planner;
 pub mod playbook;
 pub mod vocabulary;
+pub mod words;
 
 use std::sync::Arc;
 

@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::goal::intent::GoalIntent;
 use crate::goal::playbook::Playbook;
+use crate::goal::words::deliverable_name;
 use crate::routing::{Registry, SkillInfo};
 
 /// The kind each deliverable is.
@@ -104,16 +105,6 @@ impl Planner {
             chain.ensure(kind, &format!("the goal asks for `{kind}`"), &plain)?;
         }
         Ok(PlanSpec { steps: chain.steps })
-    }
-}
-
-fn deliverable_name(d: Deliverable) -> &'static str {
-    match d {
-        Deliverable::Dataset => "the data",
-        Deliverable::Metrics => "metrics",
-        Deliverable::Charts => "charts",
-        Deliverable::Summary => "an executive summary",
-        Deliverable::Unspecified => "nothing",
     }
 }
 
@@ -352,6 +343,14 @@ pub fn intent_input(skill: &SkillInfo, intent: &GoalIntent) -> Map<String, Value
             input.insert("filters".into(), Value::Object(filters));
         }
     }
+    // A breakdown of the data alone shapes the extract; the report's
+    // sections make their own.
+    if props.contains_key("group_by")
+        && !intent.group_by.is_empty()
+        && intent.deliverables == [Deliverable::Dataset]
+    {
+        input.insert("group_by".into(), json!(intent.group_by));
+    }
     if props.contains_key("compare") {
         let mut compare = Vec::new();
         if intent.compare_previous {
@@ -479,6 +478,10 @@ mod tests {
             kinds: Vec::new(),
             horizon_months: None,
             history: Period::months(2023, 1, 12).unwrap_or_else(|e| panic!("{e}")),
+            group_by: Vec::new(),
+            understood: Vec::new(),
+            filler: Vec::new(),
+            not_understood: Vec::new(),
         }
     }
 

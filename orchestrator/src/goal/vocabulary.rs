@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use agentmesh_proto::v1::Skill;
 use agentmesh_sales::kinds;
 
-use crate::goal::intent::{deliverables_of, is_filler, tokens};
+use crate::goal::words::{deliverables_of, is_filler, tokens};
 
 /// Built-in words for the kinds shipped here: (phrase, kind).
 const BUILTIN: &[(&str, &str)] = &[
@@ -122,6 +122,17 @@ impl Vocabulary {
     /// Whether `kind`'s producers answer about future periods.
     pub fn is_future(&self, kind: &str) -> bool {
         self.future.contains(kind)
+    }
+
+    /// The one-word phrases, for spelling corrections.
+    pub fn single_words(&self) -> Vec<String> {
+        self.phrases
+            .keys()
+            .filter_map(|p| match p.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// One word per kind, for messages ("forecast, quality").
