@@ -252,11 +252,50 @@ impl Default for StoreConfig {
 }
 
 /// Goal planning.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlanningConfig {
     /// Playbook files, or folders of `*.toml` playbooks, loaded at start.
     pub playbooks: Vec<std::path::PathBuf>,
+    /// Which planner plans goals.
+    pub mode: PlannerMode,
+    /// The LLM planner's endpoint (`[planning.llm]`): any OpenAI-compatible
+    /// chat-completions API.
+    pub llm: agentmesh_llm::LlmConfig,
+    /// Answers asked of the model per goal: the first, then re-prompts
+    /// with the validation errors of the one before.
+    pub llm_tries: u32,
+}
+
+impl Default for PlanningConfig {
+    fn default() -> Self {
+        Self {
+            playbooks: Vec::new(),
+            mode: PlannerMode::Rules,
+            llm: agentmesh_llm::LlmConfig {
+                max_tokens: 1_200,
+                temperature: 0.0,
+                ..agentmesh_llm::LlmConfig::default()
+            },
+            llm_tries: 3,
+        }
+    }
+}
+
+/// `planning.mode`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlannerMode {
+    /// The rules planner (and playbooks) only.
+    #[default]
+    Rules,
+    /// The LLM planner only: a goal it cannot plan is refused with the
+    /// validation errors.
+    Llm,
+    /// The LLM planner, then the rules planner when it gives no valid plan.
+    LlmThenRules,
+    /// The rules planner, then the LLM planner for goals it cannot read.
+    RulesThenLlm,
 }
 
 /// Checked once, at load: a value that makes no sense stops the process
@@ -265,6 +304,18 @@ pub struct PlanningConfig {
 impl Validate for OrchestratorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        let p = &self.planning;
+        if p.mode != PlannerMode::Rules && !p.llm.enabled() {
+            return Err(invalid(
+                "planning.llm.base_url",
+                "planning.llm.base_url and planning.llm.model must be set when planning.mode is not rules",
+            ));
+        }
+        if p.llm_tries == 0 {
+            return Err(invalid("planning.llm_tries", "must be at least 1"));
+        }
+        positive("planning.llm.timeout_ms", p.llm.timeout)?;
+        positive("planning.llm.connect_timeout_ms", p.llm.connect_timeout)?;
         let d = &self.discovery;
         positive("discovery.dns_refresh_ms", d.dns_refresh)?;
         positive("discovery.health_check_ms", d.health_check)?;

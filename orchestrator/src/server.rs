@@ -19,8 +19,9 @@ use tracing::info;
 use agentmesh_runtime::config::TelemetryConfig;
 use agentmesh_runtime::launch::Service;
 
-use crate::config::OrchestratorConfig;
+use crate::config::{OrchestratorConfig, PlannerMode};
 use crate::goal::FrontEnd;
+use crate::goal::llm::LlmPlanner;
 use crate::goal::planner::Planner;
 use crate::goal::playbook::{self, PlaybookError};
 use crate::report::SalesReport;
@@ -48,6 +49,9 @@ pub enum OrchestratorError {
     /// TLS towards the agents could not be set up.
     #[error("discovery.tls: {0}")]
     Tls(#[from] TlsError),
+    /// The LLM planner's client could not be built.
+    #[error("planning.llm: {0}")]
+    Llm(#[from] agentmesh_llm::LlmError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -97,11 +101,20 @@ pub async fn serve(
         store,
         Arc::new(SalesReport),
     );
-    let front_end = FrontEnd::new(
+    let mut front_end = FrontEnd::new(
         Arc::clone(&registry),
         Planner::new(playbooks),
         &cfg.execution,
     );
+    let planning = &cfg.planning;
+    if planning.mode != PlannerMode::Rules {
+        // The key is read here, by the binary, from the variable the
+        // config names; it is never in the config itself.
+        let key = std::env::var(&planning.llm.api_key_env).ok();
+        let llm = LlmPlanner::new(&planning.llm, key, planning.llm_tries)?;
+        info!(mode = ?planning.mode, model = %planning.llm.model, "LLM planner on");
+        front_end = front_end.with_llm(planning.mode, llm);
+    }
     let max = cfg.server.max_message_bytes;
     let api = OrchestratorServiceServer::new(OrchestratorApi::new(Arc::clone(&engine), front_end))
         .max_decoding_message_size(max)

@@ -87,7 +87,7 @@ impl OrchestratorApi {
     /// parameters) is INVALID_INPUT: there is nothing to understand.
     async fn prepare(&self, mut spec: RunSpec, fingerprint: String) -> Result<Prepared, MeshError> {
         if spec.plan.as_ref().is_some_and(|p| !p.steps.is_empty()) {
-            return self.engine.prepare(spec, None, fingerprint);
+            return self.engine.prepare(spec, None, None, fingerprint);
         }
         let no_params = spec
             .parameters
@@ -103,7 +103,12 @@ impl OrchestratorApi {
         self.engine.check(&spec)?;
         let planned = self.front_end.plan(&spec).await?;
         spec.plan = Some(planned.plan);
-        self.engine.prepare(spec, Some(planned.intent), fingerprint)
+        self.engine.prepare(
+            spec,
+            Some(planned.intent),
+            Some(planned.planning),
+            fingerprint,
+        )
     }
 
     /// Prepares and starts the run a request asks for; a repeat of an

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod mesh;
+pub mod openai;
 pub mod pki;
 pub mod polyglot;
 

@@ -3,16 +3,16 @@
 //! on loopback listeners; the orchestrator in process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+mod common;
 
 use agentmesh_analytics::AnalyticsAgent;
-use agentmesh_data::{DataAgent, DataConfig};
 use agentmesh_e2e::mesh::*;
 use agentmesh_e2e::{spawn_agent, temp_dir};
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::{AgentCard, PlanRequest, RunPlanned, RunState};
 use agentmesh_runtime::{Agent, SkillSpec, Task, TaskContext, TaskError, TaskOutput};
+use common::data_agent;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -53,20 +53,6 @@ impl Agent for Brief {
         };
         Ok(TaskOutput::new(out))
     }
-}
-
-/// A data agent on a fresh root (removed when the returned folder is dropped).
-async fn data_agent() -> (tempfile::TempDir, SocketAddr) {
-    let tmp = temp_dir("planner");
-    let cfg = DataConfig {
-        root: tmp.path().to_path_buf(),
-        ..DataConfig::default()
-    };
-    let data = tokio::task::spawn_blocking(move || DataAgent::open(&cfg))
-        .await
-        .unwrap()
-        .unwrap();
-    (tmp, spawn_agent(data).await)
 }
 
 async fn plan(

@@ -76,6 +76,27 @@ impl Planner {
         &self.playbooks
     }
 
+    /// The plan for `intent`, and the playbook that made it, if one did.
+    pub fn plan_with(
+        &self,
+        intent: &GoalIntent,
+        registry: &Registry,
+    ) -> Result<(PlanSpec, Option<String>), MeshError> {
+        let wanted: BTreeSet<i32> = intent.deliverables.iter().map(|d| *d as i32).collect();
+        if intent.kinds.is_empty()
+            && let Some(book) = self
+                .playbooks
+                .iter()
+                .find(|b| b.deliverable_set() == wanted)
+        {
+            return Ok((
+                from_playbook(book, intent, registry),
+                Some(book.name.clone()),
+            ));
+        }
+        self.plan(intent, registry).map(|p| (p, None))
+    }
+
     /// The plan for `intent`.
     pub fn plan(&self, intent: &GoalIntent, registry: &Registry) -> Result<PlanSpec, MeshError> {
         let wanted: BTreeSet<i32> = intent.deliverables.iter().map(|d| *d as i32).collect();

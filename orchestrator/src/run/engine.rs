@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::v1::{
-    Artifact, FanInPolicy, Intent, RunPlanned, RunSpec, RunState, part, run_event,
+    Artifact, FanInPolicy, Intent, Planning, RunPlanned, RunSpec, RunState, part, run_event,
 };
 use agentmesh_runtime::JsonObject;
 use futures_util::StreamExt;
@@ -50,6 +50,7 @@ pub struct Prepared {
     fingerprint: String,
     plan: Arc<Plan>,
     intent: Option<Intent>,
+    planning: Planning,
     fan_in: FanInPolicy,
     deadline: Duration,
     goal: String,
@@ -187,6 +188,7 @@ impl Engine {
         &self,
         mut spec: RunSpec,
         intent: Option<Intent>,
+        planning: Option<Planning>,
         fingerprint: String,
     ) -> Result<Prepared, MeshError> {
         let (fan_in, deadline) = self.check(&spec)?;
@@ -205,6 +207,10 @@ impl Engine {
             fingerprint,
             plan: Arc::new(plan),
             intent,
+            planning: planning.unwrap_or_else(|| Planning {
+                planner: "client".into(),
+                ..Planning::default()
+            }),
             fan_in,
             deadline,
             goal,
@@ -221,6 +227,7 @@ impl Engine {
             fan_in: prepared.fan_in.into(),
             deadline: Some((SystemTime::now() + prepared.deadline).into()),
             request_fingerprint: prepared.fingerprint.clone(),
+            planning: Some(prepared.planning.clone()),
         }
     }
 

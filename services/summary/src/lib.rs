@@ -249,7 +249,7 @@ impl Agent for SummaryAgent {
             return Ok(TaskOutput::new(deterministic));
         };
         ctx.progress("asking the language model", -1.0).await;
-        let reason = match client.summarize(&metrics, &facts(&metrics)).await {
+        let reason = match llm::summarize(client, &metrics, &facts(&metrics)).await {
             Ok(text) => {
                 let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
                 let output = llm_output(&text, report.checked.len());
