@@ -44,7 +44,7 @@ impl ErrorReason {
             Self::OutputInvalid => Code::Internal,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Canceled => Code::Cancelled,
-            Self::ResourceExhausted => Code::ResourceExhausted,
+            Self::ResourceExhausted | Self::TokenBudgetExceeded => Code::ResourceExhausted,
         }
     }
 

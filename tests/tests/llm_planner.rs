@@ -264,3 +264,27 @@ fn a_model_mode_without_a_model_is_refused_at_start_naming_the_key() {
             .contains("planning.llm_tries")
     );
 }
+
+#[tokio::test]
+async fn planning_tokens_count_against_the_runs_budget() {
+    let mesh = agents().await;
+    let model = scripted(vec![Answer::Text(VALID.into())]).await;
+    let mut c = client(config(&mesh, PlannerMode::Llm, &model, 5_000)).await;
+    let spec = |budget: u32| agentmesh_proto::v1::RunSpec {
+        goal: "Q2 metrics".into(),
+        parameters: Some(agentmesh_proto::v1::RunParameters {
+            token_budget: Some(budget),
+            ..agentmesh_proto::v1::RunParameters::default()
+        }),
+        ..agentmesh_proto::v1::RunSpec::default()
+    };
+    let e = plan_spec(&mut c, spec(100)).await.unwrap_err();
+    assert_eq!(e.reason.name(), "TOKEN_BUDGET_EXCEEDED");
+    assert!(
+        e.message.contains("planning used 150 tokens"),
+        "{}",
+        e.message
+    );
+    let p = plan_spec(&mut c, spec(1_000)).await.unwrap();
+    assert_eq!(p.planning.unwrap().tokens, 150);
+}

@@ -45,6 +45,12 @@ pub trait Observer: Sync {
     fn stop(&self) -> &CancellationToken;
     /// Why it was stopped.
     fn stopped(&self) -> Failure;
+    /// The task reported `used` language-model tokens; an error fails the
+    /// attempt (the run's budget is spent).
+    fn tokens(&self, used: u32) -> Result<(), Failure> {
+        let _ = used;
+        Ok(())
+    }
 }
 
 /// Watches nothing: events are dropped, and `stop` stops the attempt.
@@ -219,7 +225,10 @@ impl Collected {
                 forward(event);
                 Ok(false)
             }
-            Some(task_event::Event::Progress(_)) => {
+            Some(task_event::Event::Progress(ref p)) => {
+                if p.tokens_used > 0 {
+                    spec.observer.tokens(p.tokens_used)?;
+                }
                 forward(event);
                 Ok(false)
             }

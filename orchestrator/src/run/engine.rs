@@ -51,6 +51,7 @@ pub struct Prepared {
     plan: Arc<Plan>,
     intent: Option<Intent>,
     planning: Planning,
+    token_budget: Option<u32>,
     fan_in: FanInPolicy,
     deadline: Duration,
     goal: String,
@@ -198,6 +199,19 @@ impl Engine {
             .filter(|p| !p.steps.is_empty())
             .ok_or_else(|| bad_request("spec", "send a goal or a plan"))?;
         let plan = plan::validate(plan_spec, &self.env.registry, &self.env.cfg.execution)?;
+        let token_budget = spec.parameters.as_ref().and_then(|p| p.token_budget);
+        let planning_tokens = planning.as_ref().map_or(0, |p| p.tokens);
+        if let Some(budget) = token_budget
+            && planning_tokens > budget
+        {
+            return Err(MeshError::new(
+                ErrorReason::TokenBudgetExceeded,
+                format!(
+                    "planning used {planning_tokens} tokens; the run's token budget is {budget} (parameters.token_budget)"
+                ),
+            )
+            .with_meta("limit", "parameters.token_budget"));
+        }
         let goal = if spec.goal.trim().is_empty() {
             format!("explicit plan of {} steps", plan.steps.len())
         } else {
@@ -211,6 +225,7 @@ impl Engine {
                 planner: "client".into(),
                 ..Planning::default()
             }),
+            token_budget,
             fan_in,
             deadline,
             goal,
@@ -273,6 +288,7 @@ impl Engine {
             .store
             .new_run(prepared.goal.clone(), prepared.key.clone());
         fresh.set_fingerprint(prepared.fingerprint.clone());
+        fresh.set_token_budget(prepared.token_budget, prepared.planning.tokens);
         let fresh = Arc::new(fresh);
         let run = self.store.insert(Arc::clone(&fresh));
         if !Arc::ptr_eq(&run, &fresh) {

@@ -61,6 +61,17 @@ impl Observer for StepObserver<'_> {
     fn stopped(&self) -> Failure {
         Failure::stopped(self.run.stop_cause())
     }
+
+    fn tokens(&self, used: u32) -> Result<(), Failure> {
+        self.run.spend_tokens(used).map(|_| ()).map_err(|(total, budget)| {
+            Failure::new(
+                ErrorReason::TokenBudgetExceeded,
+                format!(
+                    "the run's token budget of {budget} is spent: {total} tokens used (parameters.token_budget)"
+                ),
+            )
+        })
+    }
 }
 
 /// Run-wide values a step needs.

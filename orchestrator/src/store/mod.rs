@@ -38,6 +38,9 @@ pub struct RunRecord {
     progress_events: AtomicU64,
     /// Told about every appended event when the run is stored durably.
     persister: Option<Arc<dyn Persister>>,
+    /// Language-model tokens the run used, and the most it may.
+    tokens: AtomicU64,
+    token_budget: OnceLock<u64>,
 }
 
 /// Writes a run's events somewhere durable. The run's log is then gated:
@@ -136,6 +139,26 @@ impl RunRecord {
             fingerprint: OnceLock::new(),
             progress_events: AtomicU64::new(0),
             persister,
+            tokens: AtomicU64::new(0),
+            token_budget: OnceLock::new(),
+        }
+    }
+
+    /// Sets the run's token budget and what planning already used.
+    pub fn set_token_budget(&self, budget: Option<u32>, planning: u32) {
+        self.tokens.store(u64::from(planning), Ordering::Relaxed);
+        if let Some(b) = budget {
+            let _ = self.token_budget.set(u64::from(b));
+        }
+    }
+
+    /// Counts `used` tokens; the error says how far over the budget the
+    /// run now is.
+    pub fn spend_tokens(&self, used: u32) -> Result<u64, (u64, u64)> {
+        let total = self.tokens.fetch_add(u64::from(used), Ordering::Relaxed) + u64::from(used);
+        match self.token_budget.get() {
+            Some(&budget) if total > budget => Err((total, budget)),
+            _ => Ok(total),
         }
     }
 

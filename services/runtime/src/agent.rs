@@ -131,6 +131,7 @@ pub(crate) enum AgentEvent {
         message: String,
         fraction: f64,
         text_delta: String,
+        tokens_used: u32,
     },
     Artifact(OutArtifact),
 }
@@ -179,6 +180,19 @@ impl TaskContext {
             message: message.into(),
             fraction,
             text_delta: String::new(),
+            tokens_used: 0,
+        })
+        .await;
+    }
+
+    /// Reports language-model tokens used since the last report; the
+    /// orchestrator counts them against the run's token budget.
+    pub async fn tokens_used(&self, tokens: u32, message: impl Into<String>) {
+        self.send(AgentEvent::Progress {
+            message: message.into(),
+            fraction: -1.0,
+            text_delta: String::new(),
+            tokens_used: tokens,
         })
         .await;
     }
@@ -189,6 +203,7 @@ impl TaskContext {
             message: String::new(),
             fraction: -1.0,
             text_delta: delta.into(),
+            tokens_used: 0,
         })
         .await;
     }

@@ -514,11 +514,13 @@ impl Emitter<'_> {
                 message,
                 fraction,
                 text_delta,
+                tokens_used,
             } => self.emit(
                 Event::Progress(TaskProgress {
                     message,
                     fraction,
                     text_delta,
+                    tokens_used,
                 }),
                 false,
             ),

@@ -33,7 +33,8 @@ pub struct Seen {
 }
 
 /// An agent whose behaviour follows its input: `sleep_ms` (work time,
-/// cancellable), `fail` ("permanent" or "retryable"), `value` (echoed).
+/// cancellable), `fail` ("permanent" or "retryable"), `value` (echoed),
+/// `tokens` (language-model tokens it reports using).
 #[derive(Clone)]
 pub struct TestAgent {
     /// Card name.
@@ -71,7 +72,8 @@ impl Agent for TestAgent {
                             "properties": {
                                 "sleep_ms": {"type": "integer", "minimum": 0},
                                 "fail": {"enum": ["permanent", "retryable"]},
-                                "value": {}
+                                "value": {},
+                                "tokens": {"type": "integer", "minimum": 0}
                             }
                         }))
                         .output_schema(&json!({
@@ -109,6 +111,10 @@ impl Agent for TestAgent {
         if task.input.get("fail") == Some(&json!("permanent")) {
             guard.1 = true;
             return Err(TaskError::failed("this step always fails"));
+        }
+        if let Some(tokens) = task.input.get("tokens").and_then(Value::as_u64) {
+            ctx.tokens_used(u32::try_from(tokens).unwrap_or(u32::MAX), "model call")
+                .await;
         }
         let sleep = task
             .input
