@@ -75,6 +75,10 @@ async fn fake_model(text: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> SocketA
                         .await
                         .unwrap();
                 }
+                let usage = json!({"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 300, "completion_tokens": 80, "total_tokens": 380}});
+                sock.write_all(format!("data: {usage}\n\n").as_bytes())
+                    .await
+                    .unwrap();
                 sock.write_all(b"data: [DONE]\n\n").await.unwrap();
                 let _ = sock.shutdown().await;
             });
@@ -84,6 +88,14 @@ async fn fake_model(text: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> SocketA
 }
 
 async fn run(agent: SummaryAgent) -> (Option<serde_json::Map<String, Value>>, String) {
+    let (out, streamed, _) = run_counting(agent).await;
+    (out, streamed)
+}
+
+/// `run`, and the tokens the task reported using.
+async fn run_counting(
+    agent: SummaryAgent,
+) -> (Option<serde_json::Map<String, Value>>, String, u32) {
     let mut client = agentmesh_e2e::connect(agentmesh_e2e::spawn_agent(agent).await).await;
     let Value::Object(input) = json!({"metrics": metrics()}) else {
         panic!()
@@ -100,14 +112,18 @@ async fn run(agent: SummaryAgent) -> (Option<serde_json::Map<String, Value>>, St
         .into_inner();
     let mut streamed = String::new();
     let mut output = None;
+    let mut tokens = 0;
     while let Some(ev) = stream.next().await {
         match ev.unwrap().event {
-            Some(Event::Progress(p)) => streamed.push_str(&p.text_delta),
+            Some(Event::Progress(p)) => {
+                streamed.push_str(&p.text_delta);
+                tokens += p.tokens_used;
+            }
             Some(Event::Result(r)) => output = Some(from_opt_struct(r.output.as_ref())),
             _ => {}
         }
     }
-    (output, streamed)
+    (output, streamed, tokens)
 }
 
 fn client(addr: SocketAddr) -> LlmClient {
@@ -125,9 +141,13 @@ const FAITHFUL: &str = "**Q2 2025 revenue rose 17.6% year over year to $51.82M.*
 async fn a_faithful_model_text_is_streamed_and_returned() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let addr = fake_model(FAITHFUL, Arc::clone(&seen)).await;
-    let (out, streamed) = run(SummaryAgent::with_llm(client(addr))).await;
+    let (out, streamed, tokens) = run_counting(SummaryAgent::with_llm(client(addr))).await;
     let out = out.expect("a result");
     assert_eq!(out["backend"], json!("llm"));
+    assert_eq!(
+        tokens, 380,
+        "the model's usage is reported for the run's budget"
+    );
     assert_eq!(out["markdown"], json!(FAITHFUL));
     assert_eq!(streamed, FAITHFUL, "tokens arrive as progress events");
     assert_eq!(out["findings"].as_array().unwrap().len(), 3);
@@ -140,6 +160,7 @@ async fn a_faithful_model_text_is_streamed_and_returned() {
     let req = seen.lock().unwrap()[0].clone();
     assert_eq!(req["model"], json!("test-model"));
     assert_eq!(req["stream"], json!(true));
+    assert_eq!(req["stream_options"]["include_usage"], json!(true));
     assert!(
         req["messages"][1]["content"]
             .as_str()

@@ -250,7 +250,13 @@ impl Agent for SummaryAgent {
         };
         ctx.progress("asking the language model", -1.0).await;
         let reason = match llm::summarize(client, &metrics, &facts(&metrics)).await {
-            Ok(text) => {
+            Ok(llm::Answer { text, tokens }) => {
+                // Spent whether or not the text passes: the run's budget
+                // counts them.
+                if tokens > 0 {
+                    ctx.tokens_used(tokens, "the language model's summary")
+                        .await;
+                }
                 let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
                 let output = llm_output(&text, report.checked.len());
                 let headline = output

@@ -13,6 +13,16 @@ pub use agentmesh_llm::{LlmClient, LlmConfig, LlmError, MAX_TEXT_BYTES};
 /// Longest single SSE event accepted, in bytes.
 const MAX_EVENT_BYTES: usize = 64 * 1024;
 
+/// A finished answer: its text and the tokens the endpoint says it used
+/// (0 when it does not say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The text.
+    pub text: String,
+    /// Prompt and answer tokens together.
+    pub tokens: u32,
+}
+
 /// Asks `client`'s model for a summary of `metrics` using only `facts`, and
 /// returns its text once the model is done. Nothing of it reaches the
 /// task's clients here: the caller checks it first.
@@ -20,11 +30,12 @@ pub async fn summarize(
     client: &LlmClient,
     metrics: &Value,
     facts: &[String],
-) -> Result<String, LlmError> {
+) -> Result<Answer, LlmError> {
     let period = metrics["period"]["label"].as_str().unwrap_or("the period");
     let body = json!({
         "model": client.model(),
         "stream": true,
+        "stream_options": {"include_usage": true},
         "max_tokens": client.max_tokens(),
         "temperature": client.temperature(),
         "messages": [
@@ -48,6 +59,7 @@ pub async fn summarize(
     let mut stream = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
     let mut text = String::new();
+    let mut tokens = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| LlmError::Request(e.to_string()))?;
         buf.extend_from_slice(&chunk);
@@ -55,14 +67,15 @@ pub async fn summarize(
             let event: Vec<u8> = buf.drain(..end.0 + end.1).collect();
             let event = String::from_utf8_lossy(&event[..end.0]).into_owned();
             match parse_event(&event)? {
-                Sse::Done => return finish(text),
-                Sse::Delta(delta) if !delta.is_empty() => {
+                Sse::Done => return finish(text, tokens),
+                Sse::Delta(delta, used) => {
                     if text.len() + delta.len() > MAX_TEXT_BYTES {
                         return Err(LlmError::TooLong);
                     }
                     text.push_str(&delta);
+                    tokens = tokens.max(used);
                 }
-                Sse::Delta(_) | Sse::Ignore => {}
+                Sse::Ignore => {}
             }
         }
         if buf.len() > MAX_EVENT_BYTES {
@@ -72,14 +85,14 @@ pub async fn summarize(
         }
     }
     // Some servers close without [DONE].
-    finish(text)
+    finish(text, tokens)
 }
 
-fn finish(text: String) -> Result<String, LlmError> {
+fn finish(text: String, tokens: u32) -> Result<Answer, LlmError> {
     if text.trim().is_empty() {
         Err(LlmError::Empty)
     } else {
-        Ok(text)
+        Ok(Answer { text, tokens })
     }
 }
 
@@ -97,7 +110,9 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
 }
 
 enum Sse {
-    Delta(String),
+    /// Text, and the tokens used so far when the chunk says (the last one
+    /// does, with `stream_options.include_usage`).
+    Delta(String, u32),
     Done,
     Ignore,
 }
@@ -122,11 +137,16 @@ fn parse_event(event: &str) -> Result<Sse, LlmError> {
             "the model reported an error: {err}"
         )));
     }
+    let tokens = v["usage"]["total_tokens"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
     Ok(Sse::Delta(
         v["choices"][0]["delta"]["content"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
+        tokens,
     ))
 }
 
@@ -137,7 +157,9 @@ mod tests {
     #[test]
     fn parses_sse_chunks() {
         let e = r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#;
-        assert!(matches!(parse_event(e), Ok(Sse::Delta(d)) if d == "Hi"));
+        assert!(matches!(parse_event(e), Ok(Sse::Delta(d, 0)) if d == "Hi"));
+        let usage = r#"data: {"choices":[],"usage":{"total_tokens":321}}"#;
+        assert!(matches!(parse_event(usage), Ok(Sse::Delta(d, 321)) if d.is_empty()));
         assert!(matches!(parse_event("data: [DONE]"), Ok(Sse::Done)));
         assert!(matches!(parse_event(": keep-alive"), Ok(Sse::Ignore)));
         assert!(parse_event("data: {not json").is_err());
