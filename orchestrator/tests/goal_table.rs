@@ -24,6 +24,8 @@ struct Want {
     horizon: Option<u32>,
     note: &'static str,
     compare: Option<(bool, bool)>,
+    /// (dimension, n, order, by)
+    rank: Option<(&'static str, u32, &'static str, &'static str)>,
 }
 
 fn letters(ds: &[Deliverable]) -> String {
@@ -62,6 +64,11 @@ fn check(goal: &str, want: &Want) {
             i.notes
         );
     }
+    let rank = i
+        .ranking
+        .as_ref()
+        .map(|r| (r.dimension.as_str(), r.n, r.order.as_str(), r.by.as_str()));
+    assert_eq!(rank, want.rank, "{goal:?} ranking");
     if let Some((prev, year)) = want.compare {
         assert_eq!(
             (i.compare_previous, i.compare_year_ago),
@@ -548,6 +555,42 @@ fn goals_a_sales_manager_types() {
                 d: "M",
                 period: "2025-Q2",
                 compare: Some((false, true)),
+                ..Want::default()
+            },
+        ),
+        (
+            "the three best product lines by revenue in Q2 2025",
+            Want {
+                d: "M",
+                period: "2025-Q2",
+                rank: Some(("product_line", 3, "top", "revenue")),
+                ..Want::default()
+            },
+        ),
+        (
+            "top 2 regions by growth, H1 2025",
+            Want {
+                d: "M",
+                period: "2025-H1",
+                rank: Some(("region", 2, "top", "growth")),
+                ..Want::default()
+            },
+        ),
+        (
+            "worst channel by margin last quarter",
+            Want {
+                d: "M",
+                period: "2025-Q2",
+                rank: Some(("channel", 1, "bottom", "margin")),
+                ..Want::default()
+            },
+        ),
+        (
+            "Q1 2025 report with the bottom 3 regions",
+            Want {
+                d: ALL,
+                period: "2025-Q1",
+                rank: Some(("region", 3, "bottom", "revenue")),
                 ..Want::default()
             },
         ),

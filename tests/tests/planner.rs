@@ -318,3 +318,44 @@ async fn a_goal_naming_only_a_new_agents_words_is_planned_to_it_run_and_reported
         Some("sales.churn_risk")
     );
 }
+
+#[tokio::test]
+async fn a_ranking_in_a_goal_reaches_the_metrics_and_its_table_the_report() {
+    let (_data_root, data) = data_agent().await;
+    let analytics = spawn_agent(AnalyticsAgent).await;
+    let orch = spawn_orchestrator(test_config(&[data, analytics])).await;
+    let mut client = orchestrator(orch).await;
+    wait_serving_agents(&mut client, 2).await;
+    let text = "the three best product lines by revenue in Q2 2025";
+    let p = plan(&mut client, text).await.unwrap();
+    assert_eq!(skills(&p), ["sales.extract", "analytics.metrics"]);
+    let input = from_opt_struct(p.steps[1].step.as_ref().unwrap().input.as_ref());
+    assert_eq!(
+        input["ranking"],
+        json!({"dimension": "product_line", "n": 3, "order": "top", "by": "revenue"})
+    );
+    let events = run_all(&mut client, goal(text)).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let metrics = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(agentmesh_proto::v1::run_event::Event::StepCompleted(c))
+                if c.step_id == "metrics" =>
+            {
+                Some(from_opt_struct(c.output.as_ref()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    let rows = metrics["ranking"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let values: Vec<f64> = rows.iter().map(|r| r["value"].as_f64().unwrap()).collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+    let section = &f.report.as_ref().unwrap().sections[0];
+    assert!(
+        section.body.contains("**Top 3 product lines by revenue**"),
+        "{}",
+        section.body
+    );
+}

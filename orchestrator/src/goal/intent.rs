@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
-use agentmesh_proto::v1::{Deliverable, Filter, Intent, Period as PbPeriod, RunParameters};
+use agentmesh_proto::v1::{
+    Deliverable, Filter, Intent, Period as PbPeriod, Ranking, RunParameters,
+};
 pub use agentmesh_sales::{Catalog, Period};
 use time::{Date, Month};
 
@@ -48,6 +50,8 @@ pub struct GoalIntent {
     pub filler: Vec<String>,
     /// Words not understood that cannot change the answer where they stand.
     pub not_understood: Vec<String>,
+    /// A ranking asked for.
+    pub ranking: Option<Ranking>,
 }
 
 impl GoalIntent {
@@ -77,6 +81,7 @@ impl GoalIntent {
             understood: self.understood.clone(),
             filler: self.filler.clone(),
             not_understood: self.not_understood.clone(),
+            ranking: self.ranking.clone(),
         }
     }
 }
@@ -180,12 +185,6 @@ const UNSUPPORTED: &[&str] = &[
     "docx",
     "video",
     "infographic",
-];
-
-/// Rankings, not read yet.
-const RANKINGS: &[&str] = &[
-    "top", "best", "worst", "bottom", "highest", "lowest", "largest", "biggest", "smallest",
-    "leading",
 ];
 
 /// Most dimensions one breakdown takes (the data agent's group_by).
@@ -595,6 +594,7 @@ pub fn parse_with(
     let mut period: Option<Found> = None;
     let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut group_by: Vec<String> = Vec::new();
+    let mut ranking: Option<Ranking> = None;
     let mut reading = Reading::default();
     let lexicon = Lexicon::new(catalog, vocab);
     let mut main: Vec<String> = main.to_vec();
@@ -629,6 +629,21 @@ pub fn parse_with(
             reading.understood(&main[i..found.next].join(" "), found.period.label());
             i = found.next;
             period = Some(found);
+            continue;
+        }
+        if let Some((rank, n)) = ranking_at(&main, i)? {
+            reading.understood(
+                &main[i..i + n].join(" "),
+                format!(
+                    "the {} {} {} by {}",
+                    rank.order,
+                    rank.n,
+                    rank.dimension.replace('_', " "),
+                    rank.by
+                ),
+            );
+            ranking = Some(rank);
+            i += n;
             continue;
         }
         if w == "by"
@@ -915,6 +930,11 @@ pub fn parse_with(
         }
     }
 
+    // A ranking is part of the metrics.
+    if ranking.is_some() && !deliverables.contains(&Deliverable::Metrics) {
+        deliverables.push(Deliverable::Metrics);
+        deliverables.sort_by_key(|d| *d as i32);
+    }
     if deliverables.is_empty() && kinds.is_empty() {
         let english = if words
             .iter()
@@ -1019,7 +1039,85 @@ pub fn parse_with(
         understood: reading.understood,
         filler: reading.filler,
         not_understood: reading.not_understood,
+        ranking,
     })
+}
+
+/// The ranking order a word asks for.
+fn rank_order(w: &str) -> Option<&'static str> {
+    match w {
+        "top" | "best" | "highest" | "largest" | "biggest" | "leading" | "strongest" => Some("top"),
+        "bottom" | "worst" | "lowest" | "smallest" | "weakest" => Some("bottom"),
+        _ => None,
+    }
+}
+
+/// "the three best product lines by revenue", "top 2 regions by growth",
+/// "worst channel by margin" at token `i`: the ranking and the tokens used.
+fn ranking_at(t: &[String], i: usize) -> Result<Option<(Ranking, usize)>, MeshError> {
+    let mut j = i;
+    let mut n = count_of(&t[j]).filter(|_| t.get(j + 1).is_some_and(|w| rank_order(w).is_some()));
+    if n.is_some() {
+        j += 1;
+    }
+    let Some(order) = rank_order(&t[j]) else {
+        return Ok(None);
+    };
+    j += 1;
+    if n.is_none()
+        && let Some(c) = t.get(j).and_then(|w| count_of(w))
+    {
+        n = Some(c);
+        j += 1;
+    }
+    while t
+        .get(j)
+        .is_some_and(|w| matches!(w.as_str(), "the" | "of" | "our" | "performing" | "selling"))
+    {
+        j += 1;
+    }
+    let Some((dim, used)) = dimension_at(t, j) else {
+        return Err(not_understood(format!(
+            "\"{}\": say what to rank: regions, product lines or channels (\"the three best product lines by revenue\")",
+            t[i..=j.min(t.len() - 1)].join(" ")
+        )));
+    };
+    if !matches!(dim, "region" | "product_line" | "channel") {
+        return Err(not_understood(format!(
+            "rankings cover regions, product lines and channels, not {}s (\"the top 3 regions by growth\")",
+            dim.replace('_', " ")
+        )));
+    }
+    let plural = t[j + used - 1].ends_with('s');
+    j += used;
+    let mut by = "revenue";
+    if t.get(j).is_some_and(|w| w == "by" || w == "in") {
+        let measure = match t.get(j + 1).map(String::as_str) {
+            Some("revenue" | "sales") => Some("revenue"),
+            Some("growth") => Some("growth"),
+            Some("margin" | "margins") => Some("margin"),
+            _ => None,
+        };
+        if let Some(m) = measure {
+            by = m;
+            j += 2;
+        }
+    }
+    let n = n.unwrap_or(if plural { 3 } else { 1 });
+    if !(1..=20).contains(&n) {
+        return Err(not_understood(format!(
+            "a ranking lists 1 to 20 members, not {n}"
+        )));
+    }
+    Ok(Some((
+        Ranking {
+            dimension: dim.to_string(),
+            n,
+            order: order.to_string(),
+            by: by.to_string(),
+        },
+        j - i,
+    )))
 }
 
 /// ", or what other agents offer: forecast, data quality", or nothing.
@@ -1097,7 +1195,7 @@ fn breakdown_at(t: &[String], i: usize) -> Result<Option<(Vec<&'static str>, usi
 }
 
 /// Refuses an unknown word that could change the answer: an action on the
-/// data, an exclusion, a deliverable no agent makes, a ranking, or a name
+/// data, an exclusion, a deliverable no agent makes, or a name
 /// (capitalized, or right after "for"/"in") that is not in the data.
 #[allow(clippy::too_many_arguments)]
 fn unknown_word(
@@ -1123,11 +1221,6 @@ fn unknown_word(
         return Err(not_understood(format!(
             "\"{w}\" is not something the agents here make; they deliver a report (HTML and Markdown), charts, an executive summary, metrics, the data{}",
             offered(vocab)
-        )));
-    }
-    if RANKINGS.contains(&w) {
-        return Err(not_understood(format!(
-            "\"{w}\": rankings are not read yet; the metrics list the top and bottom three movers (ask for the metrics)"
         )));
     }
     if !w.chars().all(char::is_alphabetic) {

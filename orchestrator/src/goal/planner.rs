@@ -372,6 +372,12 @@ pub fn intent_input(skill: &SkillInfo, intent: &GoalIntent) -> Map<String, Value
     {
         input.insert("group_by".into(), json!(intent.group_by));
     }
+    if let (Some(r), true) = (&intent.ranking, props.contains_key("ranking")) {
+        input.insert(
+            "ranking".into(),
+            json!({"dimension": r.dimension, "n": r.n, "order": r.order, "by": r.by}),
+        );
+    }
     if props.contains_key("compare") {
         let mut compare = Vec::new();
         if intent.compare_previous {
@@ -503,6 +509,7 @@ mod tests {
             understood: Vec::new(),
             filler: Vec::new(),
             not_understood: Vec::new(),
+            ranking: None,
         }
     }
 

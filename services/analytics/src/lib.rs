@@ -11,6 +11,7 @@
 pub mod charts;
 pub mod dataset;
 pub mod metrics;
+pub mod ranking;
 pub mod server;
 
 use agentmesh_proto::v1::AgentCard;
@@ -68,11 +69,14 @@ impl Agent for AnalyticsAgent {
                           and draws SVG charts from them."
                 .into(),
             skills: vec![
-                SkillSpec::new(METRICS, "Computes sales metrics from a sales.dataset: totals, growth vs the previous period and a year earlier, breakdowns by region, product line and channel with shares, top and bottom movers, anomalies. Each metric carries its definition and unit.")
+                SkillSpec::new(METRICS, "Computes sales metrics from a sales.dataset: totals, growth vs the previous period and a year earlier, breakdowns by region, product line and channel with shares, top and bottom movers, anomalies, and on request a ranking (the top or bottom n of one breakdown by revenue, growth or margin). Each metric carries its definition and unit.")
                     .tags(&["sales", "metrics", "analysis"])
                     .input_schema(&json!({
                         "type": "object", "required": ["dataset"], "additionalProperties": false,
-                        "properties": {"dataset": {"type": "object", "required": ["rows"]}}
+                        "properties": {
+                            "dataset": {"type": "object", "required": ["rows"]},
+                            "ranking": ranking::schema()
+                        }
                     }))
                     .output_schema(&json!({
                         "type": "object",
@@ -117,7 +121,11 @@ impl Agent for AnalyticsAgent {
         match task.skill_id.as_str() {
             METRICS => {
                 let ds = dataset::Dataset::from_input(&task.input)?;
-                Ok(TaskOutput::new(object(metrics::compute(&ds))))
+                let mut out = metrics::compute(&ds);
+                if let Some(spec) = task.input.get("ranking") {
+                    out["ranking"] = ranking::rank(&out, spec)?;
+                }
+                Ok(TaskOutput::new(object(out)))
             }
             CHARTS => {
                 let metrics = task.input.get("metrics").cloned().unwrap_or(Value::Null);

@@ -104,6 +104,34 @@ pub struct Metrics {
     pub breakdowns: BTreeMap<String, Vec<Member>>,
     /// Anomalies.
     pub anomalies: Vec<Anomaly>,
+    /// A ranking, when one was asked for.
+    pub ranking: Option<Ranking>,
+}
+
+/// A ranking of one breakdown's members.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Ranking {
+    /// `region`, `product_line` or `channel`.
+    pub dimension: String,
+    /// `revenue`, `growth` or `margin`.
+    pub by: String,
+    /// `top` or `bottom`.
+    pub order: String,
+    /// The members, best first (or worst first for `bottom`).
+    pub rows: Vec<RankedMember>,
+}
+
+/// One ranked member.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RankedMember {
+    /// 1, 2, 3, ...
+    pub rank: u32,
+    /// The member.
+    pub name: String,
+    /// Its value of the measure.
+    pub value: Option<f64>,
 }
 
 /// A `summary` output.

@@ -124,6 +124,36 @@ pub fn metrics(out: &Value) -> Option<String> {
             );
         }
     }
+    if let Some(r) = &m.ranking {
+        let (label, fmt): (&str, fn(f64) -> String) = match r.by.as_str() {
+            "growth" => ("Growth vs a year earlier", format::signed_pct),
+            "margin" => ("Gross margin", format::pct),
+            _ => ("Revenue", format::money),
+        };
+        let dim = r.dimension.replace('_', " ");
+        let named = if r.rows.len() == 1 {
+            dim.clone()
+        } else {
+            format!("{dim}s")
+        };
+        let _ = write!(
+            s,
+            "\n**{} {} {named} by {}**\n\n| Rank | {} | {label} |\n| ---: | --- | ---: |\n",
+            if r.order == "bottom" { "Bottom" } else { "Top" },
+            r.rows.len(),
+            r.by,
+            cell(&dim)
+        );
+        for row in &r.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                row.rank,
+                cell(&row.name),
+                or_na(row.value, fmt)
+            );
+        }
+    }
     let anomalies: Vec<&str> = m
         .anomalies
         .iter()
@@ -280,6 +310,18 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- and 2 more"), "{md}");
+    }
+
+    #[test]
+    fn a_ranking_is_a_table_in_the_metrics() {
+        let out = json!({
+            "period": {"label": "Q2 2025"}, "totals": {"revenue": 10.0},
+            "ranking": {"dimension": "product_line", "by": "growth", "order": "bottom",
+                        "rows": [{"rank": 1, "name": "Software", "value": -7.04}]}
+        });
+        let md = metrics(&out).unwrap();
+        assert!(md.contains("**Bottom 1 product line by growth**"), "{md}");
+        assert!(md.contains("| 1 | Software | -7.0% |"), "{md}");
     }
 
     #[test]
