@@ -219,11 +219,12 @@ pub async fn plan(target: &Target, json: bool, goal: &str) -> Result<Exit, CliEr
         }
         let mut cmp = Vec::new();
         if i.compare_previous {
-            cmp.push("previous period");
+            cmp.push("previous period".to_string());
         }
         if i.compare_year_ago {
-            cmp.push("a year earlier");
+            cmp.push("a year earlier".to_string());
         }
+        cmp.extend(i.compare_period.as_ref().map(|p| p.label.clone()));
         if !cmp.is_empty() {
             say!("compare with: {}", cmp.join(", "));
         }

@@ -93,6 +93,7 @@ pub fn planned(p: &RunPlanned) -> Value {
             "period": i.period.as_ref().map(|p| json!({"start": p.start, "end": p.end, "label": p.label})),
             "filters": i.filters.iter().map(|f| (f.field.clone(), json!(f.values))).collect::<serde_json::Map<_, _>>(),
             "compare_previous": i.compare_previous, "compare_year_ago": i.compare_year_ago,
+            "compare_period": i.compare_period.as_ref().map(|p| json!({"start": p.start, "end": p.end, "label": p.label})),
             "notes": i.notes,
         })
     });

@@ -26,6 +26,8 @@ struct Want {
     compare: Option<(bool, bool)>,
     /// (dimension, n, order, by)
     rank: Option<(&'static str, u32, &'static str, &'static str)>,
+    /// The spec of a named period compared with.
+    vs: &'static str,
 }
 
 fn letters(ds: &[Deliverable]) -> String {
@@ -69,6 +71,11 @@ fn check(goal: &str, want: &Want) {
         .as_ref()
         .map(|r| (r.dimension.as_str(), r.n, r.order.as_str(), r.by.as_str()));
     assert_eq!(rank, want.rank, "{goal:?} ranking");
+    assert_eq!(
+        i.compare_period.map(|p| p.spec()).unwrap_or_default(),
+        want.vs,
+        "{goal:?} named comparison"
+    );
     if let Some((prev, year)) = want.compare {
         assert_eq!(
             (i.compare_previous, i.compare_year_ago),
@@ -594,6 +601,49 @@ fn goals_a_sales_manager_types() {
                 ..Want::default()
             },
         ),
+        // Two named periods: the second is compared with, whatever it is.
+        (
+            "Q2 2025 report vs Q4 2024",
+            Want {
+                d: ALL,
+                period: "2025-Q2",
+                compare: Some((false, false)),
+                vs: "2024-Q4",
+                ..Want::default()
+            },
+        ),
+        (
+            "revenue by region chart for H1 2025 versus H1 2023, Europe only",
+            Want {
+                d: "C",
+                period: "2025-H1",
+                filters: &["region=Europe"],
+                by: &["region"],
+                compare: Some((false, false)),
+                vs: "2023-H1",
+                ..Want::default()
+            },
+        ),
+        (
+            "May 2025 metrics compared with January 2025 and the previous month",
+            Want {
+                d: "M",
+                period: "2025-05",
+                compare: Some((true, false)),
+                vs: "2025-01",
+                ..Want::default()
+            },
+        ),
+        (
+            "top 3 product lines by growth in Q2 2025 vs Q3 2024",
+            Want {
+                d: "M",
+                period: "2025-Q2",
+                rank: Some(("product_line", 3, "top", "growth")),
+                vs: "2024-Q3",
+                ..Want::default()
+            },
+        ),
         // Short words are never corrected: "date" is not a misspelled "data".
         (
             "Q2 2025 summary to date",
@@ -640,6 +690,9 @@ fn goals_that_could_be_misread_are_refused_naming_the_word() {
             "at most 4",
         ),
         ("metrics by country for Q2 2025", "by country"),
+        ("Q2 2025 report vs Q4 2021", "Q4 2021 has no data"),
+        ("Q2 2025 report vs Q2 2025", "compared with itself"),
+        ("Q2 2025 metrics vs Q4 2024 and Q3 2024", "two periods"),
         ("Сгенерировать отчёт о продажах", "English"),
     ] {
         refused(goal, names);

@@ -131,8 +131,36 @@ async fn embedded_source_describe_and_extract() {
             .all(|r| r.get("country").is_some())
     );
 
+    // A named comparison period comes back beside the others, exact.
+    let vs = run_skill(
+        &mut client,
+        "sales.extract",
+        json!({"period": "2025-Q2", "compare": ["year_ago", "2024-Q4"], "group_by": ["region"]}),
+    )
+    .await
+    .output
+    .unwrap();
+    let named = &vs["comparisons"]["named_period"];
+    assert_eq!(named["period"]["label"], json!("Q4 2024"));
+    let q4 = sum_revenue(&db, "2024-10-01", "2024-12-31", None);
+    assert!((named["totals"]["revenue"].as_f64().unwrap() - q4).abs() < 0.01);
+    assert!(vs["comparisons"]["year_ago"].is_object());
+    assert!(vs["comparisons"].get("previous_period").is_none());
+
     // Bad input: a clear failure with a reason, never a panic.
     for (input, needle) in [
+        (
+            json!({"period": "2025-Q2", "compare": ["2019-Q4"]}),
+            "no sales data to compare with in Q4 2019",
+        ),
+        (
+            json!({"period": "2025-Q2", "compare": ["2024-Q4", "2024-Q3"]}),
+            "more than one period",
+        ),
+        (
+            json!({"period": "2025-Q2", "compare": ["last tuesday"]}),
+            "compare \"last tuesday\"",
+        ),
         (json!({"period": "Q5"}), "Q1 to Q4"),
         (json!({"period": "2025-13"}), "month 13"),
         (json!({"period": "2031-Q1"}), "no sales data"),

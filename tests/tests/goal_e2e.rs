@@ -142,6 +142,50 @@ async fn the_reference_goal_produces_an_integrated_report() {
 }
 
 #[tokio::test]
+async fn two_named_periods_are_compared_end_to_end() {
+    let tmp = temp_dir("vs");
+    let dir = tmp.path().to_path_buf();
+    let mesh = start_mesh(&dir, &[]).await;
+    let mut client = orchestrator(mesh.orchestrator).await;
+    wait_serving_agents(&mut client, 3).await;
+
+    let events = run_all(&mut client, goal("Q2 2025 report vs Q4 2024 for Europe")).await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    // The data agent extracted Q4 2024 beside Q2 2025, filtered alike.
+    let dataset = output_of(&events, "dataset");
+    let named = &dataset["comparisons"]["named_period"];
+    assert_eq!(named["period"]["label"], "Q4 2024");
+    assert_eq!(dataset["filters"]["region"], serde_json::json!(["Europe"]));
+    // The metrics measure growth against it, from those two totals.
+    let metrics = output_of(&events, "metrics");
+    let vs = &metrics["growth"]["vs_period"];
+    assert_eq!(vs["label"], "Q4 2024");
+    let now = dataset["totals"]["revenue"].as_f64().unwrap();
+    let then = named["totals"]["revenue"].as_f64().unwrap();
+    let expected = ((now - then) / then * 1000.0).round() / 10.0;
+    assert_eq!(vs["revenue_pct"].as_f64(), Some(expected));
+    // Only the comparison asked for: no default previous/year-ago.
+    assert!(metrics["growth"]["vs_previous"].is_null());
+    assert!(metrics["growth"]["vs_year_ago"].is_null());
+    // The report's table has its column, and the summary says it, faithfully.
+    let report = f.report.as_ref().unwrap();
+    let table = &report
+        .sections
+        .iter()
+        .find(|s| s.title == "Key metrics")
+        .unwrap()
+        .body;
+    assert!(table.contains("| Metric | Value | vs Q4 2024 |"), "{table}");
+    let summary = output_of(&events, "summary");
+    let text = summary["markdown"].as_str().unwrap();
+    assert!(text.contains("against Q4 2024"), "{text}");
+    let check = faithfulness::check(text, &metrics, &faithfulness::labels(&metrics));
+    assert!(check.passed(), "{check:?}");
+    drop(mesh);
+}
+
+#[tokio::test]
 async fn an_output_that_violates_the_schema_is_retried_on_another_replica() {
     let tmp = temp_dir("impostor");
     let dir = tmp.path().to_path_buf();

@@ -30,6 +30,8 @@ pub struct GoalIntent {
     pub compare_previous: bool,
     /// Compare with the same period a year earlier.
     pub compare_year_ago: bool,
+    /// Compare with a period named in the goal that is neither of those.
+    pub compare_period: Option<Period>,
     /// Words of the goal, lower-case, for skills that take named options
     /// (e.g. chart ids).
     pub words: Vec<String>,
@@ -82,6 +84,11 @@ impl GoalIntent {
             filler: self.filler.clone(),
             not_understood: self.not_understood.clone(),
             ranking: self.ranking.clone(),
+            compare_period: self.compare_period.map(|p| PbPeriod {
+                start: p.start.to_string(),
+                end: p.end.to_string(),
+                label: p.label(),
+            }),
         }
     }
 }
@@ -830,7 +837,9 @@ pub fn parse_with(
             q
         }
     };
-    // "compared to Q1" names a period: previous or a year earlier.
+    // "compared to Q1" names a period: previous, a year earlier, or any
+    // other the data has.
+    let mut compare_period: Option<Period> = None;
     if !cmp.is_empty() {
         let mut j = 0;
         while j < cmp.len() {
@@ -842,18 +851,24 @@ pub fn parse_with(
                 } else if span(period.year_ago()) == Some((other.start, other.end)) {
                     compare_year_ago = true;
                 } else if !["last", "previous", "prior", "this"].contains(&cmp[j].as_str()) {
-                    return Err(not_understood(format!(
-                        "{} can be compared with the previous period or the same period a year earlier, not with {}",
-                        period.label(),
-                        other.label()
-                    )));
+                    if let Some(first) = compare_period
+                        && first != other
+                    {
+                        return Err(not_understood(format!(
+                            "the comparison names two periods ({} and {}); compare with one named period, or with \"the previous quarter and last year\"",
+                            first.label(),
+                            other.label()
+                        )));
+                    }
+                    compare_period =
+                        Some(comparable(period, other, catalog).map_err(not_understood)?);
                 }
                 j = found.next;
             } else {
                 j += 1;
             }
         }
-        if !compare_previous && !compare_year_ago {
+        if !compare_previous && !compare_year_ago && compare_period.is_none() {
             return Err(not_understood(
                 "the comparison is not understood: say \"vs previous quarter\" or \"vs last year\"",
             ));
@@ -927,6 +942,20 @@ pub fn parse_with(
         }
         if let Some(v) = p.compare_year_ago {
             compare_year_ago = v;
+        }
+        if !p.compare_period.trim().is_empty() {
+            let other =
+                agentmesh_sales::period::parse(&p.compare_period, complete).map_err(|e| {
+                    MeshError::new(
+                        ErrorReason::InvalidInput,
+                        format!("parameters.compare_period {:?}: {}", p.compare_period, e.0),
+                    )
+                    .with_meta("field", "spec.parameters.compare_period")
+                })?;
+            compare_period = Some(comparable(period, other, catalog).map_err(|why| {
+                MeshError::new(ErrorReason::InvalidInput, why)
+                    .with_meta("field", "spec.parameters.compare_period")
+            })?);
         }
     }
 
@@ -1006,7 +1035,7 @@ pub fn parse_with(
     }
     deliverables.sort_by_key(|d| *d as i32);
     let full_report = deliverables.len() == 4;
-    if full_report && !compare_previous && !compare_year_ago {
+    if full_report && !compare_previous && !compare_year_ago && compare_period.is_none() {
         compare_previous = true;
         compare_year_ago = true;
         notes.push("a report compares with the previous period and a year earlier".into());
@@ -1030,6 +1059,7 @@ pub fn parse_with(
         filters,
         compare_previous,
         compare_year_ago,
+        compare_period,
         words,
         notes,
         kinds,
@@ -1041,6 +1071,26 @@ pub fn parse_with(
         not_understood: reading.not_understood,
         ranking,
     })
+}
+
+/// `other` as a comparison for `period`: a different period the data has;
+/// else why not.
+fn comparable(period: Period, other: Period, catalog: &Catalog) -> Result<Period, String> {
+    if other == period {
+        return Err(format!(
+            "{} is compared with itself; name another period",
+            period.label()
+        ));
+    }
+    if other.start > catalog.last_date || other.end < catalog.first_date {
+        return Err(format!(
+            "{} has no data to compare with (the data covers {} to {})",
+            other.label(),
+            catalog.first_date,
+            catalog.last_date
+        ));
+    }
+    Ok(other)
 }
 
 /// The ranking order a word asks for.

@@ -8,7 +8,8 @@
 //! - a consumed kind `a.b` arrives in the input field named `b` (its last
 //!   segment), as the producing step's whole output;
 //! - input fields named `period`, `filters`, `compare` receive the goal's
-//!   period, filters and comparisons;
+//!   period, filters and comparisons (`previous_period`, `year_ago`, or a
+//!   period named like `period`);
 //! - an input field `charts` whose items are an enum receives the values the
 //!   goal names (e.g. "revenue by region" → `revenue_by_region`);
 //! - an input field `horizon` receives the months after the data the goal
@@ -381,11 +382,12 @@ pub fn intent_input(skill: &SkillInfo, intent: &GoalIntent) -> Map<String, Value
     if props.contains_key("compare") {
         let mut compare = Vec::new();
         if intent.compare_previous {
-            compare.push("previous_period");
+            compare.push("previous_period".to_string());
         }
         if intent.compare_year_ago {
-            compare.push("year_ago");
+            compare.push("year_ago".to_string());
         }
+        compare.extend(intent.compare_period.map(|p| p.spec()));
         if !compare.is_empty() {
             input.insert("compare".into(), json!(compare));
         }
@@ -500,6 +502,7 @@ mod tests {
             filters: BTreeMap::new(),
             compare_previous: true,
             compare_year_ago: false,
+            compare_period: None,
             words: Vec::new(),
             notes: Vec::new(),
             kinds: Vec::new(),

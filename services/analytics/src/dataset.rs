@@ -64,6 +64,8 @@ pub struct Dataset {
     pub previous: Option<Slice>,
     /// The same period a year earlier, if extracted.
     pub year_ago: Option<Slice>,
+    /// Another period named for comparison, if extracted.
+    pub named: Option<Slice>,
     /// Problems found in the data (negative values and such).
     pub quality: Vec<String>,
 }
@@ -199,11 +201,13 @@ impl Dataset {
             };
         let previous = comparison("previous_period", &mut quality)?;
         let year_ago = comparison("year_ago", &mut quality)?;
+        let named = comparison("named_period", &mut quality)?;
         Ok(Self {
             group_by,
             current,
             previous,
             year_ago,
+            named,
             quality,
         })
     }

@@ -67,6 +67,7 @@ fn breakdown(ds: &Dataset, dim: &str) -> Option<Vec<Value>> {
     let current = ds.current.rollup(dim)?;
     let prev = ds.previous.as_ref().and_then(|s| s.rollup(dim));
     let ya = ds.year_ago.as_ref().and_then(|s| s.rollup(dim));
+    let named = ds.named.as_ref().and_then(|s| s.rollup(dim));
     let total = ds.current.totals.revenue;
     let mut members: Vec<(&String, &Agg)> = current.iter().collect();
     members.sort_by(|a, b| b.1.revenue.total_cmp(&a.1.revenue));
@@ -84,6 +85,7 @@ fn breakdown(ds: &Dataset, dim: &str) -> Option<Vec<Value>> {
                     "gross_margin_pct": margin_pct(a),
                     "growth_vs_previous_pct": prev.as_ref().and_then(|m| prior_growth(m, name, a.revenue)),
                     "growth_vs_year_ago_pct": ya.as_ref().and_then(|m| prior_growth(m, name, a.revenue)),
+                    "growth_vs_period_pct": named.as_ref().and_then(|m| prior_growth(m, name, a.revenue)),
                     "new": ya.as_ref().is_some_and(|m| m.get(name).is_none_or(|p| p.revenue <= 0.0)),
                 })
             })
@@ -121,13 +123,21 @@ fn trend(ds: &Dataset) -> Option<Vec<Value>> {
     )
 }
 
-/// The growth basis used for movers and anomalies: year-ago if present
-/// (removes seasonality), else the previous period.
-fn basis(b: &Value) -> (&'static str, Option<f64>) {
-    match b["growth_vs_year_ago_pct"].as_f64() {
-        Some(g) => ("vs_year_ago", Some(g)),
-        None => ("vs_previous", b["growth_vs_previous_pct"].as_f64()),
-    }
+/// Member growth fields, in the order they serve as the basis of movers,
+/// anomalies and rankings: year-ago first (it removes seasonality), then a
+/// period the goal named, then the previous period.
+pub const GROWTH_FIELDS: [(&str, &str); 3] = [
+    ("vs_year_ago", "growth_vs_year_ago_pct"),
+    ("vs_period", "growth_vs_period_pct"),
+    ("vs_previous", "growth_vs_previous_pct"),
+];
+
+/// The growth basis of a member: the first of [`GROWTH_FIELDS`] it has.
+pub fn basis(b: &Value) -> (&'static str, Option<f64>) {
+    GROWTH_FIELDS
+        .iter()
+        .find_map(|(basis, field)| b[*field].as_f64().map(|g| (*basis, Some(g))))
+        .unwrap_or(("vs_previous", None))
 }
 
 /// Computes every metric the dataset allows.
@@ -151,9 +161,11 @@ pub fn compute(ds: &Dataset) -> Value {
     if ds.year_ago.is_none() {
         notes.push("no year-ago comparison in the dataset".into());
     }
+    let named_label = ds.named.as_ref().map_or(String::new(), |s| s.label.clone());
     for (label, prior) in [
         ("previous period", &ds.previous),
         ("year ago", &ds.year_ago),
+        (named_label.as_str(), &ds.named),
     ] {
         if let Some(p) = prior
             && p.totals.revenue.abs() <= f64::EPSILON
@@ -212,7 +224,7 @@ pub fn compute(ds: &Dataset) -> Value {
                     "message": format!(
                         "{} grew {g:+.1}% {} against a peer average of {:+.1}%",
                         m["name"].as_str().unwrap_or(""),
-                        if b == "vs_year_ago" { "year over year" } else { "over the previous period" },
+                        against(b, ds),
                         round(mean, 1)
                     ),
                 }));
@@ -227,6 +239,7 @@ pub fn compute(ds: &Dataset) -> Value {
         "growth": {
             "vs_previous": comparison(cur, ds.previous.as_ref()),
             "vs_year_ago": comparison(cur, ds.year_ago.as_ref()),
+            "vs_period": comparison(cur, ds.named.as_ref()),
         },
         "breakdowns": breakdowns,
         "trend": trend(ds),
@@ -235,6 +248,15 @@ pub fn compute(ds: &Dataset) -> Value {
         "notes": notes,
         "definitions": definitions(),
     })
+}
+
+/// How a growth basis reads in a sentence.
+fn against(basis: &str, ds: &Dataset) -> String {
+    match (basis, &ds.named) {
+        ("vs_year_ago", _) => "year over year".into(),
+        ("vs_period", Some(named)) => format!("against {}", named.label),
+        _ => "over the previous period".into(),
+    }
 }
 
 fn definitions() -> Value {
@@ -262,5 +284,40 @@ mod tests {
         assert_eq!(growth_pct(10.0, 0.0), None);
         assert_eq!(growth_pct(110.0, 100.0), Some(10.0));
         assert_eq!(growth_pct(50.0, 100.0), Some(-50.0));
+    }
+
+    fn slice(label: &str, europe: f64, asia: f64) -> Value {
+        let row = |region: &str, revenue: f64| json!({"region": region, "revenue": revenue, "cost": revenue / 2.0, "units": 10, "orders": 5});
+        json!({
+            "period": {"label": label, "start": "", "end": ""},
+            "rows": [row("Europe", europe), row("Asia Pacific", asia)]
+        })
+    }
+
+    #[test]
+    fn a_named_period_is_compared_with_and_is_the_basis_without_a_year_ago() {
+        let mut dataset = slice("Q2 2025", 120.0, 90.0);
+        dataset["group_by"] = json!(["region"]);
+        dataset["comparisons"] = json!({
+            "previous_period": slice("Q1 2025", 100.0, 100.0),
+            "named_period": slice("Q4 2024", 100.0, 60.0),
+        });
+        let Value::Object(input) = json!({ "dataset": dataset }) else {
+            panic!("an object")
+        };
+        let ds = Dataset::from_input(&input).unwrap_or_else(|e| panic!("{e:?}"));
+        let m = compute(&ds);
+        let vs = &m["growth"]["vs_period"];
+        assert_eq!(vs["label"], "Q4 2024");
+        assert_eq!(vs["revenue_pct"], json!(31.3));
+        assert_eq!(m["growth"]["vs_previous"]["revenue_pct"], json!(5.0));
+        assert!(m["growth"]["vs_year_ago"].is_null());
+        let asia = &m["breakdowns"]["region"][1];
+        assert_eq!(asia["name"], "Asia Pacific");
+        assert_eq!(asia["growth_vs_period_pct"], json!(50.0));
+        assert_eq!(asia["growth_vs_previous_pct"], json!(-10.0));
+        // Movers grow against the named period, not the previous one.
+        assert_eq!(m["movers"]["top"][0]["basis"], "vs_period");
+        assert_eq!(m["movers"]["top"][0]["growth_pct"], json!(50.0));
     }
 }

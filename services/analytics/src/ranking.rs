@@ -5,14 +5,21 @@
 use agentmesh_runtime::TaskError;
 use serde_json::{Value, json};
 
-use crate::metrics::BREAKDOWNS;
+use crate::metrics::{BREAKDOWNS, GROWTH_FIELDS};
 
-/// Measures a ranking may order by, and the member field each reads.
-const MEASURES: [(&str, &str); 3] = [
-    ("revenue", "revenue"),
-    ("growth", "growth_vs_year_ago_pct"),
-    ("margin", "gross_margin_pct"),
-];
+/// The member field a measure reads; growth reads the first growth field
+/// (year ago, a named period, the previous period) any member has.
+fn field_of(by: &str, members: &[Value]) -> &'static str {
+    match by {
+        "margin" => "gross_margin_pct",
+        "growth" => GROWTH_FIELDS
+            .iter()
+            .map(|(_, f)| *f)
+            .find(|f| members.iter().any(|m| m[*f].is_number()))
+            .unwrap_or("growth_vs_year_ago_pct"),
+        _ => "revenue",
+    }
+}
 
 /// The input schema of a ranking.
 pub fn schema() -> Value {
@@ -35,15 +42,12 @@ pub fn rank(metrics: &Value, spec: &Value) -> Result<Value, TaskError> {
     let by = spec["by"].as_str().unwrap_or("revenue");
     let order = spec["order"].as_str().unwrap_or("top");
     let n = spec["n"].as_u64().unwrap_or(3);
-    let field = MEASURES
-        .iter()
-        .find(|(name, _)| *name == by)
-        .map_or("revenue", |(_, f)| *f);
     let members = metrics["breakdowns"][dimension].as_array().ok_or_else(|| {
         TaskError::invalid_input(format!(
             "ranking by {dimension}: the dataset is not grouped by {dimension}"
         ))
     })?;
+    let field = field_of(by, members);
     let mut valued: Vec<(&str, f64)> = members
         .iter()
         .filter_map(|m| Some((m["name"].as_str()?, m[field].as_f64()?)))
@@ -107,5 +111,17 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(names(&margin), ["Latin America"]);
         assert!(rank(&metrics(), &json!({"dimension": "channel"})).is_err());
+    }
+
+    #[test]
+    fn growth_without_a_year_ago_ranks_against_the_named_period() {
+        let metrics = json!({"breakdowns": {"region": [
+            {"name": "Europe", "revenue": 30.0, "growth_vs_period_pct": -5.0, "growth_vs_previous_pct": 9.0},
+            {"name": "Asia Pacific", "revenue": 20.0, "growth_vs_period_pct": 12.0, "growth_vs_previous_pct": 1.0}
+        ]}});
+        let r = rank(&metrics, &json!({"dimension": "region", "by": "growth"}))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(r["measure"], "growth_vs_period_pct");
+        assert_eq!(names(&r), ["Asia Pacific", "Europe"]);
     }
 }

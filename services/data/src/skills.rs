@@ -90,13 +90,14 @@ pub fn card_skills() -> Vec<Skill> {
             EXTRACT,
             "Extracts sales for a period as an aggregated table (revenue, cost, units, orders, \
              lines) grouped by the given dimensions, with optional filters and comparison \
-             periods (previous period, same period a year earlier). Also returns the table \
-             as a CSV artifact.",
+             periods (previous period, same period a year earlier, or one named period). Also \
+             returns the table as a CSV artifact.",
         )
         .tags(&["sales", "sql", "dataset"])
         .examples(&[
             r#"{"period": "2025-Q2", "compare": ["previous_period", "year_ago"]}"#,
             r#"{"period": "2025-H1", "filters": {"region": ["Europe"]}, "group_by": ["month", "country"]}"#,
+            r#"{"period": "2025-Q2", "compare": ["2024-Q4"]}"#,
         ])
         .input_schema(&json!({
             "type": "object",
@@ -121,8 +122,9 @@ pub fn card_skills() -> Vec<Skill> {
                     "items": {"enum": dims}
                 },
                 "compare": {
-                    "type": "array", "uniqueItems": true,
-                    "items": {"enum": ["previous_period", "year_ago"]}
+                    "type": "array", "uniqueItems": true, "maxItems": 3,
+                    "description": "previous_period, year_ago, and at most one other period in the forms `period` takes (2024-Q4)",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 64}
                 }
             }
         }))
@@ -148,7 +150,11 @@ pub fn card_skills() -> Vec<Skill> {
                 "filters": {"type": "object"},
                 "comparisons": {
                     "type": "object",
-                    "properties": {"previous_period": slice_schema(), "year_ago": slice_schema()}
+                    "properties": {
+                        "previous_period": slice_schema(),
+                        "year_ago": slice_schema(),
+                        "named_period": slice_schema()
+                    }
                 },
                 "source": {"type": "object"}
             }
@@ -213,6 +219,8 @@ pub struct ExtractRequest {
     pub previous: bool,
     /// Include the same period a year earlier.
     pub year_ago: bool,
+    /// Include this period too.
+    pub named: Option<Period>,
 }
 
 fn invalid(msg: impl Into<String>) -> TaskError {
@@ -279,12 +287,33 @@ impl ExtractRequest {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        let mut named = None;
+        for text in compare
+            .iter()
+            .filter(|c| !matches!(**c, "previous_period" | "year_ago"))
+        {
+            let other = period::parse(text, complete_through)
+                .map_err(|e| invalid(format!("compare {text:?}: {}", e.0)))?;
+            if named.is_some_and(|n| n != other) {
+                return Err(invalid(
+                    "compare names more than one period: name at most one besides previous_period and year_ago",
+                ));
+            }
+            if other.end.to_string().as_str() < first || other.start.to_string().as_str() > last {
+                return Err(invalid(format!(
+                    "no sales data to compare with in {}; the source covers {first} to {last}",
+                    other.label()
+                )));
+            }
+            named = Some(other);
+        }
         Ok(Self {
             period,
             filters,
             group_by,
             previous: compare.contains(&"previous_period"),
             year_ago: compare.contains(&"year_ago"),
+            named,
         })
     }
 
@@ -354,6 +383,12 @@ impl ExtractRequest {
             rows += s.rows.len();
             self.within_cap(rows)?;
             comparisons.insert("year_ago".into(), s.to_json(&self.group_by));
+        }
+        if let Some(p) = self.named {
+            let s = self.slice(source, p).map_err(db_err)?;
+            rows += s.rows.len();
+            self.within_cap(rows)?;
+            comparisons.insert("named_period".into(), s.to_json(&self.group_by));
         }
         let filters: JsonObject = self
             .filters

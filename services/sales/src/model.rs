@@ -52,7 +52,7 @@ pub struct Comparison {
     pub gross_margin_pts: Option<f64>,
 }
 
-/// Growth against the previous period and a year earlier.
+/// Growth against the previous period, a year earlier and a named period.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Growth {
@@ -60,6 +60,8 @@ pub struct Growth {
     pub vs_previous: Option<Comparison>,
     /// Against the same period a year earlier.
     pub vs_year_ago: Option<Comparison>,
+    /// Against another period the goal named.
+    pub vs_period: Option<Comparison>,
 }
 
 /// One member of a breakdown (a region, a product line, ...).
@@ -78,6 +80,8 @@ pub struct Member {
     pub growth_vs_previous_pct: Option<f64>,
     /// Growth against a year earlier, percent.
     pub growth_vs_year_ago_pct: Option<f64>,
+    /// Growth against the named period, percent.
+    pub growth_vs_period_pct: Option<f64>,
 }
 
 /// Something unusual the metrics found.
@@ -118,6 +122,8 @@ pub struct Ranking {
     pub by: String,
     /// `top` or `bottom`.
     pub order: String,
+    /// The member field ranked (`growth_vs_year_ago_pct`, ...).
+    pub measure: String,
     /// The members, best first (or worst first for `bottom`).
     pub rows: Vec<RankedMember>,
 }

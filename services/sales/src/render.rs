@@ -8,11 +8,20 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::format;
-use crate::model::{Charts, Comparison, Dataset, Forecast, Metrics, Quality, Summary};
+use crate::model::{Charts, Comparison, Dataset, Forecast, Member, Metrics, Quality, Summary};
 
 /// `|` and newlines would break a Markdown table cell.
 pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// `s` with its first letter upper-case ("product line" → "Product line").
+fn capitalized(s: &str) -> String {
+    let mut out = s.to_string();
+    if let Some(first) = out.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    out
 }
 
 fn or_na(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -49,86 +58,132 @@ pub fn summary(out: &Value) -> Option<String> {
     Some(body)
 }
 
-/// A `sales.metrics` output: the totals against both comparison periods,
-/// each breakdown as a table, and the anomalies.
+/// A `sales.metrics` output: the totals against each comparison period it
+/// has, each breakdown as a table, and the anomalies.
 pub fn metrics(out: &Value) -> Option<String> {
     let m: Metrics = view(out)?;
-    let none = Comparison::default();
-    let prev = m.growth.vs_previous.as_ref().unwrap_or(&none);
-    let ya = m.growth.vs_year_ago.as_ref().unwrap_or(&none);
+    // The comparisons present, each with its column heading and how a
+    // breakdown member's growth against it is read.
+    type MemberGrowth = fn(&Member) -> Option<f64>;
     let against = |c: &Comparison, fallback: &str| {
         c.label
             .as_ref()
             .map_or_else(|| fallback.to_string(), |l| format!("vs {l}"))
     };
+    let comparisons: Vec<(String, &Comparison, MemberGrowth)> = [
+        (
+            m.growth.vs_previous.as_ref(),
+            "vs previous",
+            (|x: &Member| x.growth_vs_previous_pct) as MemberGrowth,
+        ),
+        (
+            m.growth.vs_year_ago.as_ref(),
+            "vs year ago",
+            |x: &Member| x.growth_vs_year_ago_pct,
+        ),
+        (
+            m.growth.vs_period.as_ref(),
+            "vs named period",
+            |x: &Member| x.growth_vs_period_pct,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(c, fallback, member)| c.map(|c| (against(c, fallback), c, member)))
+    .collect();
+    let heads: String = comparisons
+        .iter()
+        .map(|(h, _, _)| format!(" {h} |"))
+        .collect();
+    let rule = " ---: |".repeat(comparisons.len());
     let t = &m.totals;
     let mut s = format!(
-        "Period: **{}**. Figures in {}.\n\n| Metric | Value | {} | {} |\n| --- | ---: | ---: | ---: |\n",
+        "Period: **{}**. Figures in {}.\n\n| Metric | Value |{heads}\n| --- | ---: |{rule}\n",
         m.period.label.as_deref().unwrap_or("n/a"),
         m.currency.as_deref().unwrap_or("USD"),
-        against(prev, "vs previous"),
-        against(ya, "vs year ago"),
     );
-    let rows = [
+    type Change = fn(&Comparison) -> Option<f64>;
+    type Format = fn(f64) -> String;
+    let rows: [(&str, String, Change, Format); 4] = [
         (
             "Revenue",
             or_na(t.revenue, format::money),
-            or_na(prev.revenue_pct, format::signed_pct),
-            or_na(ya.revenue_pct, format::signed_pct),
+            |c| c.revenue_pct,
+            format::signed_pct,
         ),
         (
             "Gross margin",
             or_na(t.gross_margin_pct, format::pct),
-            or_na(prev.gross_margin_pts, format::pts),
-            or_na(ya.gross_margin_pts, format::pts),
+            |c| c.gross_margin_pts,
+            format::pts,
         ),
         (
             "Units",
             or_na(t.units, format::thousands),
-            or_na(prev.units_pct, format::signed_pct),
-            or_na(ya.units_pct, format::signed_pct),
+            |c| c.units_pct,
+            format::signed_pct,
         ),
         (
             "Orders",
             or_na(t.orders, format::thousands),
-            or_na(prev.orders_pct, format::signed_pct),
-            or_na(ya.orders_pct, format::signed_pct),
+            |c| c.orders_pct,
+            format::signed_pct,
         ),
     ];
-    for (name, value, vs_prev, vs_ya) in rows {
-        let _ = writeln!(s, "| {name} | {value} | {vs_prev} | {vs_ya} |");
+    for (name, value, change, fmt) in rows {
+        let changes: String = comparisons
+            .iter()
+            .map(|(_, c, _)| format!(" {} |", or_na(change(c), fmt)))
+            .collect();
+        let _ = writeln!(s, "| {name} | {value} |{changes}");
     }
     if let Some(aov) = t.average_order_value {
-        let _ = writeln!(s, "| Average order value | {} | | |", format::money(aov));
+        let blanks = " |".repeat(comparisons.len());
+        let _ = writeln!(
+            s,
+            "| Average order value | {} |{blanks}",
+            format::money(aov)
+        );
     }
     for (dim, members) in &m.breakdowns {
         let name = dim.replace('_', " ");
-        let mut heading = name.clone();
-        if let Some(first) = heading.get_mut(0..1) {
-            first.make_ascii_uppercase();
-        }
+        let heading = capitalized(&name);
         let _ = write!(
             s,
-            "\n**Revenue by {name}**\n\n| {heading} | Revenue | Share | Margin | vs previous | vs year ago |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+            "\n**Revenue by {name}**\n\n| {heading} | Revenue | Share | Margin |{heads}\n| --- | ---: | ---: | ---: |{rule}\n",
         );
-        for m in members {
+        for member in members {
+            let growth: String = comparisons
+                .iter()
+                .map(|(_, _, g)| format!(" {} |", or_na(g(member), format::signed_pct)))
+                .collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} |",
-                cell(&m.name),
-                or_na(m.revenue, format::money),
-                or_na(m.share_pct, format::pct),
-                or_na(m.gross_margin_pct, format::pct),
-                or_na(m.growth_vs_previous_pct, format::signed_pct),
-                or_na(m.growth_vs_year_ago_pct, format::signed_pct),
+                "| {} | {} | {} | {} |{growth}",
+                cell(&member.name),
+                or_na(member.revenue, format::money),
+                or_na(member.share_pct, format::pct),
+                or_na(member.gross_margin_pct, format::pct),
             );
         }
     }
     if let Some(r) = &m.ranking {
-        let (label, fmt): (&str, fn(f64) -> String) = match r.by.as_str() {
-            "growth" => ("Growth vs a year earlier", format::signed_pct),
-            "margin" => ("Gross margin", format::pct),
-            _ => ("Revenue", format::money),
+        let named_period = m
+            .growth
+            .vs_period
+            .as_ref()
+            .and_then(|c| c.label.as_deref())
+            .map_or_else(
+                || "Growth vs the named period".to_string(),
+                |l| format!("Growth vs {l}"),
+            );
+        let (label, fmt): (String, fn(f64) -> String) = match (r.by.as_str(), r.measure.as_str()) {
+            ("growth", "growth_vs_period_pct") => (named_period, format::signed_pct),
+            ("growth", "growth_vs_previous_pct") => {
+                ("Growth vs the previous period".into(), format::signed_pct)
+            }
+            ("growth", _) => ("Growth vs a year earlier".into(), format::signed_pct),
+            ("margin", _) => ("Gross margin".into(), format::pct),
+            _ => ("Revenue".into(), format::money),
         };
         let dim = r.dimension.replace('_', " ");
         let named = if r.rows.len() == 1 {
@@ -142,7 +197,7 @@ pub fn metrics(out: &Value) -> Option<String> {
             if r.order == "bottom" { "Bottom" } else { "Top" },
             r.rows.len(),
             r.by,
-            cell(&dim)
+            cell(&capitalized(&dim))
         );
         for row in &r.rows {
             let _ = writeln!(
@@ -339,26 +394,62 @@ mod tests {
             "{body}"
         );
         assert!(
-            body.contains("| Metric | Value | vs Q1 2025 | vs year ago |"),
+            body.contains("| Metric | Value | vs Q1 2025 |\n| --- | ---: | ---: |\n"),
             "{body}"
         );
+        assert!(body.contains("| Revenue | $12.35M | +8.2% |\n"), "{body}");
         assert!(
-            body.contains("| Revenue | $12.35M | +8.2% | n/a |"),
+            body.contains("| Gross margin | 41.3% | -0.4 pts |\n"),
             "{body}"
         );
-        assert!(
-            body.contains("| Gross margin | 41.3% | -0.4 pts | n/a |"),
-            "{body}"
-        );
-        assert!(body.contains("| Units | 1,234 | n/a | n/a |"), "{body}");
+        assert!(body.contains("| Units | 1,234 | n/a |\n"), "{body}");
         assert!(!body.contains("Average order value"), "{body}");
         assert!(body.contains("**Revenue by region**"), "{body}");
         assert!(
-            body.contains("| Europe \\| West | $4.5k | 36.4% | n/a | n/a | n/a |"),
+            body.contains("| Europe \\| West | $4.5k | 36.4% | n/a | n/a |\n"),
             "{body}"
         );
         assert!(
             body.contains("- Online had no revenue a year earlier (new)"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_named_comparison_period_gets_its_own_column_and_ranks_growth() {
+        let out = json!({
+            "period": {"label": "Q2 2025"},
+            "totals": {"revenue": 200.0, "units": 10.0},
+            "growth": {
+                "vs_year_ago": {"label": "Q2 2024", "revenue_pct": 10.0},
+                "vs_period": {"label": "Q4 2024", "revenue_pct": -4.5, "units_pct": 2.0}
+            },
+            "breakdowns": {"region": [
+                {"name": "Europe", "revenue": 150.0, "growth_vs_year_ago_pct": 12.0, "growth_vs_period_pct": -3.0}
+            ]},
+            "ranking": {"dimension": "region", "by": "growth", "order": "top",
+                        "measure": "growth_vs_period_pct", "rows": [{"rank": 1, "name": "Europe", "value": -3.0}]}
+        });
+        let body = metrics(&out).unwrap();
+        assert!(
+            body.contains("| Metric | Value | vs Q2 2024 | vs Q4 2024 |"),
+            "{body}"
+        );
+        assert!(
+            body.contains("| Revenue | $200 | +10.0% | -4.5% |"),
+            "{body}"
+        );
+        assert!(body.contains("| Units | 10 | n/a | +2.0% |"), "{body}");
+        assert!(
+            body.contains("| Region | Revenue | Share | Margin | vs Q2 2024 | vs Q4 2024 |"),
+            "{body}"
+        );
+        assert!(
+            body.contains("| Europe | $150 | n/a | n/a | +12.0% | -3.0% |"),
+            "{body}"
+        );
+        assert!(
+            body.contains("| Rank | Region | Growth vs Q4 2024 |"),
             "{body}"
         );
     }

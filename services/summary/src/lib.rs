@@ -92,7 +92,7 @@ pub fn facts(metrics: &Value) -> Vec<String> {
             .as_f64()
             .map(|v| format!("average order value {}", money(v))),
     );
-    for k in ["vs_previous", "vs_year_ago"] {
+    for k in ["vs_previous", "vs_year_ago", "vs_period"] {
         let g = &metrics["growth"][k];
         if let (Some(label), Some(p)) = (g["label"].as_str(), g["revenue_pct"].as_f64()) {
             out.push(format!("revenue growth vs {label} {p:+.1}%"));

@@ -86,6 +86,13 @@ pub fn write(metrics: &Value) -> Summary {
     let mut p = Picker(seed);
     let ya = &metrics["growth"]["vs_year_ago"];
     let prev = &metrics["growth"]["vs_previous"];
+    let named = &metrics["growth"]["vs_period"];
+    let named_label = named["label"].as_str().unwrap_or("the named period");
+    let basis_phrase = |basis: &Value| match basis.as_str() {
+        Some("vs_year_ago") => "year over year".to_string(),
+        Some("vs_period") => format!("against {named_label}"),
+        _ => "over the previous period".to_string(),
+    };
     let regions = metrics["breakdowns"]["region"]
         .as_array()
         .cloned()
@@ -100,12 +107,16 @@ pub fn write(metrics: &Value) -> Summary {
         .unwrap_or_default();
 
     // Headline: the total, its main comparison, and who led.
-    let (basis_label, basis_growth) =
-        match (ya["revenue_pct"].as_f64(), prev["revenue_pct"].as_f64()) {
-            (Some(g), _) => ("year over year", Some(g)),
-            (None, Some(g)) => ("over the previous period", Some(g)),
-            _ => ("", None),
-        };
+    let (basis_label, basis_growth) = match (
+        ya["revenue_pct"].as_f64(),
+        named["revenue_pct"].as_f64(),
+        prev["revenue_pct"].as_f64(),
+    ) {
+        (Some(g), _, _) => ("year over year".to_string(), Some(g)),
+        (None, Some(g), _) => (format!("against {named_label}"), Some(g)),
+        (None, None, Some(g)) => ("over the previous period".to_string(), Some(g)),
+        _ => (String::new(), None),
+    };
     let leader = regions.first().map(name).unwrap_or("");
     let headline = match basis_growth {
         Some(g) => format!(
@@ -135,6 +146,16 @@ pub fn write(metrics: &Value) -> Summary {
             movement(g, &mut p),
             pct(g),
             money(prev["revenue"].as_f64().unwrap_or(0.0))
+        ));
+    }
+    if let Some(g) = named["revenue_pct"].as_f64()
+        && ya["revenue_pct"].is_number()
+    {
+        findings.push(format!(
+            "Against {named_label}, revenue {} {} ({} then).",
+            movement(g, &mut p),
+            pct(g),
+            money(named["revenue"].as_f64().unwrap_or(0.0))
         ));
     }
     if let (Some(m), Some(aov)) = (
@@ -224,11 +245,7 @@ pub fn write(metrics: &Value) -> Summary {
                     "revenue grew only"
                 },
                 pct(a["growth_pct"].as_f64().unwrap_or(0.0)),
-                if a["basis"] == "vs_year_ago" {
-                    "year over year"
-                } else {
-                    "over the previous period"
-                },
+                basis_phrase(&a["basis"]),
                 if a["peer_mean_pct"].as_f64().unwrap_or(0.0) < 0.0 {
                     "a decline of "
                 } else {
@@ -256,11 +273,7 @@ pub fn write(metrics: &Value) -> Summary {
             risks.push(format!(
                 "{n} declined {} {}.",
                 pct(g),
-                if b["basis"] == "vs_year_ago" {
-                    "year over year"
-                } else {
-                    "over the previous period"
-                }
+                basis_phrase(&b["basis"])
             ));
         }
     }
@@ -332,6 +345,7 @@ mod tests {
             ya in growth(), prev in growth(), margin_pts in growth(),
             region_g in prop::collection::vec(growth(), 1..4),
             peer in growth(), outlier in growth(), new_line in any::<bool>(),
+            named in prop::option::of(growth()), with_ya in any::<bool>(),
         ) {
             let regions: Vec<Value> = region_g
                 .iter()
@@ -354,8 +368,16 @@ mod tests {
                 },
                 "anomalies": [{"kind": "growth_outlier", "name": "Region 0", "growth_pct": outlier,
                                "peer_mean_pct": peer, "basis": "vs_year_ago"}],
-                "movers": {"bottom": [{"name": "Software", "growth_pct": outlier, "basis": "vs_year_ago"}]}
+                "movers": {"bottom": [{"name": "Software", "growth_pct": outlier, "basis": "vs_period"}]}
             });
+            let mut metrics = metrics;
+            if let Some(g) = named {
+                metrics["growth"]["vs_period"] =
+                    json!({"label": "Q4 2024", "revenue": 47_000_000.0, "revenue_pct": g});
+            }
+            if !with_ya {
+                metrics["growth"]["vs_year_ago"] = Value::Null;
+            }
             let text = write(&metrics).markdown();
             let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
             prop_assert!(report.passed(), "{:?} in\n{text}", report.untraceable);
