@@ -1,11 +1,18 @@
 //! The faithfulness check: every number in a summary must be traceable to
-//! the metrics it was written from, at the rounding it is shown with.
+//! the metric it names, in the metrics it was written from, at the rounding
+//! it is shown with.
 //!
 //! A number is read with its unit: `$12.35M` is 12,350,000 ± 5,000 (half of
-//! the last shown digit), `8.2%` is 8.2 ± 0.05, `1,234` is 1234 ± 0.5. It
-//! passes if some number in the metrics (or its absolute value, since
-//! "fell 3.1%" shows -3.1 as 3.1) lies within that tolerance. Period labels
-//! (`Q2 2025`, `Apr 2025`) are not figures and are skipped.
+//! the last shown digit), `8.2%` is 8.2 ± 0.05, `1,234` is 1234 ± 0.5. What
+//! it measures comes from its unit and the words around it (a
+//! [`Measure`]): money only matches money metrics (`revenue`, `cost`, ...),
+//! "36.4% of revenue" only a share, "margin was 41.3%" only a margin, "rose
+//! 3.1%" only a growth of that sign, "0.4 points" only a change in points.
+//! A figure in a sentence (or clause, up to `;`) that names a member of a
+//! breakdown ("Europe contributed 36.4% of revenue") only matches that
+//! member's metrics. Input that has no metric of a figure's measure (not
+//! the sales metrics) is matched by value alone. Period labels (`Q2 2025`,
+//! `Apr 2025`) are not figures and are skipped.
 
 use serde_json::Value;
 
@@ -23,7 +30,57 @@ pub struct Figure {
     /// The movement the words just before it give it ("rose 3.1%",
     /// "down 0.7 points"), if any.
     pub direction: Option<Direction>,
+    /// What it measures, from its unit and the words around it.
+    pub measure: Measure,
+    /// The breakdown member its sentence names last before it, if any.
+    pub member: Option<String>,
 }
+
+/// What a figure measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// `$…`: revenue, cost, profit, order value.
+    Money,
+    /// `…%` with "of"/"share" around it: a share of a total.
+    Share,
+    /// `…%` with "margin" before it: a margin.
+    Margin,
+    /// Any other `…%`: a growth or change in percent.
+    Change,
+    /// `… points`: a change in percentage points.
+    Points,
+    /// A plain number: a count (units, orders), or anything else.
+    Plain,
+}
+
+impl Measure {
+    /// Whether a metric under `key` can be what this measures. Ranking
+    /// rows' `value` may be any of them.
+    fn admits(self, key: &str) -> bool {
+        if key == "value" {
+            return true;
+        }
+        match self {
+            Self::Money => MONEY_KEYS.contains(&key),
+            Self::Share => key == "share_pct",
+            Self::Margin => key == "gross_margin_pct",
+            Self::Change => {
+                key.ends_with("_pct") && key != "share_pct" && key != "gross_margin_pct"
+            }
+            Self::Points => key.ends_with("_pts"),
+            Self::Plain => true,
+        }
+    }
+}
+
+/// Metrics in money.
+const MONEY_KEYS: &[&str] = &[
+    "revenue",
+    "cost",
+    "gross_profit",
+    "average_order_value",
+    "previous_revenue",
+];
 
 /// Which way a written change goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,18 +201,89 @@ pub fn labels(v: &Value) -> Vec<String> {
     out
 }
 
-/// Every numeric leaf of a JSON value.
-pub fn numbers(v: &Value, out: &mut Vec<f64>) {
-    match v {
-        Value::Number(n) => out.extend(n.as_f64()),
-        Value::Array(a) => a.iter().for_each(|x| numbers(x, out)),
-        Value::Object(o) => o.values().for_each(|x| numbers(x, out)),
-        _ => {}
+/// The words of `text` around a figure, lower-case, without punctuation.
+fn words_of(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_ascii_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// What a figure shown as `shown` measures, given the text of its clause
+/// before it and the text after it.
+fn measure_of(shown: &str, before: &str, after: &str) -> Measure {
+    let next: Vec<String> = words_of(after).into_iter().take(2).collect();
+    if shown.starts_with('$') {
+        return Measure::Money;
     }
+    if !shown.ends_with('%') {
+        return if next
+            .first()
+            .is_some_and(|w| w == "points" || w == "pts" || w == "point")
+        {
+            Measure::Points
+        } else {
+            Measure::Plain
+        };
+    }
+    let prev: Vec<String> = words_of(before).into_iter().rev().take(4).collect();
+    if next.first().is_some_and(|w| w == "of" || w == "share") || prev.iter().any(|w| w == "share")
+    {
+        Measure::Share
+    } else if prev.iter().any(|w| w == "margin" || w == "margins") {
+        Measure::Margin
+    } else {
+        Measure::Change
+    }
+}
+
+/// Where the clause holding char `at` begins: after the last sentence end
+/// (`.`, `!`, `?` before a space), `;`, `:` or line break.
+fn clause_start(chars: &[char], at: usize) -> usize {
+    (0..at)
+        .rev()
+        .find(|&k| {
+            matches!(chars[k], ';' | '\n' | ':')
+                || (matches!(chars[k], '.' | '!' | '?')
+                    && chars.get(k + 1).is_none_or(|c| c.is_whitespace()))
+        })
+        .map_or(0, |k| k + 1)
+}
+
+/// The member whose name occurs last in `clause` (whole words; the longest
+/// name where two end at the same place).
+fn member_in(clause: &str, members: &[String]) -> Option<String> {
+    let mut best: Option<(usize, usize, &String)> = None;
+    for name in members.iter().filter(|n| !n.is_empty()) {
+        for (at, _) in clause.match_indices(name.as_str()) {
+            let end = at + name.len();
+            let bounded = !clause[..at]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphanumeric)
+                && !clause[end..]
+                    .chars()
+                    .next()
+                    .is_some_and(char::is_alphanumeric);
+            if bounded && best.is_none_or(|(e, l, _)| end > e || (end == e && name.len() > l)) {
+                best = Some((end, name.len(), name));
+            }
+        }
+    }
+    best.map(|(_, _, n)| n.clone())
 }
 
 /// Reads the figures of `text`, skipping the given labels.
 pub fn figures(text: &str, labels: &[String]) -> Vec<Figure> {
+    read(text, labels, &[])
+}
+
+/// Reads the figures of `text`, skipping `labels`, with the member of
+/// `members` each one's clause names.
+fn read(text: &str, labels: &[String], members: &[String]) -> Vec<Figure> {
     let mut cleaned = text.to_string();
     for label in labels.iter().filter(|l| !l.is_empty()) {
         cleaned = cleaned.replace(label.as_str(), " ");
@@ -217,8 +345,13 @@ pub fn figures(text: &str, labels: &[String]) -> Vec<Figure> {
             let end = (j + unit_len + usize::from(chars.get(j + unit_len) == Some(&'%')))
                 .min(chars.len());
             let before: String = chars[..begin].iter().collect();
+            let clause: String = chars[clause_start(&chars, begin)..begin].iter().collect();
+            let after: String = chars[end..].iter().take(40).collect();
+            let shown: String = chars[begin..end].iter().collect();
             out.push(Figure {
-                shown: chars[begin..end].iter().collect(),
+                measure: measure_of(&shown, &clause, &after),
+                member: member_in(&clause, members),
+                shown,
                 value: v * scale,
                 tolerance: half_digit * scale + 1e-9,
                 direction: direction_before(&before),
@@ -229,22 +362,60 @@ pub fn figures(text: &str, labels: &[String]) -> Vec<Figure> {
     out
 }
 
-/// Checks `text` against the numbers of `metrics`. A figure is traced when
-/// some metric equals it at its rounding; a figure written as a movement
-/// ("rose 3.1%", "fell 3.1%") only by a metric of that sign, since figures
-/// are written without their sign.
+/// A number of the metrics with the key it is under and the member (an
+/// object's `name`) it belongs to.
+struct Fact<'a> {
+    key: &'a str,
+    member: Option<&'a str>,
+    value: f64,
+}
+
+fn facts<'a>(v: &'a Value, key: &'a str, member: Option<&'a str>, out: &mut Vec<Fact<'a>>) {
+    match v {
+        Value::Number(n) => out.extend(n.as_f64().map(|value| Fact { key, member, value })),
+        Value::Array(a) => a.iter().for_each(|x| facts(x, key, member, out)),
+        Value::Object(o) => {
+            let member = o.get("name").and_then(Value::as_str).or(member);
+            for (k, x) in o {
+                facts(x, k, member, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks `text` against the metrics in `metrics`. A figure is traced when
+/// a metric of what it measures (its [`Measure`]), of the member its clause
+/// names if it names one, equals it at its rounding; a figure written as a
+/// movement ("rose 3.1%", "fell 3.1%") only by a metric of that sign, since
+/// figures are written without their sign.
 pub fn check(text: &str, metrics: &Value, labels: &[String]) -> Report {
     let mut pool = Vec::new();
-    numbers(metrics, &mut pool);
+    facts(metrics, "", None, &mut pool);
+    let mut members: Vec<String> = pool
+        .iter()
+        .filter_map(|f| f.member.map(str::to_string))
+        .collect();
+    members.sort();
+    members.dedup();
     let mut checked = Vec::new();
     let mut untraceable = Vec::new();
-    for fig in figures(text, labels) {
+    for fig in read(text, labels, &members) {
         let near = |m: f64| (m - fig.value).abs() <= fig.tolerance;
-        let ok = pool.iter().any(|&m| match fig.direction {
-            Some(Direction::Up) => near(m),
-            Some(Direction::Down) => near(-m),
-            None => near(m) || near(m.abs()),
-        });
+        // Input that names no metric of this measure (not sales metrics)
+        // is matched by value alone.
+        let typed = pool
+            .iter()
+            .any(|f| f.key != "value" && fig.measure.admits(f.key));
+        let ok = pool
+            .iter()
+            .filter(|f| !typed || fig.measure.admits(f.key))
+            .filter(|f| fig.member.is_none() || f.member == fig.member.as_deref())
+            .any(|f| match fig.direction {
+                Some(Direction::Up) => near(f.value),
+                Some(Direction::Down) => near(-f.value),
+                None => near(f.value) || near(f.value.abs()),
+            });
         if !ok {
             untraceable.push(fig.clone());
         }
@@ -276,8 +447,7 @@ mod tests {
 
     #[test]
     fn traces_numbers_to_metrics() {
-        let metrics =
-            json!({"totals": {"revenue": 12_349_120.55, "orders": 1234}, "growth": {"pct": -3.12}});
+        let metrics = json!({"totals": {"revenue": 12_349_120.55, "orders": 1234}, "growth": {"revenue_pct": -3.12}});
         let ok = check(
             "Revenue of $12.35M from 1,234 orders fell 3.1%.",
             &metrics,
@@ -290,7 +460,8 @@ mod tests {
 
     #[test]
     fn a_movement_must_have_the_metrics_sign() {
-        let metrics = json!({"growth": {"pct": -3.12, "units_pct": 4.0}, "revenue": 44_180_000.0});
+        let metrics =
+            json!({"growth": {"revenue_pct": -3.12, "units_pct": 4.0}, "revenue": 44_180_000.0});
         let shown = |text: &str| -> Vec<String> {
             check(text, &metrics, &[])
                 .untraceable
@@ -319,5 +490,61 @@ mod tests {
             shown("Revenue moved 3.1%.").is_empty(),
             "no direction: either sign"
         );
+    }
+
+    #[test]
+    fn a_figure_must_be_the_metric_it_names() {
+        let metrics = json!({
+            "totals": {"revenue": 44_180_000.0, "gross_margin_pct": 41.3, "orders": 1234},
+            "growth": {"vs_year_ago": {"revenue_pct": 8.2, "gross_margin_pts": -0.4}},
+            "breakdowns": {"region": [
+                {"name": "Europe", "revenue": 16_000_000.0, "share_pct": 36.2, "growth_vs_year_ago_pct": 12.0},
+                {"name": "Asia Pacific", "revenue": 9_000_000.0, "share_pct": 20.4, "growth_vs_year_ago_pct": -3.5}
+            ]}
+        });
+        let shown = |text: &str| -> Vec<String> {
+            check(text, &metrics, &[])
+                .untraceable
+                .into_iter()
+                .map(|f| f.shown)
+                .collect()
+        };
+        // What the summary writer says passes.
+        assert!(
+            shown(
+                "Revenue rose 8.2% year over year to $44.18M, with Europe the largest region. \
+                 Gross margin was 41.3% (down 0.4 points on a year earlier); 1,234 orders. \
+                 Europe contributed 36.2% of revenue ($16.00M); Asia Pacific declined 3.5%."
+            )
+            .is_empty()
+        );
+        // Each of these numbers is in the metrics, but not as what it says.
+        assert_eq!(
+            shown("Revenue was $8.20M."),
+            ["$8.20M"],
+            "a percent as money"
+        );
+        assert_eq!(
+            shown("Gross margin was 36.2%."),
+            ["36.2%"],
+            "a share as the margin"
+        );
+        assert_eq!(
+            shown("Europe contributed 41.3% of revenue."),
+            ["41.3%"],
+            "the margin as a share"
+        );
+        assert_eq!(shown("Revenue rose 36.2%."), ["36.2%"], "a share as growth");
+        assert_eq!(
+            shown("Margin fell 8.2 points."),
+            ["8.2"],
+            "a percent as points"
+        );
+        assert_eq!(
+            shown("Asia Pacific grew 12.0%; Europe had 20.4% of revenue."),
+            ["12.0%", "20.4%"],
+            "one member's figures given to another"
+        );
+        assert!(shown("Europe grew 12.0%; Asia Pacific had 20.4% of revenue.").is_empty());
     }
 }
