@@ -280,50 +280,50 @@ fn a_csv_value_of_the_wrong_type_refuses_the_file_with_its_line() {
 }
 
 #[tokio::test]
-async fn an_extract_finer_than_one_output_holds_is_refused_with_what_to_change() {
+async fn a_table_finer_than_one_output_comes_whole_as_csv_and_is_refused_with_comparisons() {
     let (_tmp, root) = temp_root("rows");
     let mut client = start(DataConfig {
         root,
         ..DataConfig::default()
     })
     .await;
-    let err = client
-        .execute_task(ExecuteTaskRequest {
-            task_id: "fine".into(),
-            skill_id: "sales.extract".into(),
-            input: Some(to_struct(
-                json!({"period": "2024", "group_by": ["week", "country", "product", "channel"]})
-                    .as_object()
-                    .unwrap(),
-            )),
-            attempt: 1,
-            ..ExecuteTaskRequest::default()
-        })
-        .await;
-    let events = match err {
-        Ok(resp) => {
-            use tokio_stream::StreamExt;
-            resp.into_inner()
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        }
-        Err(status) => panic!("refused at once: {status:?}"),
-    };
-    let failure = events
-        .iter()
-        .find_map(|e| match &e.event {
-            Some(agentmesh_proto::v1::task_event::Event::Failure(f)) => Some(f.clone()),
-            _ => None,
-        })
-        .expect("a failure");
-    assert_eq!(failure.reason, "INVALID_INPUT", "{failure:?}");
-    assert!(!failure.retryable);
+    let fine = json!({"period": "2024", "group_by": ["week", "country", "product", "channel"]});
+    let out = run_skill(&mut client, "sales.extract", fine.clone()).await;
+    let x = out.output.unwrap_or_else(|| panic!("{:?}", out.failure));
+    // The output holds the first rows and says so; the CSV has them all.
+    assert_eq!(x["truncated"], json!(true));
+    assert_eq!(x["rows"].as_array().unwrap().len(), 8_000);
+    let all = x["source"]["row_count"].as_u64().unwrap();
+    assert!(all > 8_000, "{all}");
+    let (name, media, csv) = &out.artifacts[0];
+    assert_eq!((name.as_str(), media.as_str()), ("dataset.csv", "text/csv"));
+    let text = String::from_utf8(csv.clone()).unwrap();
+    assert_eq!(
+        text.lines().count() as u64,
+        all + 1,
+        "a header and every row"
+    );
+    let revenue: f64 = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse::<f64>().unwrap())
+        .sum();
+    let total = x["totals"]["revenue"].as_f64().unwrap();
+    assert!((revenue - total).abs() < 1.0, "{revenue} vs {total}");
+    // A coarse table is whole in the output.
+    let coarse = run_skill(&mut client, "sales.extract", json!({"period": "2024"})).await;
+    assert_eq!(coarse.output.unwrap()["truncated"], json!(false));
+
+    // With comparisons it cannot be: refused, saying what to change.
+    let mut compared = fine;
+    compared["compare"] = json!(["year_ago"]);
+    let out = run_skill(&mut client, "sales.extract", compared).await;
+    let (reason, message) = out.failure.expect("refused");
+    assert_eq!(reason, "INVALID_INPUT");
     assert!(
-        failure.message.contains("more than 8000 rows")
-            && failure.message.contains("fewer dimensions"),
-        "{failure:?}"
+        message.contains("more than 8000 rows")
+            && message.contains("fewer dimensions")
+            && message.contains("without comparisons"),
+        "{message}"
     );
 }

@@ -179,6 +179,11 @@ impl Dataset {
             .get("dataset")
             .and_then(Value::as_object)
             .ok_or_else(|| invalid("input.dataset must be a sales.dataset object"))?;
+        if d.get("truncated").and_then(Value::as_bool) == Some(true) {
+            return Err(invalid(
+                "the dataset's rows are only the first of its table (truncated: true): analytics needs the whole table; extract it grouped by fewer dimensions",
+            ));
+        }
         let group_by = strings(d.get("group_by"));
         let mut quality = Vec::new();
         let current = slice(d, "dataset", &group_by, &mut quality)?;

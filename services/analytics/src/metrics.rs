@@ -316,6 +316,17 @@ mod tests {
         assert_eq!(asia["name"], "Asia Pacific");
         assert_eq!(asia["growth_vs_period_pct"], json!(50.0));
         assert_eq!(asia["growth_vs_previous_pct"], json!(-10.0));
+        // A table cut to its first rows is refused: its figures would be wrong.
+        let mut cut = input.clone();
+        cut.insert("dataset".into(), {
+            let mut d = cut["dataset"].clone();
+            d["truncated"] = json!(true);
+            d
+        });
+        let Err(refused) = Dataset::from_input(&cut) else {
+            panic!("a truncated dataset was read")
+        };
+        assert!(refused.message.contains("truncated"), "{refused:?}");
         // Movers grow against the named period, not the previous one.
         assert_eq!(m["movers"]["top"][0]["basis"], "vs_period");
         assert_eq!(m["movers"]["top"][0]["growth_pct"], json!(50.0));

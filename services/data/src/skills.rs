@@ -16,9 +16,16 @@ pub const EXTRACT: &str = "sales.extract";
 /// Most grouped rows one `sales.extract` output holds, the period's and its
 /// comparison periods' together. At about 250 bytes a row, the output stays
 /// well inside a gRPC message (4 MiB by default) here and again when it is
-/// passed on as the next step's input. A finer grouping is refused with
-/// what to change.
+/// passed on as the next step's input. A finer table without comparisons
+/// comes whole as the `dataset.csv` artifact (streamed in chunks) with its
+/// first `MAX_ROWS` rows in the output and `truncated: true`; with
+/// comparisons it is refused with what to change.
 pub const MAX_ROWS: usize = 8_000;
+
+/// Most rows of the CSV artifact (about 80 bytes a row: some 16 MB, inside
+/// the orchestrator's 64 MiB `execution.max_artifact_bytes`). A finer
+/// grouping is refused with what to change.
+pub const MAX_TABLE_ROWS: usize = 200_000;
 
 /// Group-by used when a request names none.
 const DEFAULT_GROUP_BY: [Dimension; 4] = [
@@ -148,6 +155,10 @@ pub fn card_skills() -> Vec<Skill> {
                 "rows": {"type": "array", "items": {"type": "object"}},
                 "totals": {"$ref": "#/$defs/measures"},
                 "filters": {"type": "object"},
+                "truncated": {
+                    "type": "boolean",
+                    "description": "true when rows holds only the first rows of the table; dataset.csv holds it whole (source.row_count rows)"
+                },
                 "comparisons": {
                     "type": "object",
                     "properties": {
@@ -341,14 +352,27 @@ impl ExtractRequest {
         })
     }
 
-    /// Refuses an output of more than [`MAX_ROWS`] rows.
+    /// Refuses an output of more than [`MAX_ROWS`] rows with comparisons.
     fn within_cap(&self, rows: usize) -> Result<(), TaskError> {
         if rows <= MAX_ROWS {
             return Ok(());
         }
         let dims: Vec<&str> = self.group_by.iter().map(|d| d.name()).collect();
         Err(invalid(format!(
-            "grouping {} by {} gives more than {MAX_ROWS} rows (the most one output holds, comparison periods included): group by fewer dimensions, add filters, or take a shorter period",
+            "grouping {} by {} gives more than {MAX_ROWS} rows with its comparison periods (the most one output holds): group by fewer dimensions, add filters, take a shorter period, or ask without comparisons (the whole table then comes as dataset.csv)",
+            self.period.label(),
+            dims.join(", ")
+        )))
+    }
+
+    /// Refuses a table of more than [`MAX_TABLE_ROWS`] rows.
+    fn within_table_cap(&self, rows: usize) -> Result<(), TaskError> {
+        if rows <= MAX_TABLE_ROWS {
+            return Ok(());
+        }
+        let dims: Vec<&str> = self.group_by.iter().map(|d| d.name()).collect();
+        Err(invalid(format!(
+            "grouping {} by {} gives {rows} rows, more than the {MAX_TABLE_ROWS} one extract returns: group by fewer dimensions, add filters, or take a shorter period",
             self.period.label(),
             dims.join(", ")
         )))
@@ -368,34 +392,42 @@ impl ExtractRequest {
             )));
         }
         let mut rows = main.rows.len();
-        self.within_cap(rows)?;
+        self.within_table_cap(rows)?;
+        let comparing = self.previous || self.year_ago || self.named.is_some();
+        if comparing {
+            self.within_cap(rows)?;
+        }
+        let truncated = rows > MAX_ROWS;
         let mut comparisons = JsonObject::new();
         if self.previous {
             let p = self.period.previous().map_err(|e| invalid(e.0))?;
             let s = self.slice(source, p).map_err(db_err)?;
             rows += s.rows.len();
             self.within_cap(rows)?;
-            comparisons.insert("previous_period".into(), s.to_json(&self.group_by));
+            comparisons.insert(
+                "previous_period".into(),
+                s.to_json(&self.group_by, MAX_ROWS),
+            );
         }
         if self.year_ago {
             let p = self.period.year_ago().map_err(|e| invalid(e.0))?;
             let s = self.slice(source, p).map_err(db_err)?;
             rows += s.rows.len();
             self.within_cap(rows)?;
-            comparisons.insert("year_ago".into(), s.to_json(&self.group_by));
+            comparisons.insert("year_ago".into(), s.to_json(&self.group_by, MAX_ROWS));
         }
         if let Some(p) = self.named {
             let s = self.slice(source, p).map_err(db_err)?;
             rows += s.rows.len();
             self.within_cap(rows)?;
-            comparisons.insert("named_period".into(), s.to_json(&self.group_by));
+            comparisons.insert("named_period".into(), s.to_json(&self.group_by, MAX_ROWS));
         }
         let filters: JsonObject = self
             .filters
             .iter()
             .map(|(d, v)| (d.name().to_string(), json!(v)))
             .collect();
-        let Value::Object(mut output) = main.to_json(&self.group_by) else {
+        let Value::Object(mut output) = main.to_json(&self.group_by, MAX_ROWS) else {
             return Err(TaskError::failed("internal output error"));
         };
         output.insert(
@@ -408,6 +440,7 @@ impl ExtractRequest {
         );
         output.insert("filters".into(), Value::Object(filters));
         output.insert("comparisons".into(), Value::Object(comparisons));
+        output.insert("truncated".into(), json!(truncated));
         output.insert(
             "source".into(),
             json!({"table": "sales", "row_count": main.rows.len()}),
@@ -438,10 +471,12 @@ fn measures_json(m: &Measures) -> Value {
 }
 
 impl Slice {
-    fn to_json(&self, group_by: &[Dimension]) -> Value {
+    /// The slice with its first `limit` rows.
+    fn to_json(&self, group_by: &[Dimension], limit: usize) -> Value {
         let rows: Vec<Value> = self
             .rows
             .iter()
+            .take(limit)
             .map(|r| {
                 let mut obj = JsonObject::new();
                 for (dim, key) in group_by.iter().zip(&r.keys) {

@@ -180,6 +180,8 @@ pub struct Source {
     pub kind: Option<String>,
     /// The source's name.
     pub name: Option<String>,
+    /// Rows of the whole table.
+    pub row_count: Option<u64>,
 }
 
 /// A `sales.dataset` output (its rows are counted, not read).
@@ -198,6 +200,8 @@ pub struct Dataset {
     pub totals: Totals,
     /// The source.
     pub source: Source,
+    /// Whether `rows` holds only the first rows (the CSV artifact has all).
+    pub truncated: bool,
 }
 
 /// One month (or the horizon's total) of a `sales.forecast` output.

@@ -248,12 +248,19 @@ pub fn dataset(out: &Value) -> Option<String> {
     } else {
         Value::Object(d.filters.clone()).to_string()
     };
+    let rows = match (d.truncated, d.source.row_count) {
+        (true, Some(all)) => format!(
+            "{} rows (the first {} are in the output; dataset.csv has them all)",
+            format::thousands(all as f64),
+            format::thousands(d.rows.len() as f64)
+        ),
+        _ => format!("{} rows", d.rows.len()),
+    };
     Some(format!(
-        "Period {} ({} to {}): {} rows grouped by {}; revenue {}, {} orders. Filters: {}. Source: {}.",
+        "Period {} ({} to {}): {rows} grouped by {}; revenue {}, {} orders. Filters: {}. Source: {}.",
         d.period.label.as_deref().unwrap_or("n/a"),
         d.period.start.as_deref().unwrap_or("?"),
         d.period.end.as_deref().unwrap_or("?"),
-        d.rows.len(),
         if d.group_by.is_empty() {
             "nothing".to_string()
         } else {
@@ -473,6 +480,15 @@ mod tests {
         assert_eq!(
             dataset(&out).unwrap(),
             "Period Q2 2025 (2025-04-01 to 2025-06-30): 2 rows grouped by region; revenue $950, 3 orders. Filters: none. Source: sqlite."
+        );
+        let cut = json!({
+            "period": {"label": "2024"}, "rows": [{"a": 1}], "group_by": ["week"],
+            "totals": {}, "truncated": true, "source": {"row_count": 12_345}
+        });
+        assert!(
+            dataset(&cut)
+                .unwrap()
+                .contains("12,345 rows (the first 1 are in the output; dataset.csv has them all)")
         );
     }
 
