@@ -185,6 +185,35 @@ async fn an_output_refused_by_the_plans_checks_is_redone_not_replayed() {
 }
 
 #[tokio::test]
+async fn a_task_the_agent_cancels_itself_is_done_again_and_the_run_is_not_canceled() {
+    let agent = TestAgent::new("work", &["work"]);
+    let seen = std::sync::Arc::clone(&agent.seen);
+    seen.cancel_next.store(1, Ordering::SeqCst);
+    let mesh = solo(agent).await;
+    let mut client = mesh.client.clone();
+
+    let events = run_all(
+        &mut client,
+        spec(vec![step("s", "work", json!({"value": 1}))]),
+    )
+    .await;
+    let f = finished(&events);
+    assert_eq!(f.state(), RunState::Completed, "{f:?}");
+    let retry = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::StepRetrying(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the canceled attempt is retried");
+    assert_eq!(retry.reason, "CANCELED");
+    assert!(retry.message.contains("the agent canceled"), "{retry:?}");
+    // Done again, not a repeat of the canceled task.
+    assert_eq!(seen.started.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.completed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn provenance_times_the_successful_attempt_not_the_retries() {
     let raw = RawAgent::default();
     raw.script.lock().unwrap().push(RawMode::Unavailable);

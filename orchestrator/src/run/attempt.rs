@@ -206,8 +206,7 @@ impl Collected {
             }
             Some(task_event::Event::Failure(f)) => {
                 let reason = ErrorReason::from_name(&f.reason).unwrap_or(ErrorReason::AgentFailed);
-                let mut failure = Failure::new(reason, f.message);
-                failure.retryable |= f.retryable;
+                let mut failure = Failure::from_agent(reason, f.message, f.retryable);
                 failure.retry_after = f.retry_after.and_then(|d| Duration::try_from(d).ok());
                 self.failure = Some(failure);
                 Ok(false)

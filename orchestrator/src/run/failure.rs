@@ -20,6 +20,10 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     /// Whether the failure counts against the replica (ejection).
     pub endpoint_fault: bool,
+    /// Whether the next attempt must do the work again under a new
+    /// idempotency key instead of following the task this one saw (an
+    /// output the plan refused, a task the agent canceled itself).
+    pub redo: bool,
 }
 
 impl Failure {
@@ -31,6 +35,7 @@ impl Failure {
             retryable: reason.retryable(),
             retry_after: None,
             endpoint_fault: reason.counts_against_endpoint(),
+            redo: false,
         }
     }
 
@@ -43,6 +48,7 @@ impl Failure {
             retryable: false,
             retry_after: None,
             endpoint_fault: false,
+            redo: false,
         }
     }
 
@@ -54,6 +60,21 @@ impl Failure {
         if status.code() == Code::Cancelled {
             f.retryable = true;
             f.endpoint_fault = true;
+        }
+        f
+    }
+
+    /// A failure the agent reported for its task. A task it canceled
+    /// itself (its shutdown, or a CancelTask for an abandoned attempt whose
+    /// task a repeat with the same key followed) is done again elsewhere;
+    /// a run that was stopped stops before any retry.
+    pub fn from_agent(reason: ErrorReason, message: String, retryable: bool) -> Self {
+        let mut f = Self::new(reason, message);
+        f.retryable |= retryable;
+        if reason == ErrorReason::Canceled {
+            f.retryable = true;
+            f.redo = true;
+            f.message = format!("the agent canceled the task: {}", f.message);
         }
         f
     }
@@ -91,6 +112,14 @@ mod tests {
                 "{reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_task_the_agent_canceled_is_done_again_without_blame() {
+        let f = Failure::from_agent(ErrorReason::Canceled, "shutting down".into(), false);
+        assert!(f.retryable && f.redo && !f.endpoint_fault, "{f:?}");
+        let kept = Failure::from_agent(ErrorReason::AgentFailed, "bug".into(), true);
+        assert!(kept.retryable && !kept.redo, "{kept:?}");
     }
 
     #[test]

@@ -247,7 +247,7 @@ pub async fn run_step(
                 // This output was refused, not the replica: it is healthy
                 // enough to answer, and is not ejected for it.
                 f.endpoint_fault = false;
-                idempotency_key = format!("{}/{id}/after-{attempt}", run.id);
+                f.redo = true;
                 f
             })
         });
@@ -277,6 +277,9 @@ pub async fn run_step(
                 });
             }
             Err(f) => {
+                if f.redo {
+                    idempotency_key = format!("{}/{id}/after-{attempt}", run.id);
+                }
                 if f.endpoint_fault {
                     env.registry.record_outcome(&slot.endpoint, false);
                 }

@@ -30,6 +30,8 @@ pub struct Seen {
     pub cancelled: AtomicU32,
     /// Next tasks to fail with a retryable AGENT_UNAVAILABLE.
     pub fail_next: AtomicU32,
+    /// Next tasks the agent cancels itself (as on its own shutdown).
+    pub cancel_next: AtomicU32,
 }
 
 /// An agent whose behaviour follows its input: `sleep_ms` (work time,
@@ -107,6 +109,18 @@ impl Agent for TestAgent {
         if flaky || task.input.get("fail") == Some(&json!("retryable")) {
             guard.1 = true;
             return Err(TaskError::new(ErrorReason::AgentUnavailable, "flaky").retryable(None));
+        }
+        if self
+            .seen
+            .cancel_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            guard.1 = true;
+            return Err(TaskError::new(
+                ErrorReason::Canceled,
+                "the agent canceled it",
+            ));
         }
         if task.input.get("fail") == Some(&json!("permanent")) {
             guard.1 = true;
