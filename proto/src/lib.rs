@@ -4,10 +4,12 @@
 //! * [`error`]: the one place a domain error becomes a `tonic::Status` with a
 //!   google.rpc.ErrorInfo reason (domain `agentmesh`), and back.
 //! * [`json`]: `google.protobuf.Struct` <-> `serde_json` conversion.
+//! * [`codec`]: the codec of the generated clients and servers.
 //!
 //! `tonic`, `prost` and `prost_types` are re-exported so that versions cannot
 //! drift between crates.
 
+pub mod codec;
 pub mod error;
 pub mod json;
 
