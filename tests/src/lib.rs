@@ -7,6 +7,7 @@ pub mod mesh;
 pub mod openai;
 pub mod pki;
 pub mod polyglot;
+pub mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -56,6 +56,9 @@ async fn static_endpoints_are_listed_and_a_not_serving_one_gets_no_new_work() {
             fn begin_drain(&self) {}
             async fn drained(&self) {}
             fn cancel_all(&self) {}
+            fn in_flight(&self) -> usize {
+                0
+            }
         }
         let routes = tonic::service::Routes::default();
         agentmesh_runtime::serve_routes(

@@ -646,6 +646,10 @@ impl agentmesh_runtime::Drain for Engine {
         }
     }
 
+    fn in_flight(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
     fn cancel_all(&self) {
         for run in self.store.list(usize::MAX) {
             if !run.log.is_closed() {

@@ -80,6 +80,9 @@ pub trait Drain: Send + Sync {
     fn drained(&self) -> impl Future<Output = ()> + Send;
     /// Cancel whatever is still in flight.
     fn cancel_all(&self);
+    /// Work in flight now (tasks of an agent, runs of the orchestrator),
+    /// logged when shutdown begins and when it ends.
+    fn in_flight(&self) -> usize;
 }
 
 impl Drain for TaskTable {
@@ -91,6 +94,9 @@ impl Drain for TaskTable {
     }
     fn cancel_all(&self) {
         TaskTable::cancel_all(self);
+    }
+    fn in_flight(&self) -> usize {
+        self.running()
     }
 }
 
@@ -222,7 +228,10 @@ pub async fn serve_routes<D: Drain>(
         res = &mut server => return res.map_err(ServeError::from),
         () = shutdown => {}
     }
-    info!("shutdown: reporting NOT_SERVING and draining in-flight work");
+    info!(
+        in_flight = drain.in_flight(),
+        "shutdown: reporting NOT_SERVING and draining in-flight work"
+    );
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
@@ -254,7 +263,7 @@ pub async fn serve_routes<D: Drain>(
         Ok(res) => res.map_err(ServeError::from)?,
         Err(_) => info!("closing remaining connections"),
     }
-    info!("shutdown complete");
+    info!(in_flight = drain.in_flight(), "shutdown complete");
     Ok(())
 }
 

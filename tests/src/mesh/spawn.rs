@@ -86,6 +86,9 @@ impl agentmesh_runtime::Drain for NoDrain {
     fn begin_drain(&self) {}
     async fn drained(&self) {}
     fn cancel_all(&self) {}
+    fn in_flight(&self) -> usize {
+        0
+    }
 }
 
 /// Serves an `AgentService` implementation with health (the Agent service
