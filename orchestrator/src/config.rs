@@ -237,6 +237,11 @@ impl ExecutionConfig {
 pub struct StoreConfig {
     /// Runs kept for GetRun/WatchRun; beyond it the oldest finished runs go.
     pub retained_runs: usize,
+    /// Encoded bytes of finished runs' events kept in memory; beyond it the
+    /// oldest finished runs go (from memory: a file keeps them up to
+    /// `retained_runs`). A Q2 report run is about 330 KB encoded and holds
+    /// about three times that in memory.
+    pub retained_bytes: u64,
     /// SQLite file that keeps runs across restarts (created if missing;
     /// one orchestrator per file). Unset: runs live in memory only.
     pub path: Option<std::path::PathBuf>,
@@ -246,6 +251,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             retained_runs: 1_000,
+            retained_bytes: 32 * 1024 * 1024,
             path: None,
         }
     }
@@ -382,6 +388,7 @@ impl Validate for OrchestratorConfig {
         }
         positive("execution.max_artifact_bytes", e.max_artifact_bytes)?;
         positive("store.retained_runs", self.store.retained_runs)?;
+        positive("store.retained_bytes", self.store.retained_bytes)?;
         Ok(())
     }
 }

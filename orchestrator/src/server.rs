@@ -32,7 +32,7 @@ use crate::routing::leases::{Leases, RegistryApi};
 use crate::run::Engine;
 use crate::service::OrchestratorApi;
 use crate::store::sqlite::{SqliteStore, StoreError};
-use crate::store::{MemoryStore, RunStore};
+use crate::store::{MemoryStore, Retention, RunStore};
 
 /// Why the orchestrator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,10 @@ pub async fn serve(
     );
     discovery::start(&registry, &cfg.discovery)?;
     let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
-    let retained = cfg.store.retained_runs;
+    let retained = Retention {
+        runs: cfg.store.retained_runs,
+        bytes: cfg.store.retained_bytes,
+    };
     let (store, durable): (Arc<dyn RunStore>, _) = match cfg.store.path.clone() {
         Some(path) => {
             let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path, retained))

@@ -46,11 +46,18 @@ impl OrchestratorApi {
                     .into_status(),
             );
         }
-        self.engine.store.get(run_id).ok_or_else(|| {
-            MeshError::new(
-                ErrorReason::NotFound,
-                format!("no run {run_id:?} (unknown, or dropped by retention)"),
-            )
+        let store = &self.engine.store;
+        store.get(run_id).ok_or_else(|| {
+            match store.evicted(run_id) {
+                Some(limit) => MeshError::new(
+                    ErrorReason::RunEvicted,
+                    format!(
+                        "run {run_id:?} finished and was dropped from memory under {limit}; its events were streamed to its clients as it ran"
+                    ),
+                )
+                .with_meta("limit", limit),
+                None => MeshError::new(ErrorReason::NotFound, format!("no run {run_id:?}")),
+            }
             .with_meta("run_id", run_id)
             .into_status()
         })

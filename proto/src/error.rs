@@ -35,7 +35,7 @@ impl ErrorReason {
     pub fn default_code(self) -> Code {
         match self {
             Self::Unspecified | Self::AgentFailed => Code::Internal,
-            Self::UnknownSkill | Self::NotFound => Code::NotFound,
+            Self::UnknownSkill | Self::NotFound | Self::RunEvicted => Code::NotFound,
             Self::InvalidInput | Self::PlanInvalid | Self::GoalNotUnderstood => {
                 Code::InvalidArgument
             }

@@ -666,7 +666,7 @@ impl agentmesh_runtime::Drain for Engine {
 mod tests {
     use super::*;
     use crate::run::hooks::NoHooks;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, Retention};
     use agentmesh_proto::v1::RunFinished;
 
     fn engine() -> Arc<Engine> {
@@ -674,7 +674,7 @@ mod tests {
         Engine::new(
             Registry::detached(cfg.routing.clone(), cfg.discovery.clone()),
             Arc::clone(&cfg),
-            Arc::new(MemoryStore::new(cfg.store.retained_runs)),
+            Arc::new(MemoryStore::new(Retention::runs(cfg.store.retained_runs))),
             Arc::new(NoHooks),
         )
     }

@@ -9,6 +9,8 @@
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
+
+use agentmesh_proto::prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -41,6 +43,8 @@ pub struct RunRecord {
     /// Language-model tokens the run used, and the most it may.
     tokens: AtomicU64,
     token_budget: OnceLock<u64>,
+    /// Encoded size of its events (what retention by bytes counts).
+    bytes: AtomicU64,
 }
 
 /// Writes a run's events somewhere durable. The run's log is then gated:
@@ -95,6 +99,7 @@ impl RunRecord {
             Some(run_event::Event::Planned(p)) => p.request_fingerprint.clone(),
             _ => String::new(),
         };
+        let bytes: usize = events.iter().map(Message::encoded_len).sum();
         let run = Self::with(
             id,
             goal,
@@ -103,6 +108,7 @@ impl RunRecord {
             EventLog::restored(events, closed),
             None,
         );
+        run.bytes.store(bytes as u64, Ordering::Relaxed);
         if !fingerprint.is_empty() {
             run.set_fingerprint(fingerprint);
         }
@@ -141,7 +147,13 @@ impl RunRecord {
             persister,
             tokens: AtomicU64::new(0),
             token_budget: OnceLock::new(),
+            bytes: AtomicU64::new(0),
         }
+    }
+
+    /// The encoded size of the run's events so far, bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Sets the run's token budget and what planning already used.
@@ -182,6 +194,8 @@ impl RunRecord {
     }
 
     fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
+        // The event's payload, plus its run id, number and time.
+        let size = event.encoded_len() + self.id.len() + EVENT_FRAME_BYTES;
         let seq = self
             .log
             .append_with(close, |seq| RunEvent {
@@ -191,10 +205,11 @@ impl RunRecord {
                 event: Some(event),
             })
             .unwrap_or(0);
-        if seq != 0
-            && let Some(persister) = &self.persister
-        {
-            persister.appended();
+        if seq != 0 {
+            self.bytes.fetch_add(size as u64, Ordering::Relaxed);
+            if let Some(persister) = &self.persister {
+                persister.appended();
+            }
         }
         seq
     }
@@ -287,15 +302,47 @@ pub trait RunStore: Send + Sync {
     /// drop older finished runs to stay within its retention bound; this is
     /// called after the run's final event is out, off every request path.
     fn finished(&self, run: &RunRecord);
+    /// If run `id` was dropped under a retention limit, which one.
+    fn evicted(&self, id: &str) -> Option<&'static str>;
 }
 
-/// In-memory runs; when a run finishes and more than `retained` runs are
-/// kept, the oldest finished ones are dropped. Running runs are never
+/// Bytes of an event beyond its payload and run id: seq, time, framing.
+const EVENT_FRAME_BYTES: usize = 24;
+
+/// Evicted run ids remembered, so that asking for one says it was evicted
+/// (about 1 MiB of ids).
+const EVICTED_REMEMBERED: usize = 16_384;
+
+/// How many finished runs a store keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Most runs kept (`store.retained_runs`).
+    pub runs: usize,
+    /// Most encoded bytes of finished runs' events kept
+    /// (`store.retained_bytes`).
+    pub bytes: u64,
+}
+
+impl Retention {
+    /// A retention of `runs` runs and no byte limit.
+    pub fn runs(runs: usize) -> Self {
+        Self {
+            runs,
+            bytes: u64::MAX,
+        }
+    }
+}
+
+/// In-memory runs; when a run finishes and more than `retention.runs`
+/// runs, or more than `retention.bytes` bytes of finished runs' events,
+/// are kept, the oldest finished ones are dropped. Running runs are never
 /// dropped (admission bounds their number), so at most
-/// `retained + max_active_runs` runs are held.
+/// `retention.runs + max_active_runs` runs are held. Dropped runs' ids are
+/// remembered (the latest [`EVICTED_REMEMBERED`]) so that asking for one
+/// says why it is gone.
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
-    retained: usize,
+    retention: Retention,
 }
 
 #[derive(Default)]
@@ -303,14 +350,17 @@ struct MemoryInner {
     runs: HashMap<String, Arc<RunRecord>>,
     order: VecDeque<String>,
     keys: HashMap<String, String>,
+    /// Evicted run id → the limit that evicted it, oldest first.
+    evicted: HashMap<String, &'static str>,
+    evicted_order: VecDeque<String>,
 }
 
 impl MemoryStore {
-    /// An empty store keeping up to `retained` runs.
-    pub fn new(retained: usize) -> Self {
+    /// An empty store keeping runs as `retention` says.
+    pub fn new(retention: Retention) -> Self {
         Self {
             inner: Mutex::new(MemoryInner::default()),
-            retained,
+            retention,
         }
     }
 
@@ -330,16 +380,36 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, MemoryInner> {
         self.inner.lock()
     }
+
+    /// Drops the oldest finished runs beyond the retention limits (after
+    /// [`MemoryStore::restore`]).
+    pub fn trim(&self) {
+        let evicted = self.lock().evict(self.retention);
+        drop(evicted);
+    }
 }
 
 impl MemoryInner {
-    /// Removes the oldest finished runs while more than `retained` are
-    /// kept, and returns them. Runs still executing are skipped (admission
-    /// bounds their number).
-    fn evict(&mut self, retained: usize) -> Vec<Arc<RunRecord>> {
+    /// Removes the oldest finished runs while more runs or more bytes of
+    /// finished runs than `retention` allows are kept, and returns them.
+    /// Runs still executing are skipped (admission bounds their number).
+    fn evict(&mut self, retention: Retention) -> Vec<Arc<RunRecord>> {
+        let mut bytes: u64 = self
+            .runs
+            .values()
+            .filter(|r| r.log.is_closed())
+            .map(|r| r.bytes())
+            .sum();
         let mut evicted = Vec::new();
         let mut i = 0;
-        while self.runs.len() > retained && i < self.order.len() {
+        while i < self.order.len() {
+            let limit = if self.runs.len() > retention.runs {
+                "store.retained_runs"
+            } else if bytes > retention.bytes {
+                "store.retained_bytes"
+            } else {
+                break;
+            };
             let finished = self
                 .runs
                 .get(&self.order[i])
@@ -352,10 +422,22 @@ impl MemoryInner {
                 && let Some(run) = self.runs.remove(&id)
             {
                 self.keys.remove(&run.idempotency_key);
+                bytes = bytes.saturating_sub(run.bytes());
+                self.remember_evicted(id, limit);
                 evicted.push(run);
             }
         }
         evicted
+    }
+
+    fn remember_evicted(&mut self, id: String, limit: &'static str) {
+        self.evicted.insert(id.clone(), limit);
+        self.evicted_order.push_back(id);
+        while self.evicted_order.len() > EVICTED_REMEMBERED {
+            if let Some(old) = self.evicted_order.pop_front() {
+                self.evicted.remove(&old);
+            }
+        }
     }
 }
 
@@ -389,7 +471,7 @@ impl RunStore for MemoryStore {
     }
 
     fn finished(&self, _run: &RunRecord) {
-        let evicted = self.lock().evict(self.retained);
+        let evicted = self.lock().evict(self.retention);
         // Freed here, outside the lock: a finished run holds every event
         // and output it had.
         drop(evicted);
@@ -409,6 +491,10 @@ impl RunStore for MemoryStore {
             .take(limit)
             .collect()
     }
+
+    fn evicted(&self, id: &str) -> Option<&'static str> {
+        self.lock().evicted.get(id).copied()
+    }
 }
 
 #[cfg(test)]
@@ -423,7 +509,7 @@ mod tests {
 
     #[test]
     fn keeps_at_most_retained_runs_and_never_drops_running_ones() {
-        let store = MemoryStore::new(3);
+        let store = MemoryStore::new(Retention::runs(3));
         let running = store.insert(Arc::new(RunRecord::new("g".into(), String::new())));
         let a = store.insert(finished_run(""));
         store.finished(&a);
@@ -444,8 +530,37 @@ mod tests {
     }
 
     #[test]
+    fn keeps_finished_runs_within_the_byte_limit_and_remembers_the_evicted() {
+        let one = finished_run("").bytes();
+        assert!(one > 0, "a run's events have a size");
+        // Room for two finished runs.
+        let store = MemoryStore::new(Retention {
+            runs: 100,
+            bytes: one * 2 + one / 2,
+        });
+        let running = store.insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        let done: Vec<Arc<RunRecord>> = (0..5)
+            .map(|_| {
+                let r = store.insert(finished_run(""));
+                store.finished(&r);
+                r
+            })
+            .collect();
+        assert!(store.get(&running.id).is_some(), "a running run is kept");
+        for old in &done[..3] {
+            assert!(store.get(&old.id).is_none());
+            assert_eq!(store.evicted(&old.id), Some("store.retained_bytes"));
+        }
+        for new in &done[3..] {
+            assert!(store.get(&new.id).is_some());
+            assert_eq!(store.evicted(&new.id), None);
+        }
+        assert_eq!(store.evicted("never-existed"), None);
+    }
+
+    #[test]
     fn an_idempotency_key_returns_the_first_run() {
-        let store = MemoryStore::new(10);
+        let store = MemoryStore::new(Retention::runs(10));
         let first = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         let second = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         assert_eq!(first.id, second.id);
@@ -483,7 +598,7 @@ mod tests {
             None,
             "stored before fingerprints were kept"
         );
-        let store = MemoryStore::new(10);
+        let store = MemoryStore::new(Retention::runs(10));
         store.restore(Arc::new(run));
         assert_eq!(store.by_key("k").map(|r| r.id.clone()), Some("r".into()));
         assert!(store.by_key("other").is_none());

@@ -28,10 +28,10 @@ use parking_lot::{Mutex, MutexGuard};
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::prost::Message;
 use agentmesh_proto::v1::{RunEvent, run_event};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tracing::{error, info, warn};
 
-use super::{MemoryStore, Persister, RunRecord, RunStore};
+use super::{MemoryStore, Persister, Retention, RunRecord, RunStore};
 use crate::events;
 
 /// The file layout this orchestrator reads and writes (`PRAGMA user_version`).
@@ -106,6 +106,8 @@ pub enum StoreError {
 /// Runs in memory, written through to an SQLite file.
 pub struct SqliteStore {
     memory: MemoryStore,
+    /// Reads runs that memory no longer holds back from the file.
+    reader: Mutex<Connection>,
     writer: Arc<Writer>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// `<path>.lock`, locked for as long as the store is open.
@@ -144,9 +146,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the store at `path`, keeping up to `retained`
-    /// runs, and starts its writer and checkpoint threads.
-    pub fn open(path: &Path, retained: usize) -> Result<Arc<Self>, StoreError> {
+    /// Opens (or creates) the store at `path`, keeping up to
+    /// `retention.runs` runs in the file and what `retention` allows in
+    /// memory, and starts its writer and checkpoint threads.
+    pub fn open(path: &Path, retention: Retention) -> Result<Arc<Self>, StoreError> {
+        let retained = retention.runs;
         let sqlite = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -202,10 +206,13 @@ impl SqliteStore {
         }
         let restored = restore(&mut conn, retained).map_err(sqlite)?;
         let count = restored.len();
-        let memory = MemoryStore::new(retained);
+        let memory = MemoryStore::new(retention);
         for run in restored {
             memory.restore(Arc::new(run));
         }
+        // Memory keeps the newest within its limits; the file has the rest.
+        memory.trim();
+        let reader = Connection::open(path).map_err(sqlite)?;
 
         let checkpoints = Connection::open(path).map_err(sqlite)?;
         let (checkpoint, checkpoint_woken) = sync_channel(1);
@@ -229,6 +236,7 @@ impl SqliteStore {
         info!(path = %path.display(), runs = count, "run store opened");
         Ok(Arc::new(Self {
             memory,
+            reader: Mutex::new(reader),
             writer,
             thread: Mutex::new(Some(thread)),
             _lock: lock_file,
@@ -277,7 +285,19 @@ impl RunStore for SqliteStore {
     }
 
     fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
-        self.memory.get(id)
+        if let Some(run) = self.memory.get(id) {
+            return Some(run);
+        }
+        // Only runs memory let go of are looked for in the file; they are
+        // read for the caller and not kept.
+        self.memory.evicted(id)?;
+        match load(&lock(&self.reader), id) {
+            Ok(run) => run.map(Arc::new),
+            Err(e) => {
+                error!(run_id = id, error = %e, "run store: reading a run back failed");
+                None
+            }
+        }
     }
 
     fn by_key(&self, key: &str) -> Option<Arc<RunRecord>> {
@@ -291,7 +311,14 @@ impl RunStore for SqliteStore {
     fn finished(&self, run: &RunRecord) {
         self.memory.finished(run);
     }
+
+    fn evicted(&self, id: &str) -> Option<&'static str> {
+        self.memory.evicted(id)
+    }
 }
+
+/// The `runs` columns [`StoredRun::from_row`] reads, in its order.
+const RUN_COLUMNS: &str = "row, id, goal, idempotency_key, created_ms, finished";
 
 /// One stored run as read back.
 struct StoredRun {
@@ -303,25 +330,34 @@ struct StoredRun {
     finished: bool,
 }
 
+impl StoredRun {
+    /// A row of `SELECT {RUN_COLUMNS} FROM runs`.
+    fn from_row(r: &rusqlite::Row<'_>) -> Result<Self, rusqlite::Error> {
+        Ok(Self {
+            row: r.get(0)?,
+            id: r.get(1)?,
+            goal: r.get(2)?,
+            key: r.get(3)?,
+            created_ms: r.get(4)?,
+            finished: r.get(5)?,
+        })
+    }
+
+    /// When the run was accepted (stored as milliseconds since the Unix
+    /// epoch).
+    fn created(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(self.created_ms).unwrap_or(0))
+    }
+}
+
 /// Reads the stored runs back (oldest first), after dropping those beyond
 /// retention; a run that never finished is finished as interrupted.
 fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rusqlite::Error> {
     let tx = conn.transaction()?;
     retire(&tx, retained)?;
     let stored = tx
-        .prepare(
-            "SELECT row, id, goal, idempotency_key, created_ms, finished FROM runs ORDER BY row",
-        )?
-        .query_map([], |r| {
-            Ok(StoredRun {
-                row: r.get(0)?,
-                id: r.get(1)?,
-                goal: r.get(2)?,
-                key: r.get(3)?,
-                created_ms: r.get(4)?,
-                finished: r.get(5)?,
-            })
-        })?
+        .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY row"))?
+        .query_map([], StoredRun::from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut runs = Vec::with_capacity(stored.len());
     for run in stored {
@@ -348,19 +384,38 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
             tx.prepare_cached("UPDATE runs SET finished = 1 WHERE row = ?1")?
                 .execute([run.row])?;
         }
-        // Stored as milliseconds since the Unix epoch.
-        let since_epoch = u64::try_from(run.created_ms).unwrap_or(0);
-        let created = UNIX_EPOCH + Duration::from_millis(since_epoch);
+        let created = run.created();
         runs.push(RunRecord::restored(run.id, run.goal, run.key, created, log));
     }
     tx.commit()?;
     Ok(runs)
 }
 
+/// Run `id` as the file holds it (a finished run memory let go of), its
+/// events up to the first that cannot be read.
+fn load(conn: &Connection, id: &str) -> Result<Option<RunRecord>, rusqlite::Error> {
+    let Some(run) = conn
+        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+        .query_row([id], StoredRun::from_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    // An unreadable event is cut off when the store next opens the file.
+    let (log, _) = stored_events(conn, &run)?;
+    let created = run.created();
+    Ok(Some(RunRecord::restored(
+        run.id, run.goal, run.key, created, log,
+    )))
+}
+
 /// The events of `run`, in order, up to the first one that cannot be read
-/// or is out of sequence.
-fn read_events(tx: &Transaction<'_>, run: &StoredRun) -> Result<Vec<RunEvent>, rusqlite::Error> {
-    let rows = tx
+/// or is out of sequence, and that one's seq.
+fn stored_events(
+    conn: &Connection,
+    run: &StoredRun,
+) -> Result<(Vec<RunEvent>, Option<i64>), rusqlite::Error> {
+    let rows = conn
         .prepare_cached("SELECT seq, event FROM events WHERE run = ?1 ORDER BY seq")?
         .query_map([run.row], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
@@ -377,13 +432,20 @@ fn read_events(tx: &Transaction<'_>, run: &StoredRun) -> Result<Vec<RunEvent>, r
             {
                 log.push(ev);
             }
-            _ => {
-                warn!(run_id = %run.id, seq, "run store: unreadable or out-of-order event; the run is read up to the event before it");
-                tx.prepare_cached("DELETE FROM events WHERE run = ?1 AND seq >= ?2")?
-                    .execute(params![run.row, seq])?;
-                break;
-            }
+            _ => return Ok((log, Some(seq))),
         }
+    }
+    Ok((log, None))
+}
+
+/// The events of `run` up to the first one that cannot be read or is out
+/// of sequence; that one and those after it are deleted.
+fn read_events(tx: &Transaction<'_>, run: &StoredRun) -> Result<Vec<RunEvent>, rusqlite::Error> {
+    let (log, bad) = stored_events(tx, run)?;
+    if let Some(seq) = bad {
+        warn!(run_id = %run.id, seq, "run store: unreadable or out-of-order event; the run is read up to the event before it");
+        tx.prepare_cached("DELETE FROM events WHERE run = ?1 AND seq >= ?2")?
+            .execute(params![run.row, seq])?;
     }
     Ok(log)
 }
@@ -559,7 +621,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.db");
         let (done, running) = {
-            let store = SqliteStore::open(&path, 10).unwrap();
+            let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
             let done = finish(&store, "k1").await;
             let running = store.insert(Arc::new(store.new_run("g2".into(), String::new())));
             running.append(run_event::Event::Planned(Default::default()));
@@ -573,7 +635,7 @@ mod tests {
             (done.id.clone(), running.id.clone())
         };
         // Dropped without finishing `running`, as a killed process would.
-        let store = SqliteStore::open(&path, 10).unwrap();
+        let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
         let back = store.get(&done).unwrap();
         assert_eq!(back.state(), RunState::Completed);
         assert_eq!(back.log.len(), 2);
@@ -587,13 +649,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_memory_let_go_of_is_read_back_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        // Memory holds about one finished run; the file ten.
+        let small = Retention {
+            runs: 10,
+            bytes: 150,
+        };
+        let ids = {
+            let store = SqliteStore::open(&path, small).unwrap();
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                ids.push(finish(&store, "").await.id.clone());
+            }
+            assert!(store.memory.get(&ids[0]).is_none(), "memory let it go");
+            assert_eq!(store.evicted(&ids[0]), Some("store.retained_bytes"));
+            let back = store.get(&ids[0]).expect("read back from the file");
+            assert_eq!(back.state(), RunState::Completed);
+            assert_eq!(back.log.len(), 2);
+            assert!(store.memory.get(&ids[0]).is_none(), "and not kept");
+            store.close();
+            ids
+        };
+        // After a restart memory takes the newest within its limits only.
+        let store = SqliteStore::open(&path, small).unwrap();
+        assert!(store.memory.get(&ids[2]).is_some());
+        assert!(store.memory.get(&ids[0]).is_none());
+        assert_eq!(
+            store.get(&ids[0]).map(|r| r.state()),
+            Some(RunState::Completed)
+        );
+        assert!(store.get("no-such-run").is_none());
+    }
+
+    #[tokio::test]
     async fn keeps_the_newest_runs_and_refuses_a_second_opener() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.db");
         let ids = {
-            let store = SqliteStore::open(&path, 2).unwrap();
+            let store = SqliteStore::open(&path, Retention::runs(2)).unwrap();
             assert!(matches!(
-                SqliteStore::open(&path, 2),
+                SqliteStore::open(&path, Retention::runs(2)),
                 Err(StoreError::Locked { .. })
             ));
             let mut ids = Vec::new();
@@ -603,7 +700,7 @@ mod tests {
             store.close();
             ids
         };
-        let store = SqliteStore::open(&path, 2).unwrap();
+        let store = SqliteStore::open(&path, Retention::runs(2)).unwrap();
         let kept: Vec<String> = store.list(10).iter().map(|r| r.id.clone()).collect();
         assert_eq!(kept, vec![ids[3].clone(), ids[2].clone()]);
     }
