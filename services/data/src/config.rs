@@ -61,7 +61,15 @@ pub struct DataConfig {
     pub scale: f64,
     /// Seed of the generator.
     pub seed: u64,
+    /// Extract queries run at once; more tasks wait their turn. Each holds
+    /// a query's working memory (SQLite's sorter and temporary B-trees, a
+    /// blocking thread and its allocator arena) while it runs.
+    pub max_parallel_queries: usize,
 }
+
+/// Default of [`DataConfig::max_parallel_queries`]: the queries are
+/// CPU-bound, so a few per core keep the cores busy.
+pub const DEFAULT_PARALLEL_QUERIES: usize = 4;
 
 impl Default for DataConfig {
     fn default() -> Self {
@@ -71,6 +79,7 @@ impl Default for DataConfig {
             path: PathBuf::from("sales.db"),
             scale: 1.0,
             seed: 42,
+            max_parallel_queries: DEFAULT_PARALLEL_QUERIES,
         }
     }
 }

@@ -23,6 +23,8 @@ use source::{Description, SalesSource};
 /// The data agent.
 pub struct DataAgent {
     source: Arc<dyn SalesSource>,
+    /// One permit per query allowed to run at once.
+    queries: Arc<tokio::sync::Semaphore>,
     described: Arc<Description>,
     complete_through: time::Date,
 }
@@ -41,11 +43,17 @@ pub enum StartError {
 impl DataAgent {
     /// Opens (and on first start generates) the configured source.
     pub fn open(cfg: &DataConfig) -> Result<Self, StartError> {
-        Self::from_source(Arc::from(cfg.open_source()?))
+        Self::with_queries(Arc::from(cfg.open_source()?), cfg.max_parallel_queries)
     }
 
-    /// An agent over any source.
+    /// An agent over any source, running the default number of queries at
+    /// once.
     pub fn from_source(source: Arc<dyn SalesSource>) -> Result<Self, StartError> {
+        Self::with_queries(source, config::DEFAULT_PARALLEL_QUERIES)
+    }
+
+    /// An agent over `source` running at most `queries` queries at once.
+    fn with_queries(source: Arc<dyn SalesSource>, queries: usize) -> Result<Self, StartError> {
         let described = source.describe()?;
         let last = time::Date::parse(
             &described.last_date,
@@ -65,6 +73,7 @@ impl DataAgent {
         };
         Ok(Self {
             source,
+            queries: Arc::new(tokio::sync::Semaphore::new(queries.max(1))),
             described: Arc::new(described),
             complete_through,
         })
@@ -97,9 +106,18 @@ impl Agent for DataAgent {
                 ctx.progress(format!("querying {}", request.period.label()), 0.1)
                     .await;
                 let source = Arc::clone(&self.source);
-                let extracted = tokio::task::spawn_blocking(move || request.run(source.as_ref()))
+                let turn = Arc::clone(&self.queries)
+                    .acquire_owned()
                     .await
-                    .map_err(|_| TaskError::failed("extraction stopped unexpectedly"))??;
+                    .map_err(|_| TaskError::failed("the agent is stopping"))?;
+                // The turn is the query's: a canceled task's query runs to
+                // its end on its thread, and holds the turn until then.
+                let extracted = tokio::task::spawn_blocking(move || {
+                    let _turn = turn;
+                    request.run(source.as_ref())
+                })
+                .await
+                .map_err(|_| TaskError::failed("extraction stopped unexpectedly"))??;
                 ctx.progress("dataset ready", 0.9).await;
                 ctx.artifact(extracted.csv_artifact()).await;
                 Ok(TaskOutput::new(extracted.output))

@@ -205,6 +205,20 @@ pub trait SalesSource: Send + Sync {
     fn aggregate(&self, query: &Query) -> Result<Vec<Row>, SourceError>;
 }
 
+/// Page cache of one connection, KiB (SQLite's default, said outright).
+const CACHE_KIB: i64 = 2_000;
+
+/// Bounds what one connection holds in memory: its page cache, and the
+/// temporary B-trees of GROUP BY and DISTINCT, which the bundled SQLite
+/// keeps in memory by default (`SQLITE_TEMP_STORE=2`): about 20 MB per
+/// Q2 query, so 16 tasks at once held some 400 MiB. In files they are
+/// cached within the page cache and spill to the temp folder (`TMPDIR`).
+fn bound_memory(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    Ok(())
+}
+
 /// Idle read-only connections kept per file source. Tasks beyond this open
 /// their own connection and close it after the query.
 const MAX_IDLE_CONNECTIONS: usize = 8;
@@ -277,6 +291,7 @@ impl SqliteSource {
             )));
         }
         let mut conn = Connection::open_in_memory()?;
+        bound_memory(&conn)?;
         conn.execute_batch(generator::SCHEMA)?;
         for file in &files {
             load_csv(&mut conn, file)?;
@@ -296,10 +311,14 @@ impl SqliteSource {
                 let pooled = idle.lock().pop();
                 let conn = match pooled {
                     Some(conn) => conn,
-                    None => Connection::open_with_flags(
-                        path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?,
+                    None => {
+                        let conn = Connection::open_with_flags(
+                            path,
+                            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )?;
+                        bound_memory(&conn)?;
+                        conn
+                    }
                 };
                 let result = f(&conn);
                 let mut idle = idle.lock();

@@ -112,6 +112,10 @@ pub struct ServerConfig {
     pub artifact_chunk_bytes: usize,
     /// Completed tasks remembered for idempotent repeats.
     pub idempotency_entries: usize,
+    /// Encoded bytes of the completed tasks' events remembered for
+    /// idempotent repeats (outputs and artifacts included); beyond it the
+    /// oldest are forgotten (a repeat then runs the task again).
+    pub idempotency_bytes: u64,
     /// How long a completed task is remembered for idempotent repeats.
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     #[serde(rename = "idempotency_ttl_ms")]
@@ -163,6 +167,7 @@ impl Default for ServerConfig {
             heartbeat: Duration::from_millis(2_000),
             artifact_chunk_bytes: 64 * 1024,
             idempotency_entries: 512,
+            idempotency_bytes: 16 * 1024 * 1024,
             idempotency_ttl: Duration::from_millis(600_000),
             shutdown_grace: Duration::from_millis(20_000),
             keepalive: Duration::from_millis(30_000),

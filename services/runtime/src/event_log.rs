@@ -140,6 +140,11 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
         self.lock().closed
     }
 
+    /// Folds over the events in order, without copying them.
+    pub fn fold<B>(&self, init: B, f: impl FnMut(B, &T) -> B) -> B {
+        self.lock().events.iter().fold(init, f)
+    }
+
     /// The last event, if any.
     pub fn last(&self) -> Option<T> {
         self.lock().events.last().cloned()

@@ -124,6 +124,7 @@ pub async fn serve<A: Agent>(
         max_concurrency: cfg.max_concurrent_tasks,
         chunk_bytes: cfg.artifact_chunk_bytes,
         idempotency_entries: cfg.idempotency_entries,
+        idempotency_bytes: cfg.idempotency_bytes,
         idempotency_ttl: cfg.idempotency_ttl,
         finished_entries: cfg.idempotency_entries.max(1024),
     });

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::json::to_struct;
+use agentmesh_proto::prost::Message as _;
 use agentmesh_proto::prost_types::{self, Timestamp};
 use agentmesh_proto::v1::{
     ArtifactChunk, Heartbeat, TaskEvent, TaskFailure, TaskProgress, TaskResult, TaskState,
@@ -40,6 +41,8 @@ pub struct TaskLimits {
     pub chunk_bytes: usize,
     /// Completed tasks remembered for idempotent repeats.
     pub idempotency_entries: usize,
+    /// Encoded bytes of the remembered tasks' events.
+    pub idempotency_bytes: u64,
     /// How long a completed task is remembered for idempotent repeats.
     pub idempotency_ttl: Duration,
     /// Finished task states remembered for CancelTask.
@@ -54,6 +57,8 @@ struct Live {
 struct Remembered {
     log: Arc<TaskLog>,
     at: Instant,
+    /// Encoded size of its events, counted once the task completed.
+    bytes: u64,
 }
 
 #[derive(Default)]
@@ -61,6 +66,8 @@ struct TableState {
     live: HashMap<String, Live>,
     idempotency: HashMap<String, Remembered>,
     idempotency_order: VecDeque<String>,
+    /// Sum of the remembered tasks' `bytes`.
+    idempotency_bytes: u64,
     finished: HashMap<String, TaskState>,
     finished_order: VecDeque<String>,
 }
@@ -186,7 +193,30 @@ impl TaskTable {
         // Only a completed task answers repeats; after a failure or a cancel
         // a retry with the same key must really run again.
         if final_state != TaskState::Completed && !idempotency_key.is_empty() {
-            state.idempotency.remove(idempotency_key);
+            forget(&mut state, idempotency_key);
+        }
+        if final_state == TaskState::Completed
+            && let Some(seen) = state.idempotency.get_mut(idempotency_key)
+            && seen.bytes == 0
+        {
+            let bytes = seen.log.fold(0u64, |n, e| n + e.encoded_len() as u64);
+            seen.bytes = bytes;
+            state.idempotency_bytes += bytes;
+            // The oldest completed go first while the remembered tasks hold
+            // too much; tasks still running (nothing counted yet) stay.
+            let mut i = 0;
+            while state.idempotency_bytes > self.limits.idempotency_bytes
+                && i < state.idempotency_order.len()
+            {
+                let key = &state.idempotency_order[i];
+                if state.idempotency.get(key).is_some_and(|r| r.bytes == 0) {
+                    i += 1;
+                    continue;
+                }
+                if let Some(old) = state.idempotency_order.remove(i) {
+                    forget(&mut state, &old);
+                }
+            }
         }
         if state
             .finished
@@ -262,6 +292,7 @@ fn remember(state: &mut TableState, key: &str, log: &Arc<TaskLog>, max: usize) {
             Remembered {
                 log: Arc::clone(log),
                 at: now,
+                bytes: 0,
             },
         )
         .is_none()
@@ -270,7 +301,7 @@ fn remember(state: &mut TableState, key: &str, log: &Arc<TaskLog>, max: usize) {
     }
     while state.idempotency_order.len() > max {
         if let Some(old) = state.idempotency_order.pop_front() {
-            state.idempotency.remove(&old);
+            forget(state, &old);
         }
     }
     // Keys removed on failure stay in the order queue; drop them lazily.
@@ -279,6 +310,13 @@ fn remember(state: &mut TableState, key: &str, log: &Arc<TaskLog>, max: usize) {
             break;
         }
         state.idempotency_order.pop_front();
+    }
+}
+
+/// Forgets the task remembered under `key`, and its bytes.
+fn forget(state: &mut TableState, key: &str) {
+    if let Some(old) = state.idempotency.remove(key) {
+        state.idempotency_bytes = state.idempotency_bytes.saturating_sub(old.bytes);
     }
 }
 
@@ -585,5 +623,76 @@ impl Emitter<'_> {
                 false,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(bytes: u64) -> TaskLimits {
+        TaskLimits {
+            max_concurrency: 8,
+            chunk_bytes: 1024,
+            idempotency_entries: 100,
+            idempotency_ttl: Duration::from_secs(600),
+            idempotency_bytes: bytes,
+            finished_entries: 100,
+        }
+    }
+
+    /// Runs task `id` under `key` to completion with an event of `size`
+    /// bytes of progress text.
+    fn complete(table: &TaskTable, id: &str, key: &str, size: usize) {
+        let Ok(Admission::Started { log, .. }) = table.admit(id, key) else {
+            panic!("{id} was not started")
+        };
+        let _ = log.append_with(false, |seq| TaskEvent {
+            task_id: id.into(),
+            seq,
+            event: Some(Event::Progress(TaskProgress {
+                message: "x".repeat(size),
+                ..TaskProgress::default()
+            })),
+            ..TaskEvent::default()
+        });
+        let _ = log.append_with(true, |seq| TaskEvent {
+            task_id: id.into(),
+            seq,
+            event: Some(Event::Status(TaskStatusUpdate {
+                state: TaskState::Completed.into(),
+                r#final: true,
+                ..TaskStatusUpdate::default()
+            })),
+            ..TaskEvent::default()
+        });
+        table.finish(id, key, TaskState::Completed);
+    }
+
+    fn repeats(table: &TaskTable, key: &str) -> bool {
+        matches!(
+            table.admit(&format!("probe-{key}"), key),
+            Ok(Admission::Repeat(_))
+        )
+    }
+
+    #[test]
+    fn completed_tasks_are_remembered_within_the_byte_limit_oldest_forgotten_first() {
+        // Room for two tasks of about 1 KB.
+        let table = TaskTable::new(limits(2_500));
+        // A task still running is never forgotten for the bytes of others.
+        let Ok(Admission::Started { .. }) = table.admit("live", "k-live") else {
+            panic!("not started")
+        };
+        for i in 0..4 {
+            complete(&table, &format!("t{i}"), &format!("k{i}"), 1_000);
+        }
+        assert!(
+            !repeats(&table, "k0") && !repeats(&table, "k1"),
+            "forgotten"
+        );
+        assert!(repeats(&table, "k2") && repeats(&table, "k3"), "remembered");
+        assert!(repeats(&table, "k-live"), "a running task is followed");
+        assert!(table.lock().idempotency_bytes <= 2_500);
     }
 }
