@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod generator;
+pub mod grouping;
 pub mod server;
 pub use agentmesh_sales::period;
 pub mod skills;

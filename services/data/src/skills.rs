@@ -6,6 +6,7 @@ use agentmesh_sales::kinds;
 use serde_json::{Value, json};
 use time::Date;
 
+use crate::grouping::Grouped;
 use crate::period::{self, Period};
 use crate::source::{Description, Dimension, Measures, Query, Row, SalesSource, SourceError};
 
@@ -335,16 +336,7 @@ impl ExtractRequest {
             filters: self.filters.clone(),
             group_by: self.group_by.clone(),
         };
-        let rows = source.aggregate(&grouped)?;
-        let totals = source
-            .aggregate(&Query {
-                group_by: Vec::new(),
-                ..grouped
-            })?
-            .into_iter()
-            .next()
-            .map(|r| r.measures)
-            .unwrap_or_default();
+        let Grouped { rows, totals } = source.aggregate(&grouped)?;
         Ok(Slice {
             period,
             rows,

@@ -6,11 +6,13 @@
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, params_from_iter};
 use serde::Serialize;
 use time::Date;
 
 use crate::generator;
+use crate::grouping::{Grouped, Grouping, Line};
 
 /// Why a source failed.
 #[derive(Debug, thiserror::Error)]
@@ -201,8 +203,8 @@ impl Description {
 pub trait SalesSource: Send + Sync {
     /// Tables, ranges and distinct values.
     fn describe(&self) -> Result<Description, SourceError>;
-    /// Aggregates order lines; rows sorted by their keys.
-    fn aggregate(&self, query: &Query) -> Result<Vec<Row>, SourceError>;
+    /// Aggregates order lines: rows sorted by their keys, and the totals.
+    fn aggregate(&self, query: &Query) -> Result<Grouped, SourceError>;
 }
 
 /// Page cache of one connection, KiB (SQLite's default, said outright).
@@ -460,16 +462,16 @@ impl SalesSource for SqliteSource {
         })
     }
 
-    fn aggregate(&self, query: &Query) -> Result<Vec<Row>, SourceError> {
-        let keys: Vec<&str> = query.group_by.iter().map(|d| d.sql()).collect();
+    fn aggregate(&self, query: &Query) -> Result<Grouped, SourceError> {
+        // The period's lines by the date index; grouped and summed in
+        // `Grouping` (see there why not in SQL).
         let mut sql = String::from("SELECT ");
-        for key in &keys {
-            sql.push_str(key);
+        for dim in &query.group_by {
+            sql.push_str(dim.sql());
             sql.push_str(", ");
         }
         sql.push_str(
-            "sum(revenue), sum(cost), sum(units), count(DISTINCT order_id), count(*) \
-             FROM sales WHERE order_date BETWEEN ?1 AND ?2",
+            "order_id, units, revenue, cost FROM sales WHERE order_date BETWEEN ?1 AND ?2",
         );
         let mut params: Vec<SqlValue> = vec![
             SqlValue::Text(query.start.to_string()),
@@ -491,32 +493,28 @@ impl SalesSource for SqliteSource {
             }
             sql.push(')');
         }
-        if !keys.is_empty() {
-            let positions: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
-            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", positions.join(", ")));
-        }
-        let n = keys.len();
+        let n = query.group_by.len();
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
-                let mut key_values = Vec::with_capacity(n);
-                for i in 0..n {
-                    key_values.push(r.get::<_, Option<String>>(i)?.unwrap_or_default());
+            let mut lines = stmt.query(params_from_iter(params.iter()))?;
+            let mut grouping = Grouping::new(n);
+            while let Some(r) = lines.next()? {
+                let line = Line {
+                    order_id: r.get(n)?,
+                    units: r.get(n + 1)?,
+                    revenue: r.get(n + 2)?,
+                    cost: r.get(n + 3)?,
+                };
+                let mut keys = [""; Dimension::ALL.len()];
+                for (i, key) in keys.iter_mut().enumerate().take(n) {
+                    // A dimension's expression is NULL only for a malformed
+                    // date: it groups as "". Text that is not UTF-8, or a
+                    // number, is an error, not a key.
+                    *key = r.get_ref(i)?.as_str_or_null()?.unwrap_or("");
                 }
-                Ok(Row {
-                    keys: key_values,
-                    measures: Measures {
-                        revenue: r.get::<_, Option<f64>>(n)?.unwrap_or(0.0),
-                        cost: r.get::<_, Option<f64>>(n + 1)?.unwrap_or(0.0),
-                        units: r.get::<_, Option<i64>>(n + 2)?.unwrap_or(0),
-                        orders: r.get(n + 3)?,
-                        lines: r.get(n + 4)?,
-                    },
-                })
-            })?;
-            let rows: Vec<Row> = rows.collect::<Result<_, _>>()?;
-            // Without GROUP BY an empty period still yields one all-zero row.
-            Ok(rows.into_iter().filter(|r| r.measures.lines > 0).collect())
+                grouping.add(keys.into_iter().take(n), &line);
+            }
+            Ok(grouping.finish())
         })
     }
 }
