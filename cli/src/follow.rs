@@ -251,6 +251,7 @@ pub async fn follow(
             .watch_run(WatchRunRequest {
                 run_id: run_id.to_string(),
                 after_seq: got.last_seq,
+                stream: None,
             })
             .await;
         let mut stream = match stream {

@@ -146,6 +146,7 @@ impl OrchestratorService for Relay {
                         step_id: skill.into(),
                         output,
                         provenance: None,
+                        output_omitted: false,
                     }));
                 }
             });
@@ -318,7 +319,10 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
         Case::Relay => {
             let mut s = c
                 .relay
-                .run(RunRequest { spec: Some(plan()) })
+                .run(RunRequest {
+                    spec: Some(plan()),
+                    stream: None,
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -343,6 +347,7 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
                 .watch_run(WatchRunRequest {
                     run_id: c.finished_run.clone(),
                     after_seq: 0,
+                    stream: None,
                 })
                 .await
                 .unwrap()
@@ -359,7 +364,10 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
                 &mut c.orch
             };
             let mut s = orch
-                .run(RunRequest { spec: Some(spec) })
+                .run(RunRequest {
+                    spec: Some(spec),
+                    stream: None,
+                })
                 .await
                 .unwrap()
                 .into_inner();

@@ -2,13 +2,14 @@
 //! it ends a run cut by a crash), so that what a client reads is said one
 //! way. It depends on nothing else in the crate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::v1::{
-    Artifact, Part, Provenance, Report, ReportChunk, RunFinished, RunState, StepCompleted,
-    StepFailed, StepQueued, StepRerouted, StepRetrying, StepStarted, StepTaskEvent, TaskEvent,
-    run_event::Event,
+    Artifact, Part, Provenance, Report, ReportChunk, RunEvent, RunFinished, RunState,
+    StepCompleted, StepFailed, StepQueued, StepRerouted, StepRetrying, StepStarted, StepTaskEvent,
+    StreamOptions, TaskEvent, run_event::Event,
 };
 
 /// An attempt of `step` started on `endpoint`.
@@ -79,6 +80,7 @@ pub fn step_completed(
         step_id: step.to_string(),
         output: Some(output),
         provenance: Some(provenance),
+        output_omitted: false,
     })
 }
 
@@ -131,4 +133,26 @@ pub fn run_finished(
 /// The final event of a run that failed for `reason` without a report.
 pub fn run_failed(reason: ErrorReason, message: &str) -> RunFinished {
     run_finished(RunState::Failed, reason.name(), message.to_string(), None)
+}
+
+/// `event` as a stream with `options` delivers it: shared events are
+/// copied here, once per client, and a step's output only when the client
+/// wants it.
+pub fn for_client(event: Arc<RunEvent>, options: &StreamOptions) -> RunEvent {
+    if options.omit_step_outputs
+        && let Some(Event::StepCompleted(done)) = &event.event
+    {
+        return RunEvent {
+            run_id: event.run_id.clone(),
+            seq: event.seq,
+            time: event.time,
+            event: Some(Event::StepCompleted(StepCompleted {
+                step_id: done.step_id.clone(),
+                output: None,
+                provenance: done.provenance.clone(),
+                output_omitted: true,
+            })),
+        };
+    }
+    Arc::unwrap_or_clone(event)
 }

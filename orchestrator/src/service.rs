@@ -13,6 +13,7 @@ use agentmesh_proto::v1::{
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::events;
 use crate::goal::FrontEnd;
 use crate::run::{Accepted, Engine, Prepared};
 use crate::store::RunRecord;
@@ -147,8 +148,14 @@ impl OrchestratorService for OrchestratorApi {
     type RunStream = EventStream;
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<EventStream>, Status> {
-        let accepted = self.accept(request.into_inner().spec).await?;
-        let stream = accepted.run.log.follow(0);
+        let request = request.into_inner();
+        let options = request.stream.unwrap_or_default();
+        let accepted = self.accept(request.spec).await?;
+        let stream = accepted
+            .run
+            .log
+            .follow(0)
+            .map(move |ev| events::for_client(ev, &options));
         if !accepted.created {
             // A repeat of an earlier request: follow it, do not own it.
             return Ok(Response::new(Box::pin(stream.map(Ok))));
@@ -209,8 +216,11 @@ impl OrchestratorService for OrchestratorApi {
             .with_meta("field", "after_seq")
             .into_status());
         }
+        let options = req.stream.unwrap_or_default();
         Ok(Response::new(Box::pin(
-            run.log.follow(req.after_seq).map(Ok),
+            run.log
+                .follow(req.after_seq)
+                .map(move |ev| Ok(events::for_client(ev, &options))),
         )))
     }
 

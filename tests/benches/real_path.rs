@@ -13,9 +13,12 @@
 //!   passing each output on as the orchestrator would, and does nothing
 //!   else (no validation, retries, events or report);
 //! - `plan`: the orchestrator's `Run` with the same steps as an explicit plan;
-//! - `goal`: the orchestrator's `Run` with the goal.
+//! - `goal`: the orchestrator's `Run` with the goal;
+//! - `plan-lean`, `goal-lean`: the same, with the stream option that leaves
+//!   step outputs out (a client that wants the report, not every dataset).
 //!
 //! Each is run at 1 and at 16 in flight (`REAL_RUNS` runs each), the modes
+//! (`REAL_MODES`, a comma list of the names above; all by default)
 //! interleaved over `REAL_ROUNDS` rounds. For each: p50 and p99 latency,
 //! runs/s, and CPU per run of the driver (this process for `raw`, the
 //! orchestrator otherwise) and of each agent, from /proc. Then the
@@ -27,14 +30,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentmesh_e2e::mesh::{goal, orchestrator, wait_serving_agents};
-use agentmesh_e2e::process::{cpu, env_list, rss_kib};
+use agentmesh_e2e::process::{cpu, env_list, peak_rss_kib, rss_kib};
 use agentmesh_e2e::{connect, free_port, run_skill, start_process, temp_dir};
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, PlanRequest, PlanSpec, PlanStep, RunRequest,
-    RunSpec, RunState, run_event::Event,
+    RunSpec, RunState, StreamOptions, run_event::Event,
 };
 use serde_json::Value;
 use tokio_stream::StreamExt;
@@ -47,7 +50,39 @@ const GOAL: &str =
 enum Mode {
     Raw,
     Plan,
+    PlanLean,
     Goal,
+    GoalLean,
+}
+
+impl Mode {
+    const ALL: [Self; 5] = [
+        Self::Raw,
+        Self::Plan,
+        Self::PlanLean,
+        Self::Goal,
+        Self::GoalLean,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Plan => "plan",
+            Self::PlanLean => "plan-lean",
+            Self::Goal => "goal",
+            Self::GoalLean => "goal-lean",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Raw => "raw (Rust client)",
+            Self::Plan => "orchestrator, explicit plan",
+            Self::PlanLean => "orchestrator, explicit plan, outputs omitted",
+            Self::Goal => "orchestrator, goal",
+            Self::GoalLean => "orchestrator, goal, outputs omitted",
+        }
+    }
 }
 
 /// Clients of the agents (one connection each, as the orchestrator keeps),
@@ -109,9 +144,16 @@ async fn raw_run(plan: Arc<Vec<PlanStep>>, agents: Agents) {
     }
 }
 
-async fn orchestrated(client: &mut OrchestratorServiceClient<Channel>, spec: RunSpec) {
+async fn orchestrated(
+    client: &mut OrchestratorServiceClient<Channel>,
+    spec: RunSpec,
+    omit_step_outputs: bool,
+) {
     let mut stream = client
-        .run(RunRequest { spec: Some(spec) })
+        .run(RunRequest {
+            spec: Some(spec),
+            stream: Some(StreamOptions { omit_step_outputs }),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -139,6 +181,18 @@ async fn main() {
         (16, sizes.get(1).copied().unwrap_or(sizes[0])),
     ];
     let rounds = env_list("REAL_ROUNDS", &[2])[0];
+    let modes: Vec<Mode> = match std::env::var("REAL_MODES") {
+        Ok(list) => list
+            .split(',')
+            .map(|name| {
+                Mode::ALL
+                    .into_iter()
+                    .find(|m| m.name() == name.trim())
+                    .unwrap_or_else(|| panic!("REAL_MODES: no mode {name:?}"))
+            })
+            .collect(),
+        Err(_) => Mode::ALL.to_vec(),
+    };
     let tmp = temp_dir("real-path");
     let dir = tmp.path();
     let addrs = [
@@ -205,15 +259,19 @@ async fn main() {
 
     // Warm up every path once.
     raw_run(Arc::clone(&steps), agents.clone()).await;
-    orchestrated(&mut client, plan_spec.clone()).await;
-    orchestrated(&mut client, goal(GOAL)).await;
+    orchestrated(&mut client, plan_spec.clone(), false).await;
+    orchestrated(&mut client, goal(GOAL), false).await;
 
     let mut results: BTreeMap<(usize, Mode), Vec<Batch>> = BTreeMap::new();
     let mut runs_done = 3usize;
     let rss_before = rss_kib(orch.0.id());
+    let mut rss_series = vec![(runs_done, rss_before)];
     for _ in 0..rounds {
         for (in_flight, n) in batches {
-            for mode in [Mode::Raw, Mode::Plan, Mode::Goal] {
+            for &mode in &modes {
+                if n == 0 {
+                    continue;
+                }
                 let before: Vec<Duration> = pids.iter().map(|(_, p)| cpu(*p)).collect();
                 let started = Instant::now();
                 let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -230,8 +288,14 @@ async fn main() {
                             let t = Instant::now();
                             match mode {
                                 Mode::Raw => raw_run(Arc::clone(&steps), agents.clone()).await,
-                                Mode::Plan => orchestrated(&mut client, plan_spec.clone()).await,
-                                Mode::Goal => orchestrated(&mut client, goal(GOAL)).await,
+                                Mode::Plan | Mode::PlanLean => {
+                                    let lean = mode == Mode::PlanLean;
+                                    orchestrated(&mut client, plan_spec.clone(), lean).await;
+                                }
+                                Mode::Goal | Mode::GoalLean => {
+                                    let lean = mode == Mode::GoalLean;
+                                    orchestrated(&mut client, goal(GOAL), lean).await;
+                                }
                             }
                             lat.push(t.elapsed());
                         }
@@ -250,6 +314,7 @@ async fn main() {
                     .collect();
                 if mode != Mode::Raw {
                     runs_done += n;
+                    rss_series.push((runs_done, rss_kib(orch.0.id())));
                 }
                 results.entry((in_flight, mode)).or_default().push(Batch {
                     latencies,
@@ -284,11 +349,7 @@ async fn main() {
         };
         println!(
             "| {} | {in_flight} | {runs} | {:.1} | {:.1} | {:.1} | {driver:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
-            match mode {
-                Mode::Raw => "raw (Rust client)",
-                Mode::Plan => "orchestrator, explicit plan",
-                Mode::Goal => "orchestrator, goal",
-            },
+            mode.label(),
             pct(0.5),
             pct(0.99),
             runs as f64 / wall.as_secs_f64(),
@@ -299,14 +360,21 @@ async fn main() {
         );
     }
     println!(
-        "\norchestrator RSS: {:.1} MiB after the warm-up, {:.1} MiB after {runs_done} runs retained: {:.0} KiB per retained run",
+        "\norchestrator RSS: {:.1} MiB after the warm-up, {:.1} MiB after {runs_done} runs (peak {:.1} MiB): {:.0} KiB more per run",
         rss_before as f64 / 1024.0,
         rss_after as f64 / 1024.0,
-        (rss_after.saturating_sub(rss_before)) as f64 / (runs_done - 3) as f64
+        peak_rss_kib(orch.0.id()) as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before)) as f64 / (runs_done - 3).max(1) as f64
     );
+    let series: Vec<String> = rss_series
+        .iter()
+        .map(|(runs, kib)| format!("{runs}: {:.1}", *kib as f64 / 1024.0))
+        .collect();
+    println!("orchestrator RSS (MiB) after N runs: {}", series.join(", "));
     println!(
-        "data agent RSS: {:.1} MiB",
-        rss_kib(children[0].0.id()) as f64 / 1024.0
+        "data agent RSS: {:.1} MiB (peak {:.1} MiB)",
+        rss_kib(children[0].0.id()) as f64 / 1024.0,
+        peak_rss_kib(children[0].0.id()) as f64 / 1024.0
     );
     drop(orch);
     drop(children);

@@ -166,6 +166,7 @@ async fn watch(client: &mut OrchestratorServiceClient<Channel>, run_id: &str) ->
             .watch_run(WatchRunRequest {
                 run_id: run_id.to_string(),
                 after_seq: after,
+                stream: None,
             })
             .await
         else {

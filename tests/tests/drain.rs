@@ -37,6 +37,7 @@ async fn a_task_cancelled_by_a_draining_agent_is_retried_on_another_replica() {
     let mut stream = client
         .run(RunRequest {
             spec: Some(spec(vec![step("long", "work", json!({"sleep_ms": 1_500}))])),
+            stream: None,
         })
         .await
         .unwrap()

@@ -473,6 +473,7 @@ async fn an_analytics_replica_killed_mid_run_is_rerouted() {
         .watch_run(WatchRunRequest {
             run_id,
             after_seq: 0,
+            stream: None,
         })
         .await
         .unwrap()

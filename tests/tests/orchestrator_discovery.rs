@@ -103,6 +103,7 @@ async fn static_endpoints_are_listed_and_a_not_serving_one_gets_no_new_work() {
     let mut long = client
         .run(RunRequest {
             spec: Some(spec(vec![step("long", "work", json!({"sleep_ms": 1_000}))])),
+            stream: None,
         })
         .await
         .unwrap()
@@ -319,6 +320,7 @@ async fn a_self_registered_agent_stays_while_it_renews_and_goes_when_its_lease_e
     let err = client
         .run(RunRequest {
             spec: Some(spec(vec![step("s", "work", json!({}))])),
+            stream: None,
         })
         .await
         .unwrap_err();

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use agentmesh_e2e::mesh::*;
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::{
-    CancelRunRequest, FanInPolicy, GetRunRequest, RunState, WatchRunRequest, run_event::Event,
+    CancelRunRequest, FanInPolicy, GetRunRequest, RunState, StepCompleted, StreamOptions,
+    WatchRunRequest, run_event::Event,
 };
 use serde_json::json;
 use tokio_stream::StreamExt;
@@ -251,6 +252,7 @@ async fn a_replica_killed_mid_task_is_rerouted_and_provenance_shows_it() {
     let mut stream = client
         .run(agentmesh_proto::v1::RunRequest {
             spec: Some(spec(vec![step("long", "work", json!({"sleep_ms": 1500}))])),
+            stream: None,
         })
         .await
         .unwrap()
@@ -436,6 +438,7 @@ async fn cancel_run_and_a_dropped_run_stream_cancel_the_agents_tasks() {
     let mut stream = client
         .run(agentmesh_proto::v1::RunRequest {
             spec: Some(two_slow()),
+            stream: None,
         })
         .await
         .unwrap()
@@ -551,6 +554,7 @@ async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
         .watch_run(WatchRunRequest {
             run_id: run_id.clone(),
             after_seq: 0,
+            stream: None,
         })
         .await
         .unwrap()
@@ -580,6 +584,49 @@ async fn watch_run_resumes_after_a_sequence_number_without_gap_or_duplicate() {
         .into_inner();
     assert_eq!(got.run.unwrap().last_seq, seqs.len() as u64);
     assert_eq!(got.planned.unwrap().steps.len(), 3);
+}
+
+#[tokio::test]
+async fn a_stream_can_leave_step_outputs_out_and_the_log_keeps_them() {
+    let agent = TestAgent::new("work", &["work"]);
+    let solo = solo(agent).await;
+    let mut client = solo.client.clone();
+    let plan = spec(vec![
+        step("a", "work", json!({"sleep_ms": 10})),
+        with_ref(step("b", "work", json!({})), "value", "a", "/agent"),
+    ]);
+    let lean = Some(StreamOptions {
+        omit_step_outputs: true,
+    });
+    let events = run_all_with(&mut client, plan, lean).await;
+    let completed = |events: &[agentmesh_proto::v1::RunEvent]| -> Vec<StepCompleted> {
+        events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(Event::StepCompleted(c)) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let omitted = completed(&events);
+    assert_eq!(omitted.len(), 2);
+    for c in &omitted {
+        assert!(c.output.is_none() && c.output_omitted, "{c:?}");
+        assert!(c.provenance.is_some(), "provenance still comes");
+    }
+    assert_eq!(finished(&events).state(), RunState::Completed);
+    // The log is whole: the step's data still reached step b, and WatchRun
+    // without the option sends every output.
+    let full = completed(&watch_to_end(&mut client, &events[0].run_id, 0).await);
+    assert_eq!(full.len(), 2);
+    for c in &full {
+        assert!(!c.output_omitted);
+        let output = c.output.as_ref().expect("the output is in the log");
+        assert!(output.fields.contains_key("agent"), "{output:?}");
+    }
+    // WatchRun with the option leaves them out again, nothing else.
+    let watched = watch_to_end_with(&mut client, &events[0].run_id, 0, lean).await;
+    assert_eq!(watched, events);
 }
 
 #[tokio::test]
@@ -706,7 +753,10 @@ async fn bad_plans_and_requests_get_invalid_argument_naming_the_problem() {
     ];
     for (name, spec, reason, meta) in cases {
         let err = client
-            .run(agentmesh_proto::v1::RunRequest { spec: spec.clone() })
+            .run(agentmesh_proto::v1::RunRequest {
+                spec: spec.clone(),
+                stream: None,
+            })
             .await
             .err()
             .unwrap_or_else(|| panic!("{name}: accepted"));
@@ -753,6 +803,7 @@ async fn bad_plans_and_requests_get_invalid_argument_naming_the_problem() {
         .watch_run(WatchRunRequest {
             run_id: events[0].run_id.clone(),
             after_seq: 10_000,
+            stream: None,
         })
         .await
         .unwrap_err();

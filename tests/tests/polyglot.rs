@@ -118,6 +118,7 @@ async fn rust_python_and_typescript_agents_serve_one_run() {
         .client
         .run(RunRequest {
             spec: Some(three_languages(0)),
+            stream: None,
         })
         .await
         .unwrap()
@@ -218,6 +219,7 @@ async fn start_forecast_run(
     let mut stream = client
         .run(RunRequest {
             spec: Some(three_languages(attempts)),
+            stream: None,
         })
         .await
         .unwrap()
@@ -298,6 +300,7 @@ async fn run_goal(client: &mut OrchestratorServiceClient<Channel>, text: &str) -
     client
         .run(RunRequest {
             spec: Some(goal(text)),
+            stream: None,
         })
         .await
         .unwrap()

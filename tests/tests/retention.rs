@@ -90,6 +90,7 @@ async fn the_oldest_finished_runs_go_beyond_the_byte_limit_and_say_so() {
             .watch_run(WatchRunRequest {
                 run_id: id.clone(),
                 after_seq: 0,
+                stream: None,
             })
             .await
             .unwrap_err();

@@ -148,6 +148,7 @@ async fn a_run_cut_by_a_kill_ends_interrupted_and_resumes_without_a_gap() {
                 "slow",
                 json!({"sleep_ms": 60_000}),
             )])),
+            stream: None,
         })
         .await
         .unwrap()

@@ -172,6 +172,7 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
                 "sales.extract",
                 json!({"period": "2025-Q2"}),
             )])),
+            stream: None,
         })
         .await
         .unwrap()

@@ -32,7 +32,7 @@ pub struct RunRecord {
     /// When the run was accepted.
     pub created: SystemTime,
     /// The events.
-    pub log: Arc<EventLog<RunEvent>>,
+    pub log: Arc<EventLog<Arc<RunEvent>>>,
     /// Cancelled to stop every in-flight step (cancel, deadline, fail-fast).
     pub stop: CancellationToken,
     stop_cause: OnceLock<MeshError>,
@@ -105,7 +105,7 @@ impl RunRecord {
             goal,
             idempotency_key,
             created,
-            EventLog::restored(events, closed),
+            EventLog::restored(events.into_iter().map(Arc::new).collect(), closed),
             None,
         );
         run.bytes.store(bytes as u64, Ordering::Relaxed);
@@ -131,7 +131,7 @@ impl RunRecord {
         goal: String,
         idempotency_key: String,
         created: SystemTime,
-        log: Arc<EventLog<RunEvent>>,
+        log: Arc<EventLog<Arc<RunEvent>>>,
         persister: Option<Arc<dyn Persister>>,
     ) -> Self {
         Self {
@@ -198,11 +198,13 @@ impl RunRecord {
         let size = event.encoded_len() + self.id.len() + EVENT_FRAME_BYTES;
         let seq = self
             .log
-            .append_with(close, |seq| RunEvent {
-                run_id: self.id.clone(),
-                seq,
-                time: Some(SystemTime::now().into()),
-                event: Some(event),
+            .append_with(close, |seq| {
+                Arc::new(RunEvent {
+                    run_id: self.id.clone(),
+                    seq,
+                    time: Some(SystemTime::now().into()),
+                    event: Some(event),
+                })
             })
             .unwrap_or(0);
         if seq != 0 {
@@ -230,46 +232,56 @@ impl RunRecord {
         if self.log.visible_len() == 0 {
             return None;
         }
-        match self.log.get(1)?.event? {
-            run_event::Event::Planned(p) => Some(p),
+        match &self.log.get(1)?.event {
+            Some(run_event::Event::Planned(p)) => Some(p.clone()),
             _ => None,
         }
     }
 
     /// The final event, once the run has finished and clients may see it
     /// (in a durable store: once it is stored).
-    pub fn finished(&self) -> Option<(RunFinished, RunEvent)> {
-        if !self.log.is_closed() || self.log.visible_len() < self.log.len() {
-            return None;
-        }
-        let last = self.log.last()?;
-        match last.event.clone()? {
-            run_event::Event::Finished(f) => Some((f, last)),
+    pub fn finished(&self) -> Option<(RunFinished, Arc<RunEvent>)> {
+        let last = self.final_event()?;
+        match &last.event {
+            Some(run_event::Event::Finished(f)) => Some((f.clone(), last)),
             _ => None,
         }
     }
 
+    /// The final event, shared (no copy of the report).
+    fn final_event(&self) -> Option<Arc<RunEvent>> {
+        if !self.log.is_closed() || self.log.visible_len() < self.log.len() {
+            return None;
+        }
+        self.log.last()
+    }
+
     /// The run's state as read from its log.
     pub fn state(&self) -> RunState {
-        match self.finished() {
-            Some((f, _)) => f.state(),
-            None if self.log.is_empty() => RunState::Pending,
-            None => RunState::Running,
+        self.state_at(self.final_event().as_deref())
+    }
+
+    /// The state given the run's final event, if it has one.
+    fn state_at(&self, last: Option<&RunEvent>) -> RunState {
+        match last {
+            Some(RunEvent {
+                event: Some(run_event::Event::Finished(f)),
+                ..
+            }) => f.state(),
+            _ if self.log.is_empty() => RunState::Pending,
+            _ => RunState::Running,
         }
     }
 
     /// The run as `ListRuns` shows it.
     pub fn summary(&self) -> RunSummary {
-        let finished = self.finished();
+        let last = self.final_event();
         RunSummary {
             run_id: self.id.clone(),
             goal: self.goal.clone(),
-            state: finished
-                .as_ref()
-                .map_or_else(|| self.state(), |(f, _)| f.state())
-                .into(),
+            state: self.state_at(last.as_deref()).into(),
             created: Some(self.created.into()),
-            finished: finished.and_then(|(_, ev)| ev.time),
+            finished: last.and_then(|ev| ev.time),
             last_seq: self.log.visible_len(),
         }
     }

@@ -610,7 +610,7 @@ mod tests {
         run.append(run_event::Event::Planned(Default::default()));
         run.finish(completed());
         // A follower ends once every event is written and published.
-        let seen: Vec<RunEvent> = run.log.follow(0).collect().await;
+        let seen: Vec<Arc<RunEvent>> = run.log.follow(0).collect().await;
         assert_eq!(seen.len(), 2);
         store.finished(&run);
         run

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agentmesh_proto::json::to_struct;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{
-    PlanSpec, PlanStep, RunEvent, RunRequest, RunSpec, StepInputRef, run_event,
+    PlanSpec, PlanStep, RunEvent, RunRequest, RunSpec, StepInputRef, StreamOptions, run_event,
 };
 use serde_json::Value;
 use tokio_stream::StreamExt;
@@ -57,8 +57,20 @@ pub async fn run_all(
     client: &mut OrchestratorServiceClient<Channel>,
     spec: RunSpec,
 ) -> Vec<RunEvent> {
+    run_all_with(client, spec, None).await
+}
+
+/// [`run_all`] with stream options.
+pub async fn run_all_with(
+    client: &mut OrchestratorServiceClient<Channel>,
+    spec: RunSpec,
+    options: Option<StreamOptions>,
+) -> Vec<RunEvent> {
     let stream = client
-        .run(RunRequest { spec: Some(spec) })
+        .run(RunRequest {
+            spec: Some(spec),
+            stream: options,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -90,10 +102,21 @@ pub async fn watch_to_end(
     run_id: &str,
     after: u64,
 ) -> Vec<RunEvent> {
+    watch_to_end_with(client, run_id, after, None).await
+}
+
+/// [`watch_to_end`] with stream options.
+pub async fn watch_to_end_with(
+    client: &mut OrchestratorServiceClient<Channel>,
+    run_id: &str,
+    after: u64,
+    options: Option<StreamOptions>,
+) -> Vec<RunEvent> {
     let stream = client
         .watch_run(agentmesh_proto::v1::WatchRunRequest {
             run_id: run_id.into(),
             after_seq: after,
+            stream: options,
         })
         .await
         .unwrap()
