@@ -140,14 +140,21 @@ const CSS: &str = "body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,
 
 /// The report as one HTML page: the Markdown rendering with charts as
 /// `data:` URIs; raw HTML from agent text is escaped, never passed through.
+///
+/// The charts go in after the page is sanitized: Markdown parsing and the
+/// sanitizer see a short placeholder per chart (`agentmesh-chart:` with a
+/// nonce of this page and the artifact's index), not hundreds of KB of
+/// base64 each, which they would scan and percent-encode character by
+/// character (most of the orchestrator's CPU per goal run, measured).
 pub fn html(report: &Report, artifacts: &[Artifact], goal: &str, notes: &[String]) -> String {
     use pulldown_cmark::{Event, Options, Parser, html};
+    let marker = format!("{CHART_SCHEME}:{}-", uuid::Uuid::new_v4().simple());
     let markdown = markdown(report, artifacts, goal, notes, |a| {
-        let (bytes, media) = bytes_of(a);
-        format!(
-            "data:{media};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        )
+        let index = artifacts
+            .iter()
+            .position(|x| std::ptr::eq(x, a))
+            .unwrap_or(usize::MAX);
+        format!("{marker}{index}")
     });
     let parser = Parser::new_ext(&markdown, Options::ENABLE_TABLES).map(|ev| match ev {
         Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
@@ -155,7 +162,7 @@ pub fn html(report: &Report, artifacts: &[Artifact], goal: &str, notes: &[String
     });
     let mut rendered = String::new();
     html::push_html(&mut rendered, parser);
-    let body = sanitize(&rendered);
+    let body = inline_charts(&sanitize(&rendered, &marker), &marker, artifacts);
     let mut title = String::new();
     html::push_html(
         &mut title,
@@ -166,29 +173,67 @@ pub fn html(report: &Report, artifacts: &[Artifact], goal: &str, notes: &[String
     )
 }
 
+/// The URL scheme of a chart's placeholder in a page being rendered.
+const CHART_SCHEME: &str = "agentmesh-chart";
+
+/// `body` with each `src="<marker><index>"` replaced by the artifact's
+/// bytes as a `data:` URI (base64 has no character that needs escaping in
+/// an attribute). A placeholder naming no artifact is left as it is.
+fn inline_charts(body: &str, marker: &str, artifacts: &[Artifact]) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    let needle = format!("src=\"{marker}");
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        let digits = after.find('"').unwrap_or(after.len());
+        let artifact = after[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| artifacts.get(i));
+        out.push_str(&rest[..at]);
+        match artifact.map(bytes_of) {
+            Some((bytes, media)) if media == "image/svg+xml" => {
+                out.push_str("src=\"data:");
+                out.push_str(media);
+                out.push_str(";base64,");
+                STANDARD.encode_string(bytes, &mut out);
+            }
+            _ => out.push_str(&rest[at..at + needle.len() + digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The page's body as only what a report needs: links to the web or mail,
-/// images inline as `data:image/...`, table alignment. Anything else an
-/// agent's or a model's text smuggled in (`javascript:` links, `data:`
-/// links, handlers, styles) is dropped, so the page stays self-contained
-/// and runs nothing.
-fn sanitize(html: &str) -> String {
+/// the charts' placeholders (`marker`, this page's own) as the only image
+/// sources, table alignment. Anything else an agent's or a model's text
+/// smuggled in (`javascript:` or `data:` links, images from elsewhere,
+/// handlers, styles) is dropped, so the page stays self-contained and runs
+/// nothing.
+fn sanitize(html: &str, marker: &str) -> String {
     use std::borrow::Cow;
+    let marker = marker.to_owned();
     ammonia::Builder::default()
-        .url_schemes(["http", "https", "mailto", "data"].into())
+        .url_schemes(["http", "https", "mailto", CHART_SCHEME].into())
         .add_tag_attributes("th", ["style"])
         .add_tag_attributes("td", ["style"])
-        .attribute_filter(|element, attribute, value| match (element, attribute) {
-            ("img", "src") => value
-                .starts_with("data:image/")
+        .attribute_filter(
+            move |element, attribute, value| match (element, attribute) {
+                ("img", "src") => value
+                    .starts_with(marker.as_str())
+                    .then_some(Cow::Borrowed(value)),
+                (_, "href" | "src") if value.starts_with(CHART_SCHEME) => None,
+                (_, "style") => matches!(
+                    value,
+                    "text-align: left" | "text-align: right" | "text-align: center"
+                )
                 .then_some(Cow::Borrowed(value)),
-            (_, "href" | "src") if value.starts_with("data:") => None,
-            (_, "style") => matches!(
-                value,
-                "text-align: left" | "text-align: right" | "text-align: center"
-            )
-            .then_some(Cow::Borrowed(value)),
-            _ => Some(Cow::Borrowed(value)),
-        })
+                _ => Some(Cow::Borrowed(value)),
+            },
+        )
         .clean(html)
         .to_string()
 }
@@ -300,6 +345,21 @@ mod tests {
             page.contains("text-align: right"),
             "tables keep their alignment"
         );
+    }
+
+    #[test]
+    fn only_the_pages_own_charts_are_inlined() {
+        let mut r = report();
+        r.sections[0].body = "![a](agentmesh-chart:0-0) ![b](data:image/svg+xml;base64,PHN2Zy8+) ![c](https://example.org/c.svg)".into();
+        let page = html(&r, &[svg()], "goal", &[]);
+        assert_eq!(
+            page.matches("src=\"data:image/svg+xml;base64,PHN2Zy8+\"")
+                .count(),
+            1,
+            "the chart once, not an image from agent text: {page}"
+        );
+        assert!(!page.contains("agentmesh-chart:0-0"), "{page}");
+        assert!(!page.contains("example.org/c.svg"), "{page}");
     }
 
     #[test]
