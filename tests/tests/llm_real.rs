@@ -69,6 +69,9 @@ async fn a_real_small_model_plans_through_the_validation_loop() {
         cfg.planning.llm.base_url = format!("http://127.0.0.1:{port}/v1");
         cfg.planning.llm.model = MODEL.into();
         cfg.planning.llm.timeout = Duration::from_secs(120);
+        // Planning on a 2-core CPU can take longer than the default 30 s a
+        // request may take; the test waits for the model, however slow.
+        cfg.server.request_timeout = Duration::from_secs(300);
         cfg.planning.llm.max_tokens = max_tokens;
         cfg.planning.llm_tries = tries;
         cfg
