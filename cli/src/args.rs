@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 success; 1 failure (the run failed, or the server
 /// refused); 2 partial result (best-effort run with gaps); 64 bad usage or
 /// an invalid request (e.g. a goal that cannot be understood); 69 the
-/// orchestrator (or, for `conformance`, the agent) cannot be reached; 130
+/// orchestrator (or, for `conformance`, the agent) cannot be reached; 75
+/// at capacity, try again later; 77 no credential, a refused one, or not
+/// allowed; 130
 /// canceled with Ctrl-C. `conformance` exits 1 when a check fails.
 #[derive(Debug, Parser)]
 #[command(name = "meshctl", version, about, long_about = None)]
@@ -22,6 +24,16 @@ pub struct Cli {
         default_value = "127.0.0.1:50050"
     )]
     pub orchestrator: String,
+    /// Bearer token presented on every call, for an orchestrator (or agent)
+    /// with authentication on (`server.auth`).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTMESH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
+use agentmesh_runtime::auth::{AuthChannel, CallCredentials};
 use agentmesh_runtime::tls::{ClientTls, scheme};
 use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -29,6 +30,8 @@ pub enum Exit {
     Unavailable = 69,
     /// The orchestrator is at capacity: try again later (EX_TEMPFAIL).
     TryLater = 75,
+    /// No credential, a refused one, or not allowed (EX_NOPERM).
+    NoPermission = 77,
     /// Canceled with Ctrl-C.
     Canceled = 130,
 }
@@ -98,6 +101,7 @@ impl From<tonic::Status> for CliError {
         let exit = match status.code() {
             Code::InvalidArgument => Exit::Usage,
             Code::Unavailable => Exit::Unavailable,
+            Code::Unauthenticated | Code::PermissionDenied => Exit::NoPermission,
             Code::Cancelled => Exit::Canceled,
             _ => Exit::Failed,
         };
@@ -111,6 +115,7 @@ pub struct Target {
     /// `host:port` or a URL, as given.
     pub addr: String,
     tls: Option<ClientTlsConfig>,
+    credentials: CallCredentials,
 }
 
 impl Target {
@@ -119,7 +124,17 @@ impl Target {
         Self {
             addr: addr.into(),
             tls: None,
+            credentials: CallCredentials::none(),
         }
+    }
+
+    /// The same target, presenting `token` (`--token`) on every call.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self, CliError> {
+        if let Some(token) = token {
+            self.credentials = CallCredentials::bearer(token)
+                .map_err(|e| CliError::new(Exit::Usage, format!("--token: {e}")))?;
+        }
+        Ok(self)
     }
 
     /// `addr` with the command line's TLS options: TLS is on with any of
@@ -149,13 +164,14 @@ impl Target {
         Ok(Self {
             addr: addr.to_string(),
             tls,
+            credentials: CallCredentials::none(),
         })
     }
 }
 
 /// A channel to `what` at `target`; `hint` follows the error when it
 /// cannot be reached.
-pub async fn channel(target: &Target, what: &str, hint: &str) -> Result<Channel, CliError> {
+pub async fn channel(target: &Target, what: &str, hint: &str) -> Result<AuthChannel, CliError> {
     let addr = target.addr.as_str();
     let uri = if addr.contains("://") {
         addr.to_string()
@@ -173,12 +189,13 @@ pub async fn channel(target: &Target, what: &str, hint: &str) -> Result<Channel,
             .tls_config(tls.clone())
             .map_err(|e| CliError::new(Exit::Usage, format!("TLS: {}", causes(&e))))?;
     }
-    endpoint.connect().await.map_err(|e| {
+    let channel = endpoint.connect().await.map_err(|e| {
         CliError::new(
             Exit::Unavailable,
             format!("cannot reach {what} at {addr}: {}{hint}", causes(&e)),
         )
-    })
+    })?;
+    Ok(target.credentials.channel(channel))
 }
 
 /// An error with its causes, `outer: inner: ...` (tonic's transport error
@@ -195,7 +212,7 @@ fn causes(e: &dyn std::error::Error) -> String {
 }
 
 /// A client of the orchestrator at `target`.
-pub async fn connect(target: &Target) -> Result<OrchestratorServiceClient<Channel>, CliError> {
+pub async fn connect(target: &Target) -> Result<OrchestratorServiceClient<AuthChannel>, CliError> {
     let channel = channel(
         target,
         "the orchestrator",

@@ -8,8 +8,8 @@ use agentmesh_proto::v1::{
     CancelRunRequest, EndpointHealth, FanInPolicy, GetRunRequest, ListAgentsRequest,
     ListRunsRequest, PlanRequest, RunSpec, SubmitRequest,
 };
+use agentmesh_runtime::auth::AuthChannel;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::args::{FanIn, MeshOpts, RunOpts};
 use crate::client::{CliError, Exit, Target, connect};
@@ -22,7 +22,7 @@ use crate::output::say;
 pub const DEMO_GOAL: &str =
     "Generate a Q2 sales performance report with visualizations and an executive summary";
 
-type Client = OrchestratorServiceClient<Channel>;
+type Client = OrchestratorServiceClient<AuthChannel>;
 
 fn spec(goal: &str, opts: Option<&RunOpts>) -> RunSpec {
     RunSpec {

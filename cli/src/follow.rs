@@ -10,11 +10,11 @@ use std::time::Duration;
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{RunEvent, RunFinished, WatchRunRequest, run_event, task_event};
+use agentmesh_runtime::auth::AuthChannel;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::client::{CliError, Exit};
 use crate::output::say;
@@ -234,7 +234,7 @@ fn event_json(ev: &RunEvent) -> Value {
 /// Follows run `run_id` from after `after` until it finishes, reconnecting
 /// (and resuming after the last event seen) when the connection drops.
 pub async fn follow(
-    client: &mut OrchestratorServiceClient<Channel>,
+    client: &mut OrchestratorServiceClient<AuthChannel>,
     run_id: &str,
     after: u64,
     show: Show,

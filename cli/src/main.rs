@@ -22,7 +22,8 @@ use crate::client::{CliError, Exit, Target};
 
 async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
     let json = cli.json;
-    let target = || Target::new(&cli.orchestrator, &cli.tls);
+    let token = cli.token.as_deref();
+    let target = || Target::new(&cli.orchestrator, &cli.tls)?.with_token(token);
     match cli.command {
         Command::Run { goal, opts } => commands::run(&target()?, json, &goal, &opts).await,
         Command::Plan { goal } => commands::plan(&target()?, json, &goal).await,
@@ -39,7 +40,8 @@ async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
             task_timeout,
         } => {
             let timeout = std::time::Duration::from_secs(task_timeout);
-            conformance::conformance(&Target::new(&agent, &cli.tls)?, json, &inputs, timeout).await
+            let target = Target::new(&agent, &cli.tls)?.with_token(token)?;
+            conformance::conformance(&target, json, &inputs, timeout).await
         }
         Command::Up { mesh } => commands::up(&mesh).await,
         Command::Demo { mesh, out } => commands::demo(&mesh, &out).await,

@@ -30,6 +30,8 @@ pub struct OrchestratorConfig {
     pub store: StoreConfig,
     /// Goal planning.
     pub planning: PlanningConfig,
+    /// Per-principal limits, when the API is authenticated.
+    pub access: AccessConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -42,6 +44,38 @@ impl Default for OrchestratorConfig {
             execution: ExecutionConfig::default(),
             store: StoreConfig::default(),
             planning: PlanningConfig::default(),
+            access: AccessConfig::default(),
+        }
+    }
+}
+
+/// `[access]`: what one authenticated principal may use. Each limit
+/// answers RESOURCE_EXHAUSTED (metadata `limit`) with google.rpc.RetryInfo.
+#[serde_as]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Most runs one principal may have executing at once; 0: no limit
+    /// beyond `execution.max_active_runs`.
+    pub max_active_runs_per_principal: usize,
+    /// Runs one principal may start per second, sustained; 0: no limit.
+    pub submits_per_second: u32,
+    /// Runs one principal may start at once above that rate; 0: as many
+    /// as `submits_per_second`.
+    pub submit_burst: u32,
+    /// The retry delay sent when a principal has too many runs executing.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "retry_after_ms")]
+    pub retry_after: Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            max_active_runs_per_principal: 0,
+            submits_per_second: 0,
+            submit_burst: 0,
+            retry_after: Duration::from_millis(1_000),
         }
     }
 }
@@ -89,6 +123,11 @@ pub struct DiscoveryConfig {
     /// TLS towards the agents (every endpoint, however discovered). Unset:
     /// plaintext.
     pub tls: Option<agentmesh_runtime::tls::ClientTls>,
+    /// A file holding the bearer token the orchestrator presents to
+    /// agents (those with `server.auth` accept it when its principal is in
+    /// their `task_callers`), such as a mounted Secret. Unset: none (mutual
+    /// TLS may identify the orchestrator instead).
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl Default for DiscoveryConfig {
@@ -105,6 +144,7 @@ impl Default for DiscoveryConfig {
             lease_max: Duration::from_millis(300_000),
             max_registrations: 1_024,
             tls: None,
+            token_file: None,
         }
     }
 }

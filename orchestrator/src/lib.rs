@@ -16,10 +16,13 @@
 //! - [`report`] (feature `goals`): integrates a finished run's outputs into
 //!   one report, as the run core's hook;
 //! - [`service`] and [`server`]: the gRPC adapter and the wiring.
+//! - [`access`]: who may do what (roles, run ownership, per-principal
+//!   limits) once `[server.auth]` has said who is calling;
 //!
 //! `cargo check -p agentmesh-orchestrator --no-default-features` builds the
 //! run core, routing and the store alone.
 
+pub mod access;
 pub mod config;
 pub mod events;
 pub mod routing;

@@ -10,15 +10,18 @@ use std::sync::Arc;
 use agentmesh_proto::v1::orchestrator_service_server::OrchestratorServiceServer;
 use agentmesh_proto::v1::registry_service_server::RegistryServiceServer;
 use agentmesh_proto::v1::{ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME};
+use agentmesh_runtime::auth::{AuthError, Authenticate, Authenticator, CallCredentials};
 use agentmesh_runtime::tls::{ClientTls, TlsError};
 use agentmesh_runtime::{ServeError, serve_routes};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
 use agentmesh_runtime::config::TelemetryConfig;
 use agentmesh_runtime::launch::Service;
 
+use crate::access::limits::PrincipalLimits;
 use crate::config::{OrchestratorConfig, PlannerMode};
 use crate::goal::FrontEnd;
 use crate::goal::llm::LlmPlanner;
@@ -55,6 +58,10 @@ pub enum OrchestratorError {
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// Authentication (`server.auth`) or the token for agents
+    /// (`discovery.token_file`) could not be set up.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// Serves the orchestrator on `listener` until `shutdown` resolves.
@@ -71,10 +78,12 @@ pub async fn serve(
         .as_ref()
         .map(ClientTls::load)
         .transpose()?;
+    let credentials = CallCredentials::from_file(cfg.discovery.token_file.as_deref())?;
     let registry = Registry::new(
         cfg.routing.clone(),
         cfg.discovery.clone(),
         tls,
+        credentials,
         health::spawn_watcher,
     );
     discovery::start(&registry, &cfg.discovery)?;
@@ -119,19 +128,36 @@ pub async fn serve(
         front_end = front_end.with_llm(planning.mode, llm);
     }
     let max = cfg.server.max_message_bytes;
-    let api = OrchestratorServiceServer::new(OrchestratorApi::new(Arc::clone(&engine), front_end))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let limits = PrincipalLimits::new(cfg.access.clone());
+    let api = OrchestratorServiceServer::new(OrchestratorApi::new(
+        Arc::clone(&engine),
+        front_end,
+        limits,
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let reg = RegistryServiceServer::new(RegistryApi(leases))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let routes = match &cfg.server.auth {
+        Some(auth) => {
+            let auth = Authenticator::load(auth, registry.shutdown.clone()).await?;
+            info!("authentication on: every call but health and reflection needs a credential");
+            Routes::new(InterceptedService::new(
+                api,
+                Authenticate::new(Arc::clone(&auth)),
+            ))
+            .add_service(InterceptedService::new(reg, Authenticate::new(auth)))
+        }
+        None => Routes::new(api).add_service(reg),
+    };
     info!(
         static_endpoints = cfg.discovery.endpoints.len(),
         dns_names = cfg.discovery.dns.len(),
         "orchestrator ready"
     );
     let result = serve_routes(
-        Routes::new(api).add_service(reg),
+        routes,
         listener,
         &cfg.server,
         &[ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME],

@@ -13,6 +13,8 @@ use agentmesh_proto::v1::{
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::access::limits::PrincipalLimits;
+use crate::access::{Action, Caller};
 use crate::events;
 use crate::goal::FrontEnd;
 use crate::run::{Accepted, Engine, Prepared};
@@ -31,15 +33,23 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
 pub struct OrchestratorApi {
     engine: Arc<Engine>,
     front_end: FrontEnd,
+    limits: Arc<PrincipalLimits>,
 }
 
 impl OrchestratorApi {
-    /// Serves `engine`, planning goals with `front_end`.
-    pub fn new(engine: Arc<Engine>, front_end: FrontEnd) -> Self {
-        Self { engine, front_end }
+    /// Serves `engine`, planning goals with `front_end`, within each
+    /// principal's `limits`.
+    pub fn new(engine: Arc<Engine>, front_end: FrontEnd, limits: Arc<PrincipalLimits>) -> Self {
+        Self {
+            engine,
+            front_end,
+            limits,
+        }
     }
 
-    fn run(&self, run_id: &str) -> Result<Arc<RunRecord>, Status> {
+    /// Run `run_id`, if `caller` may see it: another principal's run is
+    /// NOT_FOUND, word for word as a run that never was.
+    fn run(&self, run_id: &str, caller: &Caller) -> Result<Arc<RunRecord>, Status> {
         if run_id.is_empty() {
             return Err(
                 MeshError::new(ErrorReason::InvalidInput, "run_id is required")
@@ -48,20 +58,21 @@ impl OrchestratorApi {
             );
         }
         let store = &self.engine.store;
-        store.get(run_id).ok_or_else(|| {
-            match store.evicted(run_id) {
-                Some(limit) => MeshError::new(
-                    ErrorReason::RunEvicted,
-                    format!(
-                        "run {run_id:?} finished and was dropped from memory under {limit}; its events were streamed to its clients as it ran"
-                    ),
-                )
-                .with_meta("limit", limit),
-                None => MeshError::new(ErrorReason::NotFound, format!("no run {run_id:?}")),
-            }
-            .with_meta("run_id", run_id)
-            .into_status()
-        })
+        if let Some(run) = store.get(run_id).filter(|r| caller.sees(&r.owner)) {
+            return Ok(run);
+        }
+        let error = match store.evicted(run_id).filter(|e| caller.sees(&e.owner)) {
+            Some(evicted) => MeshError::new(
+                ErrorReason::RunEvicted,
+                format!(
+                    "run {run_id:?} finished and was dropped from memory under {}; its events were streamed to its clients as it ran",
+                    evicted.limit
+                ),
+            )
+            .with_meta("limit", evicted.limit),
+            None => MeshError::new(ErrorReason::NotFound, format!("no run {run_id:?}")),
+        };
+        Err(error.with_meta("run_id", run_id).into_status())
     }
 }
 
@@ -119,15 +130,18 @@ impl OrchestratorApi {
         )
     }
 
-    /// Prepares and starts the run a request asks for; a repeat of an
-    /// earlier request (same idempotency key) gets that run, before
-    /// anything could refuse it.
-    async fn accept(&self, spec: Option<RunSpec>) -> Result<Accepted, Status> {
+    /// Prepares and starts the run a request asks for, owned by `caller`;
+    /// a repeat of the caller's earlier request (same idempotency key) gets
+    /// that run, before anything could refuse it. The caller's limits are
+    /// checked before the goal is planned.
+    async fn accept(&self, spec: Option<RunSpec>, caller: &Caller) -> Result<Accepted, Status> {
+        caller.require(Action::StartRun)?;
         let spec = required(spec)?;
+        let owner = caller.owner();
         let fingerprint = Engine::fingerprint(&spec);
         if let Some(run) = self
             .engine
-            .repeat(&spec.idempotency_key, &fingerprint)
+            .repeat(&owner, &spec.idempotency_key, &fingerprint)
             .map_err(MeshError::into_status)?
         {
             return Ok(Accepted {
@@ -135,11 +149,22 @@ impl OrchestratorApi {
                 created: false,
             });
         }
+        let slot = self.limits.admit(&owner).map_err(MeshError::into_status)?;
         let prepared = self
             .prepare(spec, fingerprint)
             .await
             .map_err(MeshError::into_status)?;
-        self.engine.start(prepared).map_err(MeshError::into_status)
+        let accepted = self
+            .engine
+            .start(prepared, owner)
+            .map_err(MeshError::into_status)?;
+        if accepted.created
+            && let Some(slot) = slot
+        {
+            // The run counts against its owner until it ends.
+            accepted.run.hold_until_finished(slot);
+        }
+        Ok(accepted)
     }
 }
 
@@ -148,9 +173,10 @@ impl OrchestratorService for OrchestratorApi {
     type RunStream = EventStream;
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<EventStream>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let options = request.stream.unwrap_or_default();
-        let accepted = self.accept(request.spec).await?;
+        let accepted = self.accept(request.spec, &caller).await?;
         let stream = accepted
             .run
             .log
@@ -174,7 +200,8 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        let accepted = self.accept(request.into_inner().spec).await?;
+        let caller = Caller::of(&request);
+        let accepted = self.accept(request.into_inner().spec, &caller).await?;
         // With a durable store, answer once the run is stored (its plan
         // event is committed), so that the id names a run that outlives a
         // crash. In memory the event is there already.
@@ -188,7 +215,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        let run = self.run(&request.get_ref().run_id)?;
+        let caller = Caller::of(&request);
+        caller.require(Action::ReadRuns)?;
+        let run = self.run(&request.get_ref().run_id, &caller)?;
         Ok(Response::new(GetRunResponse {
             run: Some(run.summary()),
             planned: run.planned(),
@@ -202,8 +231,10 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<WatchRunRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Action::ReadRuns)?;
         let req = request.get_ref();
-        let run = self.run(&req.run_id)?;
+        let run = self.run(&req.run_id, &caller)?;
         let last = run.log.visible_len();
         if req.after_seq > last {
             return Err(MeshError::new(
@@ -228,8 +259,11 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<CancelRunRequest>,
     ) -> Result<Response<CancelRunResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Action::CancelRun)?;
         let req = request.get_ref();
-        let run = self.run(&req.run_id)?;
+        let run = self.run(&req.run_id, &caller)?;
+        caller.may_cancel(&run.owner)?;
         if !run.log.is_closed() {
             self.engine.cancel(&run, &req.reason);
             // Attempts cancel their agent tasks with a bounded CancelTask.
@@ -244,6 +278,8 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Action::ReadRuns)?;
         let limit = match request.get_ref().limit {
             0 => DEFAULT_LIST,
             n => (n as usize).min(MAX_LIST),
@@ -251,7 +287,7 @@ impl OrchestratorService for OrchestratorApi {
         let runs = self
             .engine
             .store
-            .list(limit)
+            .list(limit, caller.visible_owner())
             .iter()
             .map(|r| r.summary())
             .collect();
@@ -259,6 +295,7 @@ impl OrchestratorService for OrchestratorApi {
     }
 
     async fn plan(&self, request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {
+        Caller::of(&request).require(Action::Plan)?;
         let spec = required(request.into_inner().spec)?;
         let fingerprint = Engine::fingerprint(&spec);
         let prepared = self
@@ -272,8 +309,9 @@ impl OrchestratorService for OrchestratorApi {
 
     async fn list_agents(
         &self,
-        _request: Request<ListAgentsRequest>,
+        request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
+        Caller::of(&request).require(Action::ListAgents)?;
         let registry = self.engine.registry();
         let queues = registry
             .queue_lengths()

@@ -45,6 +45,8 @@ impl ErrorReason {
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Canceled => Code::Cancelled,
             Self::ResourceExhausted | Self::TokenBudgetExceeded => Code::ResourceExhausted,
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::PermissionDenied => Code::PermissionDenied,
         }
     }
 
@@ -58,15 +60,23 @@ impl ErrorReason {
                 | Self::DeadlineExceeded
                 | Self::OutputInvalid
                 | Self::ResourceExhausted
+                | Self::Unauthenticated
+                | Self::PermissionDenied
         )
     }
 
     /// Whether a failure for this reason counts against the replica that
-    /// failed (towards its ejection). A busy replica is not a faulty one.
+    /// failed (towards its ejection). A busy replica is not a faulty one;
+    /// one that refuses the orchestrator's credentials is misconfigured, and
+    /// gets no work until it is fixed.
     pub fn counts_against_endpoint(self) -> bool {
         matches!(
             self,
-            Self::AgentUnavailable | Self::DeadlineExceeded | Self::OutputInvalid
+            Self::AgentUnavailable
+                | Self::DeadlineExceeded
+                | Self::OutputInvalid
+                | Self::Unauthenticated
+                | Self::PermissionDenied
         )
     }
 
@@ -80,6 +90,8 @@ impl ErrorReason {
             Code::ResourceExhausted | Code::OutOfRange => Self::ResourceExhausted,
             Code::InvalidArgument => Self::InvalidInput,
             Code::NotFound => Self::NotFound,
+            Code::Unauthenticated => Self::Unauthenticated,
+            Code::PermissionDenied => Self::PermissionDenied,
             _ => Self::AgentFailed,
         }
     }

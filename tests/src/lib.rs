@@ -140,6 +140,25 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
+/// Runs the `meshctl` binary with `args` and the extra environment `env`
+/// (hermetic otherwise), bounded to a minute: (exit code, stdout, stderr).
+pub async fn run_meshctl(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(binary("meshctl"));
+    hermetic(&mut cmd).envs(env.iter().copied());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::from(cmd).args(args).output(),
+    )
+    .await
+    .expect("meshctl finishes")
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Removes every `AGENTMESH_*` variable from a child's environment, so the
 /// test's own environment cannot change the services' configuration.
 pub fn hermetic(cmd: &mut std::process::Command) -> &mut std::process::Command {

@@ -473,6 +473,7 @@ async fn an_agent_registers_itself_and_deregisters_when_it_shuts_down() {
             advertise: addr.to_string(),
             lease: Duration::from_millis(1_500),
             tls: None,
+            token_file: None,
         }),
         shutdown_grace: Duration::from_millis(100),
         ..ServerConfig::default()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agentmesh_e2e::mesh::{spec, step};
 use agentmesh_e2e::pki::Pki;
-use agentmesh_e2e::{Child, binary, free_port, hermetic, temp_dir, wait_serving};
+use agentmesh_e2e::{Child, binary, free_port, hermetic, run_meshctl, temp_dir, wait_serving};
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME, RunRequest, RunState, run_event,
@@ -63,24 +63,6 @@ fn text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// `meshctl` with `args`: (exit code, stdout, stderr).
-async fn meshctl(args: &[&str]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(binary("meshctl"));
-    hermetic(&mut cmd);
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::from(cmd).args(args).output(),
-    )
-    .await
-    .expect("meshctl finishes")
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate() {
     let tmp = temp_dir("tls");
@@ -127,7 +109,7 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
     // over mutual TLS.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let agents = loop {
-        let (code, out, err) = meshctl(&[&tls[..], &["--json", "agents"]].concat()).await;
+        let (code, out, err) = run_meshctl(&[&tls[..], &["--json", "agents"]].concat(), &[]).await;
         assert_eq!(code, 0, "meshctl agents over TLS: {err}");
         let agents: Value = serde_json::from_str(&out).unwrap();
         if agents[0]["health"] == "SERVING" && agents[0]["agent"].is_string() {
@@ -198,28 +180,29 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
 
     // The agent contract, checked over mutual TLS.
     let data_target = data.to_string();
-    let (code, out, err) = meshctl(
+    let (code, out, err) = run_meshctl(
         &[
             &tls[2..],
             &["--json", "conformance", data_target.as_str()][..],
         ]
         .concat(),
+        &[],
     )
     .await;
     assert_eq!(code, 0, "conformance over TLS: {out}{err}");
 
     // Refused: a client without TLS, and one without a certificate. Both
     // end with an error, not a hang.
-    let (code, _, err) = meshctl(&["--orchestrator", orch_arg.as_str(), "agents"]).await;
+    let (code, _, err) = run_meshctl(&["--orchestrator", orch_arg.as_str(), "agents"], &[]).await;
     assert_eq!(code, 69, "plaintext against TLS: {err}");
     assert!(err.contains("--tls"), "the error says what to try: {err}");
-    let (code, _, err) = meshctl(&[&tls[..4], &["agents"][..]].concat()).await;
+    let (code, _, err) = run_meshctl(&[&tls[..4], &["agents"][..]].concat(), &[]).await;
     assert_eq!(code, 69, "TLS without a client certificate: {err}");
     // A certificate from a CA the server does not trust is refused too.
     let other = temp_dir("tls-other");
     let stranger = Pki::create(other.path());
     let (s_cert, s_key) = (text(&stranger.client_cert), text(&stranger.client_key));
-    let (code, _, err) = meshctl(
+    let (code, _, err) = run_meshctl(
         &[
             &tls[..4],
             &[
@@ -231,6 +214,7 @@ async fn the_mesh_runs_over_mutual_tls_and_refuses_clients_without_a_certificate
             ][..],
         ]
         .concat(),
+        &[],
     )
     .await;
     assert_eq!(code, 69, "a certificate from another CA: {err}");
@@ -247,7 +231,7 @@ async fn meshctl_refuses_a_server_its_ca_does_not_vouch_for() {
     let _data = start_tls("data-agent", data, health, &pki, &[], &[], tmp.path()).await;
     let ca = text(&stranger.ca);
     let target = data.to_string();
-    let (code, out, err) = meshctl(&["--tls-ca", &ca, "conformance", &target]).await;
+    let (code, out, err) = run_meshctl(&["--tls-ca", &ca, "conformance", &target], &[]).await;
     assert_eq!(code, 69, "{out}{err}");
     assert!(err.contains("cannot reach the agent"), "{err}");
     assert!(

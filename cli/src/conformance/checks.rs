@@ -11,9 +11,9 @@ use agentmesh_proto::v1::{
     AGENT_SERVICE_NAME, AgentCard, CancelTaskRequest, ExecuteTaskRequest, GetAgentCardRequest,
     PROTOCOL_VERSION, Skill, TaskEvent, TaskState,
 };
+use agentmesh_runtime::auth::AuthChannel;
 use agentmesh_runtime::schema::SkillSchemas;
 use serde_json::{Map, Value};
-use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -35,7 +35,7 @@ const NO_SUCH_SKILL: &str = "agentmesh.conformance.no-such-skill";
 /// Largest message accepted from the agent.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-type Agent = AgentServiceClient<Channel>;
+type Agent = AgentServiceClient<AuthChannel>;
 
 fn with_timeout<T>(msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
@@ -67,7 +67,7 @@ fn refusal(status: &Status, code: Code, reason: ErrorReason) -> Verdict {
 
 /// `grpc.health.v1.Health`: the overall service and the agent service are
 /// SERVING, an unknown name is NOT_FOUND, `Watch` answers.
-pub async fn health(channel: &Channel) -> Vec<Check> {
+pub async fn health(channel: &AuthChannel) -> Vec<Check> {
     let mut client = HealthClient::new(channel.clone());
     let mut checks = Vec::new();
     for (id, service) in [
@@ -110,7 +110,7 @@ pub async fn health(channel: &Channel) -> Vec<Check> {
     checks
 }
 
-async fn watch(client: &mut HealthClient<Channel>) -> Verdict {
+async fn watch(client: &mut HealthClient<AuthChannel>) -> Verdict {
     let req = HealthCheckRequest {
         service: AGENT_SERVICE_NAME.to_string(),
     };
@@ -167,7 +167,7 @@ macro_rules! list_services {
 }
 
 /// Server reflection lists the agent service and health.
-pub async fn reflection(channel: &Channel) -> Check {
+pub async fn reflection(channel: &AuthChannel) -> Check {
     let listed = match list_services!(v1, channel) {
         Err(status) if status.code() == Code::Unimplemented => list_services!(v1alpha, channel),
         other => other,
@@ -742,7 +742,7 @@ pub fn valid_inputs(
 }
 
 /// The agent client with this suite's message limit.
-pub fn agent(channel: &Channel) -> Agent {
+pub fn agent(channel: &AuthChannel) -> Agent {
     AgentServiceClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)

@@ -74,7 +74,7 @@ async fn watch(registry: &Arc<Registry>, ep: &Arc<Endpoint>) {
 async fn check_until_error(
     registry: &Arc<Registry>,
     ep: &Arc<Endpoint>,
-    health: &mut HealthClient<tonic::transport::Channel>,
+    health: &mut HealthClient<agentmesh_runtime::auth::AuthChannel>,
     interval: Duration,
     timeout: Duration,
 ) {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use crate::access::{Action, Caller};
 use crate::config::DiscoveryConfig;
 use crate::routing::discovery::split_host_port;
 use crate::routing::registry::Registry;
@@ -25,6 +26,9 @@ use agentmesh_runtime::tls::scheme;
 
 struct Lease {
     address: String,
+    /// The principal that registered ("" when the registry is not
+    /// authenticated): only it (or an admin) may renew or deregister.
+    owner: Arc<str>,
     ttl: Duration,
     expires: Instant,
     stop: CancellationToken,
@@ -85,7 +89,11 @@ impl Leases {
         Ok(rest.to_string())
     }
 
-    fn register(self: &Arc<Self>, req: &RegisterRequest) -> Result<RegisterResponse, MeshError> {
+    fn register(
+        self: &Arc<Self>,
+        req: &RegisterRequest,
+        owner: Arc<str>,
+    ) -> Result<RegisterResponse, MeshError> {
         let address = self.endpoint_of(&req.address).map_err(|problem| {
             MeshError::new(
                 ErrorReason::InvalidInput,
@@ -118,6 +126,7 @@ impl Leases {
                 lease_id.clone(),
                 Lease {
                     address: address.clone(),
+                    owner,
                     ttl,
                     expires: Instant::now() + ttl,
                     stop: stop.clone(),
@@ -187,7 +196,9 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        Leases::register(&self.0, request.get_ref())
+        let caller = Caller::of(&request);
+        caller.require(Action::Register)?;
+        Leases::register(&self.0, request.get_ref(), caller.owner())
             .map(Response::new)
             .map_err(MeshError::into_status)
     }
@@ -196,11 +207,14 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<RenewLeaseRequest>,
     ) -> Result<Response<RenewLeaseResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Action::Register)?;
         let id = &request.get_ref().lease_id;
         let mut leases = self.0.lock();
+        // Another principal's lease is unknown to the caller.
         let lease = leases
             .get_mut(id)
-            .filter(|l| l.expires > Instant::now())
+            .filter(|l| l.expires > Instant::now() && caller.owns_registration(&l.owner))
             .ok_or_else(|| Leases::unknown(id).into_status())?;
         lease.expires = Instant::now() + lease.ttl;
         Ok(Response::new(RenewLeaseResponse {
@@ -212,10 +226,20 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<DeregisterRequest>,
     ) -> Result<Response<DeregisterResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Action::Register)?;
         let id = &request.get_ref().lease_id;
         // Idempotent: a lease already gone (deregistered, expired, never
-        // granted) is what was asked for.
-        let Some(lease) = self.0.lock().remove(id) else {
+        // granted) is what was asked for; another principal's lease is
+        // one the caller never had, and stays.
+        let removed = {
+            let mut leases = self.0.lock();
+            match leases.get(id) {
+                Some(l) if caller.owns_registration(&l.owner) => leases.remove(id),
+                _ => None,
+            }
+        };
+        let Some(lease) = removed else {
             return Ok(Response::new(DeregisterResponse {}));
         };
         lease.stop.cancel();

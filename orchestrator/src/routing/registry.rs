@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::v1::{AgentCard, AgentEndpoint, EndpointHealth, Skill};
+use agentmesh_runtime::auth::{AuthChannel, CallCredentials};
 use agentmesh_runtime::schema::{SchemaError, SkillSchemas};
 use agentmesh_runtime::tls::scheme;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint as TonicEndpoint};
+use tonic::transport::{ClientTlsConfig, Endpoint as TonicEndpoint};
 use tracing::{info, warn};
 
 use crate::config::{DiscoveryConfig, RoutingConfig};
@@ -90,8 +91,9 @@ impl EndpointState {
 pub struct Endpoint {
     /// `host:port`.
     pub address: String,
-    /// A lazily connected channel that reconnects on its own.
-    pub channel: Channel,
+    /// A lazily connected channel that reconnects on its own, presenting
+    /// the orchestrator's credentials (`discovery.token_file`).
+    pub channel: AuthChannel,
     sources: Mutex<BTreeSet<String>>,
     state: Mutex<EndpointState>,
     in_flight: AtomicU32,
@@ -192,6 +194,8 @@ pub struct Registry {
     discovery: DiscoveryConfig,
     /// TLS towards every endpoint, read once at start.
     tls: Option<ClientTlsConfig>,
+    /// Presented to every endpoint (`discovery.token_file`).
+    credentials: CallCredentials,
     /// Starts each new endpoint's health watcher.
     watcher: Option<Watcher>,
     /// Parent of every health watcher; cancelled on shutdown.
@@ -205,21 +209,23 @@ impl Registry {
         routing: RoutingConfig,
         discovery: DiscoveryConfig,
         tls: Option<ClientTlsConfig>,
+        credentials: CallCredentials,
         watcher: Watcher,
     ) -> Arc<Self> {
-        Self::with(routing, discovery, tls, Some(watcher))
+        Self::with(routing, discovery, tls, credentials, Some(watcher))
     }
 
     /// A registry that watches nothing: endpoints stay as they are set
     /// (for tests of routing itself).
     pub fn detached(routing: RoutingConfig, discovery: DiscoveryConfig) -> Arc<Self> {
-        Self::with(routing, discovery, None, None)
+        Self::with(routing, discovery, None, CallCredentials::none(), None)
     }
 
     fn with(
         routing: RoutingConfig,
         discovery: DiscoveryConfig,
         tls: Option<ClientTlsConfig>,
+        credentials: CallCredentials,
         watcher: Option<Watcher>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -229,6 +235,7 @@ impl Registry {
             routing,
             discovery,
             tls,
+            credentials,
             watcher,
             shutdown: CancellationToken::new(),
         })
@@ -285,7 +292,7 @@ impl Registry {
             .keep_alive_while_idle(true);
         Ok(Endpoint {
             address: address.to_string(),
-            channel: endpoint.connect_lazy(),
+            channel: self.credentials.channel(endpoint.connect_lazy()),
             sources: Mutex::new(BTreeSet::new()),
             state: Mutex::new(EndpointState::default()),
             in_flight: AtomicU32::new(0),

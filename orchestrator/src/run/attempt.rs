@@ -14,9 +14,9 @@ use agentmesh_proto::v1::{
     Artifact, CancelTaskRequest, ExecuteTaskRequest, Part, TaskEvent, part, task_event,
 };
 use agentmesh_runtime::JsonObject;
+use agentmesh_runtime::auth::AuthChannel;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::run::failure::Failure;
@@ -84,7 +84,7 @@ pub struct AttemptSpec<'a> {
 
 /// Runs one attempt on `channel`.
 pub async fn run(
-    channel: Channel,
+    channel: AuthChannel,
     request: ExecuteTaskRequest,
     spec: AttemptSpec<'_>,
 ) -> Result<AttemptOutput, Failure> {
@@ -299,7 +299,7 @@ impl Collected {
     }
 }
 
-async fn cancel_remote(client: &mut AgentServiceClient<Channel>, task_id: &str, reason: &str) {
+async fn cancel_remote(client: &mut AgentServiceClient<AuthChannel>, task_id: &str, reason: &str) {
     let req = CancelTaskRequest {
         task_id: task_id.to_string(),
         reason: reason.to_string(),

@@ -29,7 +29,7 @@ use crate::run::hooks::{FinishedRun, RunHooks};
 use crate::run::outcome::Outcome;
 use crate::run::plan::{self, Plan};
 use crate::run::step::{self, RunClock, StepEnv};
-use crate::store::{RunRecord, RunStore};
+use crate::store::{RunRecord, RunStore, scoped_key};
 
 /// Longest goal text accepted.
 pub const MAX_GOAL_BYTES: usize = 8 * 1024;
@@ -168,13 +168,14 @@ impl Engine {
     /// The same key with a different request is refused.
     pub fn repeat(
         &self,
+        owner: &str,
         key: &str,
         fingerprint: &str,
     ) -> Result<Option<Arc<RunRecord>>, MeshError> {
         if key.is_empty() {
             return Ok(None);
         }
-        let Some(run) = self.store.by_key(key) else {
+        let Some(run) = self.store.by_key(&scoped_key(owner, key)) else {
             return Ok(None);
         };
         same_request(&run, fingerprint)?;
@@ -246,9 +247,13 @@ impl Engine {
         }
     }
 
-    /// Accepts a prepared run and starts it (or returns the run its
-    /// idempotency key names).
-    pub fn start(self: &Arc<Self>, prepared: Prepared) -> Result<Accepted, MeshError> {
+    /// Accepts a prepared run of `owner` and starts it (or returns the run
+    /// its idempotency key names among `owner`'s runs).
+    pub fn start(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        owner: Arc<str>,
+    ) -> Result<Accepted, MeshError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(MeshError::new(
                 ErrorReason::AgentUnavailable,
@@ -284,9 +289,8 @@ impl Engine {
             .with_meta("limit", "execution.max_active_runs")
             .with_retry_after(exec.admission_retry_after));
         }
-        let fresh = self
-            .store
-            .new_run(prepared.goal.clone(), prepared.key.clone());
+        let key = scoped_key(&owner, &prepared.key);
+        let fresh = self.store.new_run(prepared.goal.clone(), key, owner);
         fresh.set_fingerprint(prepared.fingerprint.clone());
         fresh.set_token_budget(prepared.token_budget, prepared.planning.tokens);
         let fresh = Arc::new(fresh);
@@ -651,7 +655,7 @@ impl agentmesh_runtime::Drain for Engine {
     }
 
     fn cancel_all(&self) {
-        for run in self.store.list(usize::MAX) {
+        for run in self.store.list(usize::MAX, None) {
             if !run.log.is_closed() {
                 run.stop(MeshError::new(
                     ErrorReason::Canceled,

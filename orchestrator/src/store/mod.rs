@@ -27,8 +27,12 @@ pub struct RunRecord {
     pub id: String,
     /// The client's goal (a label when the plan was explicit).
     pub goal: String,
-    /// The client's idempotency key, if any.
+    /// The idempotency key it is stored under, if any: the client's key,
+    /// scoped to the owner ([`scoped_key`]).
     pub idempotency_key: String,
+    /// The principal that started it ("" when the API is not
+    /// authenticated).
+    pub owner: Arc<str>,
     /// When the run was accepted.
     pub created: SystemTime,
     /// The events.
@@ -45,6 +49,8 @@ pub struct RunRecord {
     token_budget: OnceLock<u64>,
     /// Encoded size of its events (what retention by bytes counts).
     bytes: AtomicU64,
+    /// Held until the run finishes (its owner's active-run slot).
+    held: Mutex<Option<Box<dyn Send>>>,
 }
 
 /// Writes a run's events somewhere durable. The run's log is then gated:
@@ -56,12 +62,18 @@ pub trait Persister: Send + Sync {
 }
 
 impl RunRecord {
-    /// A new, empty run.
+    /// A new, empty run of no one (an API without authentication).
     pub fn new(goal: String, idempotency_key: String) -> Self {
+        Self::owned(goal, idempotency_key, Arc::from(""))
+    }
+
+    /// A new, empty run started by `owner`.
+    pub fn owned(goal: String, idempotency_key: String, owner: Arc<str>) -> Self {
         Self::with(
             new_run_id(),
             goal,
             idempotency_key,
+            owner,
             SystemTime::now(),
             EventLog::new(),
             None,
@@ -70,11 +82,17 @@ impl RunRecord {
 
     /// A new, empty run whose events clients see only once `persister`
     /// has stored them.
-    pub fn persisted(goal: String, idempotency_key: String, persister: Arc<dyn Persister>) -> Self {
+    pub fn persisted(
+        goal: String,
+        idempotency_key: String,
+        owner: Arc<str>,
+        persister: Arc<dyn Persister>,
+    ) -> Self {
         Self::with(
             new_run_id(),
             goal,
             idempotency_key,
+            owner,
             SystemTime::now(),
             EventLog::gated(),
             Some(persister),
@@ -88,6 +106,7 @@ impl RunRecord {
         id: String,
         goal: String,
         idempotency_key: String,
+        owner: Arc<str>,
         created: SystemTime,
         events: Vec<RunEvent>,
     ) -> Self {
@@ -104,6 +123,7 @@ impl RunRecord {
             id,
             goal,
             idempotency_key,
+            owner,
             created,
             EventLog::restored(events.into_iter().map(Arc::new).collect(), closed),
             None,
@@ -130,6 +150,7 @@ impl RunRecord {
         id: String,
         goal: String,
         idempotency_key: String,
+        owner: Arc<str>,
         created: SystemTime,
         log: Arc<EventLog<Arc<RunEvent>>>,
         persister: Option<Arc<dyn Persister>>,
@@ -138,6 +159,7 @@ impl RunRecord {
             id,
             goal,
             idempotency_key,
+            owner,
             created,
             log,
             stop: CancellationToken::new(),
@@ -148,6 +170,7 @@ impl RunRecord {
             tokens: AtomicU64::new(0),
             token_budget: OnceLock::new(),
             bytes: AtomicU64::new(0),
+            held: Mutex::new(None),
         }
     }
 
@@ -190,7 +213,20 @@ impl RunRecord {
 
     /// Appends the final event and closes the log.
     pub fn finish(&self, finished: RunFinished) -> u64 {
-        self.append_inner(run_event::Event::Finished(finished), true)
+        // What the run held is let go before anyone can see it finished,
+        // and again after, for a hold that raced with the end.
+        drop(self.held.lock().take());
+        let seq = self.append_inner(run_event::Event::Finished(finished), true);
+        drop(self.held.lock().take());
+        seq
+    }
+
+    /// Keeps `guard` until the run finishes (at once if it has).
+    pub fn hold_until_finished(&self, guard: impl Send + 'static) {
+        *self.held.lock() = Some(Box::new(guard));
+        if self.log.is_closed() {
+            drop(self.held.lock().take());
+        }
     }
 
     fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
@@ -283,8 +319,31 @@ impl RunRecord {
             created: Some(self.created.into()),
             finished: last.and_then(|ev| ev.time),
             last_seq: self.log.visible_len(),
+            owner: self.owner.to_string(),
         }
     }
+}
+
+/// The key a run is stored under for the client's idempotency key `key`:
+/// keys are per owner, so one principal's key never names (or reveals)
+/// another's run. Empty when `key` is.
+pub fn scoped_key(owner: &str, key: &str) -> String {
+    if key.is_empty() || owner.is_empty() {
+        key.to_string()
+    } else {
+        // NUL cannot appear in a principal's name from a token or a JWT
+        // claim that means the same, so two owners never share a key.
+        format!("{owner}\u{0}{key}")
+    }
+}
+
+/// A run dropped from memory under a retention limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evicted {
+    /// The limit that dropped it.
+    pub limit: &'static str,
+    /// Its owner.
+    pub owner: Arc<str>,
 }
 
 /// A new run id: a random UUID, hyphenated.
@@ -297,9 +356,9 @@ fn new_run_id() -> String {
 
 /// Where runs are kept.
 pub trait RunStore: Send + Sync {
-    /// A new, empty run to pass to [`RunStore::insert`].
-    fn new_run(&self, goal: String, idempotency_key: String) -> RunRecord {
-        RunRecord::new(goal, idempotency_key)
+    /// A new, empty run of `owner` to pass to [`RunStore::insert`].
+    fn new_run(&self, goal: String, idempotency_key: String, owner: Arc<str>) -> RunRecord {
+        RunRecord::owned(goal, idempotency_key, owner)
     }
     /// Adds `run`, or returns the run already stored under its idempotency
     /// key (then `run` is not stored).
@@ -308,14 +367,15 @@ pub trait RunStore: Send + Sync {
     fn get(&self, id: &str) -> Option<Arc<RunRecord>>;
     /// The run stored under idempotency key `key`.
     fn by_key(&self, key: &str) -> Option<Arc<RunRecord>>;
-    /// Up to `limit` runs, newest first.
-    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>>;
+    /// Up to `limit` runs, newest first; only `owner`'s when given.
+    fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>>;
     /// `run` has finished (its last event is stored). The store may now
     /// drop older finished runs to stay within its retention bound; this is
     /// called after the run's final event is out, off every request path.
     fn finished(&self, run: &RunRecord);
-    /// If run `id` was dropped under a retention limit, which one.
-    fn evicted(&self, id: &str) -> Option<&'static str>;
+    /// If run `id` was dropped under a retention limit, which one, and
+    /// whose run it was.
+    fn evicted(&self, id: &str) -> Option<Evicted>;
 }
 
 /// Bytes of an event beyond its payload and run id: seq, time, framing.
@@ -362,8 +422,9 @@ struct MemoryInner {
     runs: HashMap<String, Arc<RunRecord>>,
     order: VecDeque<String>,
     keys: HashMap<String, String>,
-    /// Evicted run id → the limit that evicted it, oldest first.
-    evicted: HashMap<String, &'static str>,
+    /// Evicted run id → the limit that evicted it and its owner, oldest
+    /// first.
+    evicted: HashMap<String, Evicted>,
     evicted_order: VecDeque<String>,
 }
 
@@ -435,15 +496,16 @@ impl MemoryInner {
             {
                 self.keys.remove(&run.idempotency_key);
                 bytes = bytes.saturating_sub(run.bytes());
-                self.remember_evicted(id, limit);
+                let owner = Arc::clone(&run.owner);
+                self.remember_evicted(id, Evicted { limit, owner });
                 evicted.push(run);
             }
         }
         evicted
     }
 
-    fn remember_evicted(&mut self, id: String, limit: &'static str) {
-        self.evicted.insert(id.clone(), limit);
+    fn remember_evicted(&mut self, id: String, evicted: Evicted) {
+        self.evicted.insert(id.clone(), evicted);
         self.evicted_order.push_back(id);
         while self.evicted_order.len() > EVICTED_REMEMBERED {
             if let Some(old) = self.evicted_order.pop_front() {
@@ -493,19 +555,21 @@ impl RunStore for MemoryStore {
         self.lock().runs.get(id).cloned()
     }
 
-    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>> {
+    fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>> {
         let inner = self.lock();
         inner
             .order
             .iter()
             .rev()
-            .filter_map(|id| inner.runs.get(id).cloned())
+            .filter_map(|id| inner.runs.get(id))
+            .filter(|r| owner.is_none_or(|o| *r.owner == *o))
             .take(limit)
+            .cloned()
             .collect()
     }
 
-    fn evicted(&self, id: &str) -> Option<&'static str> {
-        self.lock().evicted.get(id).copied()
+    fn evicted(&self, id: &str) -> Option<Evicted> {
+        self.lock().evicted.get(id).cloned()
     }
 }
 
@@ -529,7 +593,7 @@ mod tests {
         store.finished(&b);
         let c = store.insert(finished_run(""));
         assert_eq!(
-            store.list(10).len(),
+            store.list(10, None).len(),
             4,
             "nothing is dropped until a run finishes"
         );
@@ -537,7 +601,7 @@ mod tests {
         assert!(store.get(&running.id).is_some(), "a running run is kept");
         assert!(store.get(&a.id).is_none(), "the oldest finished run goes");
         assert!(store.get(&b.id).is_some() && store.get(&c.id).is_some());
-        let listed: Vec<String> = store.list(10).iter().map(|r| r.id.clone()).collect();
+        let listed: Vec<String> = store.list(10, None).iter().map(|r| r.id.clone()).collect();
         assert_eq!(listed, vec![c.id.clone(), b.id.clone(), running.id.clone()]);
     }
 
@@ -561,13 +625,16 @@ mod tests {
         assert!(store.get(&running.id).is_some(), "a running run is kept");
         for old in &done[..3] {
             assert!(store.get(&old.id).is_none());
-            assert_eq!(store.evicted(&old.id), Some("store.retained_bytes"));
+            assert_eq!(
+                store.evicted(&old.id).map(|e| e.limit),
+                Some("store.retained_bytes")
+            );
         }
         for new in &done[3..] {
             assert!(store.get(&new.id).is_some());
-            assert_eq!(store.evicted(&new.id), None);
+            assert_eq!(store.evicted(&new.id).map(|e| e.limit), None);
         }
-        assert_eq!(store.evicted("never-existed"), None);
+        assert_eq!(store.evicted("never-existed").map(|e| e.limit), None);
     }
 
     #[test]
@@ -576,7 +643,19 @@ mod tests {
         let first = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         let second = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         assert_eq!(first.id, second.id);
-        assert_eq!(store.list(10).len(), 1);
+        assert_eq!(store.list(10, None).len(), 1);
+    }
+
+    #[test]
+    fn what_a_run_holds_is_let_go_when_it_finishes() {
+        let slot = Arc::new(());
+        let run = RunRecord::new("g".into(), String::new());
+        run.hold_until_finished(Arc::clone(&slot));
+        assert_eq!(Arc::strong_count(&slot), 2, "held while running");
+        run.finish(RunFinished::default());
+        assert_eq!(Arc::strong_count(&slot), 1, "let go when finished");
+        run.hold_until_finished(Arc::clone(&slot));
+        assert_eq!(Arc::strong_count(&slot), 1, "a finished run holds nothing");
     }
 
     #[test]
@@ -594,6 +673,7 @@ mod tests {
             "r".into(),
             "g".into(),
             "k".into(),
+            Arc::from(""),
             SystemTime::now(),
             vec![planned],
         );
@@ -602,6 +682,7 @@ mod tests {
             "o".into(),
             "g".into(),
             "k".into(),
+            Arc::from(""),
             SystemTime::now(),
             vec![],
         );

@@ -31,11 +31,11 @@ use agentmesh_proto::v1::{RunEvent, run_event};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tracing::{error, info, warn};
 
-use super::{MemoryStore, Persister, Retention, RunRecord, RunStore};
+use super::{Evicted, MemoryStore, Persister, Retention, RunRecord, RunStore};
 use crate::events;
 
 /// The file layout this orchestrator reads and writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Runs are numbered in admission order (`row`) and events are keyed by
 /// that number, so that new rows land at the right edge of both B-trees
@@ -47,7 +47,8 @@ CREATE TABLE runs (
     goal            TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     created_ms      INTEGER NOT NULL,
-    finished        INTEGER NOT NULL DEFAULT 0
+    finished        INTEGER NOT NULL DEFAULT 0,
+    owner           TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE events (
     run   INTEGER NOT NULL REFERENCES runs(row) ON DELETE CASCADE,
@@ -55,7 +56,14 @@ CREATE TABLE events (
     event BLOB NOT NULL,
     PRIMARY KEY (run, seq)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+";
+
+/// From layout 1 (before runs had owners): runs stored then belong to no
+/// one, as they did.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 2;
 ";
 
 /// The checkpoint thread copies the WAL into the database file after this
@@ -196,6 +204,12 @@ impl SqliteStore {
             .map_err(sqlite)?;
         match found {
             0 => conn.execute_batch(SCHEMA).map_err(sqlite)?,
+            1 => {
+                info!(path = %path.display(), "run store: upgrading the file from layout 1 to 2 (run owners)");
+                let tx = conn.transaction().map_err(sqlite)?;
+                tx.execute_batch(MIGRATE_1_TO_2).map_err(sqlite)?;
+                tx.commit().map_err(sqlite)?;
+            }
             SCHEMA_VERSION => {}
             found => {
                 return Err(StoreError::Version {
@@ -267,9 +281,9 @@ impl Drop for SqliteStore {
 }
 
 impl RunStore for SqliteStore {
-    fn new_run(&self, goal: String, idempotency_key: String) -> RunRecord {
+    fn new_run(&self, goal: String, idempotency_key: String, owner: Arc<str>) -> RunRecord {
         let persister: Arc<dyn Persister> = self.writer.clone();
-        RunRecord::persisted(goal, idempotency_key, persister)
+        RunRecord::persisted(goal, idempotency_key, owner, persister)
     }
 
     fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
@@ -304,21 +318,21 @@ impl RunStore for SqliteStore {
         self.memory.by_key(key)
     }
 
-    fn list(&self, limit: usize) -> Vec<Arc<RunRecord>> {
-        self.memory.list(limit)
+    fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>> {
+        self.memory.list(limit, owner)
     }
 
     fn finished(&self, run: &RunRecord) {
         self.memory.finished(run);
     }
 
-    fn evicted(&self, id: &str) -> Option<&'static str> {
+    fn evicted(&self, id: &str) -> Option<Evicted> {
         self.memory.evicted(id)
     }
 }
 
 /// The `runs` columns [`StoredRun::from_row`] reads, in its order.
-const RUN_COLUMNS: &str = "row, id, goal, idempotency_key, created_ms, finished";
+const RUN_COLUMNS: &str = "row, id, goal, idempotency_key, created_ms, finished, owner";
 
 /// One stored run as read back.
 struct StoredRun {
@@ -328,6 +342,7 @@ struct StoredRun {
     key: String,
     created_ms: i64,
     finished: bool,
+    owner: String,
 }
 
 impl StoredRun {
@@ -340,6 +355,7 @@ impl StoredRun {
             key: r.get(3)?,
             created_ms: r.get(4)?,
             finished: r.get(5)?,
+            owner: r.get(6)?,
         })
     }
 
@@ -347,6 +363,19 @@ impl StoredRun {
     /// epoch).
     fn created(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(u64::try_from(self.created_ms).unwrap_or(0))
+    }
+
+    /// The run as memory holds it, with its events `log`.
+    fn into_record(self, log: Vec<RunEvent>) -> RunRecord {
+        let created = self.created();
+        RunRecord::restored(
+            self.id,
+            self.goal,
+            self.key,
+            Arc::from(self.owner),
+            created,
+            log,
+        )
     }
 }
 
@@ -384,8 +413,7 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
             tx.prepare_cached("UPDATE runs SET finished = 1 WHERE row = ?1")?
                 .execute([run.row])?;
         }
-        let created = run.created();
-        runs.push(RunRecord::restored(run.id, run.goal, run.key, created, log));
+        runs.push(run.into_record(log));
     }
     tx.commit()?;
     Ok(runs)
@@ -403,10 +431,7 @@ fn load(conn: &Connection, id: &str) -> Result<Option<RunRecord>, rusqlite::Erro
     };
     // An unreadable event is cut off when the store next opens the file.
     let (log, _) = stored_events(conn, &run)?;
-    let created = run.created();
-    Ok(Some(RunRecord::restored(
-        run.id, run.goal, run.key, created, log,
-    )))
+    Ok(Some(run.into_record(log)))
 }
 
 /// The events of `run`, in order, up to the first one that cannot be read
@@ -556,9 +581,9 @@ fn write_batch(
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
                 tx.prepare_cached(
-                    "INSERT INTO runs (id, goal, idempotency_key, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO runs (id, goal, idempotency_key, created_ms, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![run.id, run.goal, run.idempotency_key, created_ms])?;
+                .execute(params![run.id, run.goal, run.idempotency_key, created_ms, &*run.owner])?;
                 tx.last_insert_rowid()
             }
         };
@@ -606,7 +631,11 @@ mod tests {
     }
 
     async fn finish(store: &SqliteStore, key: &str) -> Arc<RunRecord> {
-        let run = store.insert(Arc::new(store.new_run("goal".into(), key.into())));
+        let run = store.insert(Arc::new(store.new_run(
+            "goal".into(),
+            key.into(),
+            Arc::from(""),
+        )));
         run.append(run_event::Event::Planned(Default::default()));
         run.finish(completed());
         // A follower ends once every event is written and published.
@@ -623,7 +652,11 @@ mod tests {
         let (done, running) = {
             let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
             let done = finish(&store, "k1").await;
-            let running = store.insert(Arc::new(store.new_run("g2".into(), String::new())));
+            let running = store.insert(Arc::new(store.new_run(
+                "g2".into(),
+                String::new(),
+                Arc::from(""),
+            )));
             running.append(run_event::Event::Planned(Default::default()));
             tokio::time::timeout(Duration::from_secs(5), async {
                 while running.log.visible_len() < 1 {
@@ -639,13 +672,17 @@ mod tests {
         let back = store.get(&done).unwrap();
         assert_eq!(back.state(), RunState::Completed);
         assert_eq!(back.log.len(), 2);
-        let again = store.insert(Arc::new(store.new_run("goal".into(), "k1".into())));
+        let again = store.insert(Arc::new(store.new_run(
+            "goal".into(),
+            "k1".into(),
+            Arc::from(""),
+        )));
         assert_eq!(again.id, done, "the idempotency key still names the run");
         let cut = store.get(&running).unwrap();
         let (f, ev) = cut.finished().unwrap();
         assert_eq!(f.reason, "INTERRUPTED");
         assert_eq!(ev.seq, 2, "the final event follows the stored ones");
-        assert_eq!(store.list(10).len(), 2);
+        assert_eq!(store.list(10, None).len(), 2);
     }
 
     #[tokio::test]
@@ -664,7 +701,10 @@ mod tests {
                 ids.push(finish(&store, "").await.id.clone());
             }
             assert!(store.memory.get(&ids[0]).is_none(), "memory let it go");
-            assert_eq!(store.evicted(&ids[0]), Some("store.retained_bytes"));
+            assert_eq!(
+                store.evicted(&ids[0]).map(|e| e.limit),
+                Some("store.retained_bytes")
+            );
             let back = store.get(&ids[0]).expect("read back from the file");
             assert_eq!(back.state(), RunState::Completed);
             assert_eq!(back.log.len(), 2);
@@ -701,7 +741,77 @@ mod tests {
             ids
         };
         let store = SqliteStore::open(&path, Retention::runs(2)).unwrap();
-        let kept: Vec<String> = store.list(10).iter().map(|r| r.id.clone()).collect();
+        let kept: Vec<String> = store.list(10, None).iter().map(|r| r.id.clone()).collect();
         assert_eq!(kept, vec![ids[3].clone(), ids[2].clone()]);
+    }
+
+    #[tokio::test]
+    async fn a_layout_1_file_is_upgraded_and_its_runs_belong_to_no_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        {
+            // The layout before owners, as an earlier orchestrator wrote it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (row INTEGER PRIMARY KEY, id TEXT NOT NULL, goal TEXT NOT NULL,
+                     idempotency_key TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                     finished INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE events (run INTEGER NOT NULL REFERENCES runs(row) ON DELETE CASCADE,
+                     seq INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY (run, seq)) WITHOUT ROWID;
+                 INSERT INTO runs (id, goal, idempotency_key, created_ms) VALUES ('old', 'g', 'k', 0);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
+        let old = store.get("old").unwrap();
+        assert_eq!(&*old.owner, "");
+        assert_eq!(
+            old.finished().map(|(f, _)| f.reason),
+            Some("INTERRUPTED".into())
+        );
+        let mine = finish(&store, "k2").await;
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
+        assert!(store.get(&mine.id).is_some());
+    }
+
+    #[tokio::test]
+    async fn owners_are_stored_and_scope_idempotency_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        let id = {
+            let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
+            let key = crate::store::scoped_key("alice", "nightly");
+            let run = store.insert(Arc::new(store.new_run(
+                "goal".into(),
+                key,
+                Arc::from("alice"),
+            )));
+            run.append(run_event::Event::Planned(Default::default()));
+            run.finish(completed());
+            let _: Vec<Arc<RunEvent>> = run.log.follow(0).collect().await;
+            store.finished(&run);
+            run.id.clone()
+        };
+        let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
+        assert_eq!(
+            store.get(&id).map(|r| r.owner.to_string()),
+            Some("alice".into())
+        );
+        let alices = crate::store::scoped_key("alice", "nightly");
+        assert_eq!(
+            store.by_key(&alices).map(|r| r.id.clone()),
+            Some(id.clone())
+        );
+        let bobs = crate::store::scoped_key("bob", "nightly");
+        assert!(store.by_key(&bobs).is_none(), "keys are per owner");
+        assert_eq!(store.list(10, Some("alice")).len(), 1);
+        assert!(store.list(10, Some("bob")).is_empty());
     }
 }

@@ -142,6 +142,9 @@ pub struct ServerConfig {
     /// (the same statuses), for probes that cannot speak TLS, such as the
     /// kubelet's gRPC probes. Unset: none.
     pub health_listen: Option<SocketAddr>,
+    /// Authentication of callers (bearer tokens, JWTs, client
+    /// certificates). Unset: calls are not authenticated.
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 impl ServerConfig {
@@ -175,6 +178,7 @@ impl Default for ServerConfig {
             registration: None,
             tls: None,
             health_listen: None,
+            auth: None,
         }
     }
 }
@@ -202,6 +206,9 @@ impl Validate for ServerConfig {
                     self.artifact_chunk_bytes, self.max_message_bytes
                 ),
             ));
+        }
+        if let Some((key, problem)) = self.auth.as_ref().and_then(|a| a.problem()) {
+            return Err(invalid(key, problem));
         }
         if let Some(reg) = &self.registration {
             // Renewed at a third of the lease: shorter would renew faster

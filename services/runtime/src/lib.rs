@@ -7,6 +7,7 @@
 //! bookkeeping described in [`tasks`].
 
 pub mod agent;
+pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod event_log;

@@ -14,6 +14,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::auth::{AuthChannel, CallCredentials};
 use crate::backoff::Backoff;
 use crate::tls::{ClientTls, TlsError};
 
@@ -34,6 +35,11 @@ pub struct RegistrationConfig {
     /// TLS towards the orchestrator. Unset: plaintext.
     #[serde(default)]
     pub tls: Option<ClientTls>,
+    /// A file holding the bearer token presented to the orchestrator's
+    /// registry (a principal with the `agent` role), such as a mounted
+    /// Secret. Unset: none (mutual TLS may identify the agent instead).
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 fn default_lease() -> Duration {
@@ -52,10 +58,14 @@ pub enum RegistrationError {
     /// tonic refused the TLS settings.
     #[error("registration: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The token could not be read.
+    #[error("registration: {0}")]
+    Token(#[from] crate::auth::AuthError),
 }
 
-/// The connection to the orchestrator (made lazily, on first use).
-pub fn channel(cfg: &RegistrationConfig) -> Result<Channel, RegistrationError> {
+/// The connection to the orchestrator (made lazily, on first use),
+/// presenting the registration's token on every call.
+pub fn channel(cfg: &RegistrationConfig) -> Result<AuthChannel, RegistrationError> {
     let uri = format!(
         "{}://{}",
         crate::tls::scheme(cfg.tls.is_some()),
@@ -66,11 +76,16 @@ pub fn channel(cfg: &RegistrationConfig) -> Result<Channel, RegistrationError> {
     if let Some(tls) = &cfg.tls {
         endpoint = endpoint.tls_config(tls.load()?)?;
     }
-    Ok(endpoint.connect_lazy())
+    let credentials = CallCredentials::from_file(cfg.token_file.as_deref())?;
+    Ok(credentials.channel(endpoint.connect_lazy()))
 }
 
 /// Keeps the registration alive until `stop` is cancelled, then deregisters.
-pub async fn keep_registered(cfg: RegistrationConfig, channel: Channel, stop: CancellationToken) {
+pub async fn keep_registered(
+    cfg: RegistrationConfig,
+    channel: AuthChannel,
+    stop: CancellationToken,
+) {
     let mut client = RegistryServiceClient::new(channel);
     let lease = cfg.lease;
     let backoff = Backoff {

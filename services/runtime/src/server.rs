@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -32,6 +33,7 @@ use tower::util::MapResponseLayer;
 use tracing::{info, warn};
 
 use crate::agent::Agent;
+use crate::auth::{Authenticate, Authenticator};
 use crate::config::ServerConfig;
 use crate::limits::explain_oversize;
 use crate::schema::{SchemaError, SkillSchemas};
@@ -62,6 +64,9 @@ pub enum ServeError {
     /// Self-registration could not be set up.
     #[error(transparent)]
     Registration(#[from] crate::registration::RegistrationError),
+    /// Authentication could not be set up.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// The listener could not be bound.
     #[error("bind {addr}: {source}")]
     Bind {
@@ -137,6 +142,13 @@ pub async fn serve<A: Agent>(
     // Deregister as soon as shutdown starts, so no new work is sent here.
     let registered = CancellationToken::new();
     let _deregister_on_exit = registered.clone().drop_guard();
+    let routes = match &cfg.auth {
+        Some(auth) => {
+            let auth = Authenticator::load(auth, registered.clone()).await?;
+            Routes::new(InterceptedService::new(svc, Authenticate::tasks(auth)))
+        }
+        None => Routes::new(svc),
+    };
     if let Some(reg) = cfg.registration.clone() {
         let channel = crate::registration::channel(&reg)?;
         tokio::spawn(crate::registration::keep_registered(
@@ -150,7 +162,7 @@ pub async fn serve<A: Agent>(
         registered.cancel();
     };
     serve_routes(
-        Routes::new(svc),
+        routes,
         listener,
         &cfg,
         &[AGENT_SERVICE_NAME],

@@ -182,9 +182,37 @@ pub async fn orchestrator(addr: SocketAddr) -> OrchestratorServiceClient<Channel
     OrchestratorServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
 }
 
+/// A transport an [`OrchestratorServiceClient`] runs on: a plain
+/// [`Channel`], or one that presents credentials.
+pub trait Transport:
+    tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<tonic::codegen::StdError>,
+        ResponseBody: tonic::codegen::Body<
+            Data = tonic::codegen::Bytes,
+            Error: Into<tonic::codegen::StdError> + Send,
+        > + Send
+                          + 'static,
+    >
+{
+}
+
+impl<T> Transport for T where
+    T: tonic::client::GrpcService<
+            tonic::body::Body,
+            Error: Into<tonic::codegen::StdError>,
+            ResponseBody: tonic::codegen::Body<
+                Data = tonic::codegen::Bytes,
+                Error: Into<tonic::codegen::StdError> + Send,
+            > + Send
+                              + 'static,
+        >
+{
+}
+
 /// Every endpoint the orchestrator lists (`ListAgents`).
-pub async fn endpoints(
-    client: &mut OrchestratorServiceClient<Channel>,
+pub async fn endpoints<T: Transport>(
+    client: &mut OrchestratorServiceClient<T>,
 ) -> Vec<agentmesh_proto::v1::AgentEndpoint> {
     client
         .list_agents(ListAgentsRequest {})
@@ -196,8 +224,8 @@ pub async fn endpoints(
 
 /// Waits (bounded) until exactly `n` endpoints are SERVING; returns their
 /// addresses.
-pub async fn wait_serving_agents(
-    client: &mut OrchestratorServiceClient<Channel>,
+pub async fn wait_serving_agents<T: Transport>(
+    client: &mut OrchestratorServiceClient<T>,
     n: usize,
 ) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
