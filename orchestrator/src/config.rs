@@ -344,6 +344,18 @@ pub enum PlannerMode {
     RulesThenLlm,
 }
 
+impl PlannerMode {
+    /// The mode as its config value (a metric label).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rules => "rules",
+            Self::Llm => "llm",
+            Self::LlmThenRules => "llm_then_rules",
+            Self::RulesThenLlm => "rules_then_llm",
+        }
+    }
+}
+
 /// Checked once, at load: a value that makes no sense stops the process
 /// (exit 64) with its key named, before anything binds. Code that uses a
 /// value trusts it; nothing is clamped at the point of use.

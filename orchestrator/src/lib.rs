@@ -11,13 +11,14 @@
 //!   goals, of any domain or of reports: it is given [`run::RunHooks`];
 //! - [`store`]: runs as event logs, in memory or on SQLite;
 //! - [`events`]: every run event is built there;
+//! - [`metrics`]: what is exported to Prometheus;
 //! - [`goal`] (feature `goals`): the front-end that turns a goal into a
 //!   plan before the run core sees it;
 //! - [`report`] (feature `goals`): integrates a finished run's outputs into
 //!   one report, as the run core's hook;
-//! - [`service`] and [`server`]: the gRPC adapter and the wiring.
 //! - [`access`]: who may do what (roles, run ownership, per-principal
 //!   limits) once `[server.auth]` has said who is calling;
+//! - [`service`] and [`server`]: the gRPC adapter and the wiring.
 //!
 //! `cargo check -p agentmesh-orchestrator --no-default-features` builds the
 //! run core, routing and the store alone.
@@ -25,6 +26,7 @@
 pub mod access;
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod routing;
 pub mod run;
 pub mod store;

@@ -151,6 +151,13 @@ pub async fn serve(
         }
         None => Routes::new(api).add_service(reg),
     };
+    if cfg.telemetry.metrics.is_some() {
+        crate::metrics::watch(
+            &mut agentmesh_runtime::metrics::exporter().lock(),
+            Arc::clone(&registry),
+            Arc::clone(&engine),
+        );
+    }
     info!(
         static_endpoints = cfg.discovery.endpoints.len(),
         dns_names = cfg.discovery.dns.len(),
@@ -193,6 +200,10 @@ impl Service for OrchestratorService {
 
     fn telemetry(cfg: &OrchestratorConfig) -> &TelemetryConfig {
         &cfg.telemetry
+    }
+
+    fn register_metrics(exporter: &mut agentmesh_runtime::metrics::Exporter) {
+        exporter.register_once("orchestrator", crate::metrics::register);
     }
 
     async fn serve(

@@ -75,6 +75,27 @@ impl FrontEnd {
     /// Plans `spec`'s goal with the planners `planning.mode` names.
     pub async fn plan(&self, spec: &RunSpec) -> Result<Planned, MeshError> {
         let started = Instant::now();
+        let planned = self.plan_with_mode(spec, started).await;
+        let m = crate::metrics::metrics();
+        m.planner_duration
+            .get_or_create(&crate::metrics::Planner {
+                planner: self.mode.label(),
+                outcome: if planned.is_ok() {
+                    "planned"
+                } else {
+                    "refused"
+                },
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(p) = &planned {
+            m.llm_tokens
+                .get_or_create(&crate::metrics::Tokens { source: "planner" })
+                .inc_by(u64::from(p.planning.tokens));
+        }
+        planned
+    }
+
+    async fn plan_with_mode(&self, spec: &RunSpec, started: Instant) -> Result<Planned, MeshError> {
         let mut planned = match (self.mode, &self.llm) {
             (PlannerMode::Rules, _) | (_, None) => self.rules(spec).await?,
             (PlannerMode::Llm, Some(llm)) => self

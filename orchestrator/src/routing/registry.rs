@@ -388,6 +388,18 @@ impl Registry {
             st.consecutive_failures = 0;
             st.ejected_until = Some(Instant::now() + cooldown);
             warn!(address = %ep.address, cooldown_ms = cooldown.as_millis() as u64, "endpoint ejected after repeated failures");
+            let agent = st
+                .card
+                .as_ref()
+                .map(|c| c.card.name.clone())
+                .unwrap_or_default();
+            crate::metrics::metrics()
+                .ejections
+                .get_or_create(&crate::metrics::Endpoint {
+                    endpoint: ep.address.clone(),
+                    agent,
+                })
+                .inc();
             drop(st);
             // Wake replica waiters when the cool-down ends.
             let registry = Arc::clone(self);
@@ -560,13 +572,21 @@ impl Registry {
             id,
         };
         (req.on_queued)(u32::try_from(waiting).unwrap_or(u32::MAX));
+        let queued = Instant::now();
         // A slot may have freed between the failed try and the push.
         self.dispatch();
-        tokio::select! {
+        let slot = tokio::select! {
             slot = rx => slot.map_err(|_| NoSlot::AllBusy),
             () = tokio::time::sleep_until(req.until) => Err(NoSlot::AllBusy),
             () = req.stop.cancelled() => Err(NoSlot::AllBusy),
-        }
+        };
+        crate::metrics::metrics()
+            .queue_wait
+            .get_or_create(&crate::metrics::Skill {
+                skill: req.skill.to_string(),
+            })
+            .observe(queued.elapsed().as_secs_f64());
+        slot
     }
 
     /// Hands free slots to queued steps, whose turn it is first.

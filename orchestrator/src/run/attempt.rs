@@ -92,6 +92,7 @@ pub async fn run(
         .max_decoding_message_size(spec.max_message_bytes)
         .max_encoding_message_size(spec.max_message_bytes);
     let task_id = request.task_id.clone();
+    let skill = request.skill_id.clone();
     // The trace context travels in metadata, as agent.proto says (and in
     // the body, for agents that read it there).
     let mut metadata = tonic::metadata::MetadataMap::new();
@@ -144,6 +145,10 @@ pub async fn run(
                     continue;
                 }
                 cancel_remote(&mut client, &task_id, "heartbeat lease lost").await;
+                crate::metrics::metrics()
+                    .lease_losses
+                    .get_or_create(&crate::metrics::Skill { skill: skill.clone() })
+                    .inc();
                 return Err(Failure::new(
                     ErrorReason::AgentUnavailable,
                     format!("the agent sent nothing for {} ms (heartbeat lease lost)", spec.lease.as_millis()),

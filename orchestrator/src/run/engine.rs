@@ -314,6 +314,15 @@ impl Engine {
             traceparent: agentmesh_runtime::telemetry::new_traceparent(),
         };
         info!(run_id = %run.id, steps = prepared.plan.steps.len(), "run accepted");
+        let source = if prepared.intent.is_some() {
+            "goal"
+        } else {
+            "plan"
+        };
+        crate::metrics::metrics()
+            .runs_started
+            .get_or_create(&crate::metrics::Source { source })
+            .inc();
         let span = info_span!("run", run_id = %run.id);
         tokio::spawn(
             Arc::clone(self)
@@ -500,6 +509,7 @@ impl Engine {
             built.report
         });
         info!(run_id = %run.id, state = state.as_str_name(), "run finished");
+        count_finished(run, state, &reason);
         run.finish(events::run_finished(state, &reason, message, report));
     }
 
@@ -564,6 +574,25 @@ fn first_reason(outcomes: &[Outcome]) -> String {
         .unwrap_or_default()
 }
 
+/// Counts a run's end in the metrics.
+fn count_finished(run: &RunRecord, state: RunState, reason: &str) {
+    let m = crate::metrics::metrics();
+    let state = state
+        .as_str_name()
+        .trim_start_matches("RUN_STATE_")
+        .to_ascii_lowercase();
+    m.runs_finished
+        .get_or_create(&crate::metrics::RunEnd {
+            state: state.clone(),
+            reason: reason.to_ascii_lowercase(),
+        })
+        .inc();
+    let took = run.created.elapsed().unwrap_or_default();
+    m.run_duration
+        .get_or_create(&crate::metrics::State { state })
+        .observe(took.as_secs_f64());
+}
+
 /// Held by a run's task for as long as it drives the run. When it goes
 /// (the run finished, or its task ended early: a panic, or the runtime
 /// shutting down), the run's admission slot is given back and the store may
@@ -581,6 +610,7 @@ impl Drop for Driving {
             tracing::error!(run_id = %self.run.id, "{message}");
             self.run
                 .stop(MeshError::new(ErrorReason::Unspecified, message));
+            count_finished(&self.run, RunState::Failed, ErrorReason::Unspecified.name());
             self.run
                 .finish(events::run_failed(ErrorReason::Unspecified, message));
         }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OrchestratorConfig;
 use crate::events;
+use crate::metrics::{Retry, Skill, Work, reason_label};
 use crate::routing::{NoSlot, Registry, SlotRequest};
 use crate::run::attempt::{self, AttemptSpec, Observer};
 use crate::run::failure::Failure;
@@ -63,6 +64,10 @@ impl Observer for StepObserver<'_> {
     }
 
     fn tokens(&self, used: u32) -> Result<(), Failure> {
+        crate::metrics::metrics()
+            .llm_tokens
+            .get_or_create(&crate::metrics::Tokens { source: "agents" })
+            .inc_by(u64::from(used));
         self.run.spend_tokens(used).map(|_| ()).map_err(|(total, budget)| {
             Failure::new(
                 ErrorReason::TokenBudgetExceeded,
@@ -148,10 +153,26 @@ pub async fn run_step(
     let mut earlier: Vec<String> = Vec::new();
     let mut last_reason = String::new();
     let mut attempt = 0;
+    let step_started = Instant::now();
+    let mut last_agent = String::new();
+    let step_done = |agent: &str, outcome: String| {
+        crate::metrics::metrics()
+            .step_duration
+            .get_or_create(&Work {
+                skill: skill.to_string(),
+                agent: agent.to_string(),
+                outcome,
+            })
+            .observe(step_started.elapsed().as_secs_f64());
+    };
+    let fail = |f: Failure, attempts: u32, agent: &str| {
+        step_done(agent, reason_label(f.reason));
+        fail(f, attempts)
+    };
     loop {
         attempt += 1;
         if run.stop.is_cancelled() {
-            return Err(fail(stopped(), attempt - 1));
+            return Err(fail(stopped(), attempt - 1, &last_agent));
         }
         let on_queued = |waiting: u32| {
             run.append(events::step_queued(id, skill, waiting, attempt));
@@ -168,7 +189,7 @@ pub async fn run_step(
         let slot = match env.registry.acquire(request).await {
             Ok(slot) => slot,
             Err(_) if run.stop.is_cancelled() => {
-                return Err(fail(stopped(), attempt - 1));
+                return Err(fail(stopped(), attempt - 1, &last_agent));
             }
             Err(why) => {
                 let f = match why {
@@ -190,7 +211,7 @@ pub async fn run_step(
                         ),
                     ),
                 };
-                return Err(fail(f, attempt - 1));
+                return Err(fail(f, attempt - 1, &last_agent));
             }
         };
         let endpoint = slot.endpoint.address.clone();
@@ -198,7 +219,14 @@ pub async fn run_step(
             && *prev != endpoint
         {
             run.append(events::step_rerouted(id, prev, &endpoint, &last_reason));
+            crate::metrics::metrics()
+                .reroutes
+                .get_or_create(&Skill {
+                    skill: skill.to_string(),
+                })
+                .inc();
         }
+        last_agent.clone_from(&slot.card.card.name);
         let task_id = [idempotency_key.as_str(), &attempt.to_string()].join("/");
         let attempt_deadline = (Instant::now() + step.deadline).min(clock.deadline);
         run.append(events::step_started(
@@ -251,9 +279,23 @@ pub async fn run_step(
                 f
             })
         });
+        let attempt_labels = Work {
+            skill: skill.to_string(),
+            agent: last_agent.clone(),
+            outcome: match &result {
+                Ok(_) => "completed".to_string(),
+                Err(f) => reason_label(f.reason),
+            },
+        };
+        let m = crate::metrics::metrics();
+        m.attempts.get_or_create(&attempt_labels).inc();
+        m.attempt_duration
+            .get_or_create(&attempt_labels)
+            .observe(attempt_started.elapsed().as_secs_f64());
         match result {
             Ok(out) => {
                 env.registry.record_outcome(&slot.endpoint, true);
+                step_done(&last_agent, "completed".to_string());
                 let provenance = Provenance {
                     step_id: id.to_string(),
                     agent: slot.card.card.name.clone(),
@@ -286,10 +328,10 @@ pub async fn run_step(
                 drop(slot);
                 earlier.push(endpoint);
                 if run.stop.is_cancelled() {
-                    return Err(fail(stopped(), attempt));
+                    return Err(fail(stopped(), attempt, &last_agent));
                 }
                 if !f.retryable || attempt >= step.max_attempts {
-                    return Err(fail(f, attempt));
+                    return Err(fail(f, attempt, &last_agent));
                 }
                 let delay = backoff
                     .delay(attempt)
@@ -297,11 +339,17 @@ pub async fn run_step(
                 run.append(events::step_retrying(
                     id, attempt, f.reason, &f.message, delay,
                 ));
+                m.retries
+                    .get_or_create(&Retry {
+                        skill: skill.to_string(),
+                        reason: reason_label(f.reason),
+                    })
+                    .inc();
                 last_reason = f.reason.name().to_string();
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = run.stop.cancelled() => {
-                        return Err(fail(stopped(), attempt));
+                        return Err(fail(stopped(), attempt, &last_agent));
                     }
                 }
             }

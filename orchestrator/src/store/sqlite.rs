@@ -567,6 +567,7 @@ fn write_batch(
     runs: &mut [Tracked],
     retained: usize,
 ) -> Result<Vec<Arc<RunRecord>>, rusqlite::Error> {
+    let started = std::time::Instant::now();
     let tx = conn.transaction()?;
     let mut closed = Vec::new();
     for t in runs.iter_mut() {
@@ -603,6 +604,9 @@ fn write_batch(
         retire(&tx, retained)?;
     }
     tx.commit()?;
+    crate::metrics::metrics()
+        .store_commit
+        .observe(started.elapsed().as_secs_f64());
     Ok(closed)
 }
 

@@ -232,6 +232,8 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `agentmesh_runtime=debug,info`.
     pub log_filter: String,
+    /// Prometheus metrics on their own HTTP listener. Unset: none.
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 impl Default for TelemetryConfig {
@@ -239,6 +241,7 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            metrics: None,
         }
     }
 }

@@ -41,6 +41,11 @@ pub trait Service {
     /// Where its logging settings are.
     fn telemetry(cfg: &Self::Config) -> &TelemetryConfig;
 
+    /// Registers its metric families (an agent's tasks by default).
+    fn register_metrics(exporter: &mut crate::metrics::Exporter) {
+        exporter.register_once("agent-tasks", crate::metrics::tasks::register);
+    }
+
     /// Serves until SIGTERM/SIGINT (see [`crate::shutdown::signal`]).
     fn serve(
         cfg: Self::Config,
@@ -94,6 +99,14 @@ pub enum LaunchError<E: std::error::Error + 'static> {
     /// The service failed.
     #[error(transparent)]
     Service(E),
+    /// The metrics listener could not be bound.
+    #[error("telemetry.metrics.listen {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl<E: std::error::Error + 'static> LaunchError<E> {
@@ -101,7 +114,7 @@ impl<E: std::error::Error + 'static> LaunchError<E> {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) => EXIT_USAGE,
-            Self::Service(_) => 1,
+            Self::Service(_) | Self::Metrics { .. } => 1,
         }
     }
 }
@@ -124,7 +137,19 @@ pub fn configure<S: Service>(
 /// Configures `S`, starts logging and serves until SIGTERM/SIGINT.
 pub async fn launch<S: Service>(cli: Cli<S::Flags>) -> Result<(), LaunchError<S::Error>> {
     let cfg = configure::<S>(&cli, std::env::vars())?;
-    let _log = crate::telemetry::init(S::telemetry(&cfg));
+    let telemetry = S::telemetry(&cfg);
+    let _log = crate::telemetry::init(telemetry);
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = stop_metrics.clone().drop_guard();
+    if let Some(metrics) = &telemetry.metrics {
+        S::register_metrics(&mut crate::metrics::exporter().lock());
+        crate::metrics::start(metrics, stop_metrics)
+            .await
+            .map_err(|source| LaunchError::Metrics {
+                addr: metrics.listen,
+                source,
+            })?;
+    }
     S::serve(cfg, cli.flags).await.map_err(LaunchError::Service)
 }
 

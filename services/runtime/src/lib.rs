@@ -13,6 +13,7 @@ pub mod config;
 pub mod event_log;
 pub mod launch;
 pub mod limits;
+pub mod metrics;
 pub mod registration;
 pub mod schema;
 pub mod server;

@@ -390,6 +390,10 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         fault_delay,
     } = spec;
     let task_id = task.task_id.clone();
+    let skill = task.skill_id.clone();
+    let started = Instant::now();
+    let metrics = crate::metrics::tasks::tasks();
+    metrics.in_flight.inc();
     let emitter = Emitter {
         log: &log,
         task_id: &task_id,
@@ -435,6 +439,11 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         }
     };
 
+    let mut ended = ErrorReason::Unspecified;
+    let mut fail = |err: &TaskError, state: TaskState| {
+        ended = err.reason;
+        emitter.fail(err, state)
+    };
     let final_state = match outcome {
         Outcome::Done(Ok(output)) => match schemas.check_output(&output.output) {
             Ok(()) => {
@@ -450,7 +459,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
             }
             Err(err) => {
                 warn!(%err, "agent output violates its output schema");
-                emitter.fail(
+                fail(
                     &TaskError::new(ErrorReason::OutputInvalid, err.message).retryable(None),
                     TaskState::Failed,
                 )
@@ -460,7 +469,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
             error!(panic = %what, "the agent panicked; the task fails, the agent serves on");
             // Retryable elsewhere: another replica may not hit the same bug;
             // the failure counts against this one.
-            emitter.fail(
+            fail(
                 &TaskError::new(
                     ErrorReason::AgentFailed,
                     format!("the agent failed unexpectedly (panic: {what})"),
@@ -471,12 +480,12 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         }
         Outcome::Done(Err(err)) => {
             debug!(reason = err.reason.name(), message = %err.message, "task failed");
-            emitter.fail(&err, TaskState::Failed)
+            fail(&err, TaskState::Failed)
         }
         // Cancelled because the agent is shutting down (the end of its
         // drain grace), not by the caller: the work is not done and another
         // replica can do it, so the failure says so (retryable).
-        Outcome::Canceled if table.shutting_down() => emitter.fail(
+        Outcome::Canceled if table.shutting_down() => fail(
             &TaskError::new(
                 ErrorReason::AgentUnavailable,
                 "the agent shut down before the task finished; send it to another replica",
@@ -484,11 +493,11 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
             .retryable(None),
             TaskState::Canceled,
         ),
-        Outcome::Canceled => emitter.fail(
+        Outcome::Canceled => fail(
             &TaskError::new(ErrorReason::Canceled, "task was cancelled"),
             TaskState::Canceled,
         ),
-        Outcome::DeadlineExceeded => emitter.fail(
+        Outcome::DeadlineExceeded => fail(
             &TaskError::new(
                 ErrorReason::DeadlineExceeded,
                 "task deadline passed before it finished",
@@ -499,6 +508,20 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
     };
     table.finish(&task_id, &idempotency_key, final_state);
     drop(permit);
+    let labels = crate::metrics::tasks::TaskLabels {
+        skill,
+        outcome: if final_state == TaskState::Completed {
+            "completed".to_string()
+        } else {
+            ended.name().to_ascii_lowercase()
+        },
+    };
+    metrics.finished.get_or_create(&labels).inc();
+    metrics
+        .duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    metrics.in_flight.dec();
 }
 
 struct Emitter<'a> {
