@@ -22,6 +22,17 @@ problems = []
 
 # Config keys naming a file or folder the service writes.
 WRITTEN_PATHS = [("data", "root"), ("store", "path")]
+# Config keys naming a file the service reads at start (certificates,
+# keys, tokens): each must be a key of a mounted ConfigMap or Secret.
+READ_PATHS = [
+    ("server", "tls", "cert"), ("server", "tls", "key"), ("server", "tls", "client_ca"),
+    ("discovery", "tls", "ca"), ("discovery", "tls", "cert"), ("discovery", "tls", "key"),
+    ("server", "auth", "tokens_file"), ("discovery", "token_file"),
+]
+# The keys of a cert-manager Certificate's Secret.
+CERTIFICATE_KEYS = {"tls.crt", "tls.key", "ca.crt"}
+# Where the operations docs list every metric (the dashboard may use only those).
+OPERATIONS_MD = "../docs/OPERATIONS.md"
 
 
 def problem(where, what):
@@ -30,6 +41,19 @@ def problem(where, what):
 
 def selects(selector, labels):
     return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def dig(cfg, path):
+    for key in path:
+        if not isinstance(cfg, dict):
+            return None
+        cfg = cfg.get(key)
+    return cfg
+
+
+def port_of(listen):
+    _, _, port = (listen or "").rpartition(":")
+    return int(port) if port.isdigit() else None
 
 
 def main():
@@ -41,6 +65,11 @@ def main():
     deployments = by_kind.get("Deployment", {})
     services = by_kind.get("Service", {})
     configmaps = by_kind.get("ConfigMap", {})
+    secrets = by_kind.get("Secret", {})
+    certificates = by_kind.get("Certificate", {})
+    issuers = by_kind.get("Issuer", {})
+    # Secret name -> the Certificate that cert-manager writes it from.
+    cert_secrets = {c["spec"]["secretName"]: c for c in certificates.values()}
     if not deployments:
         problem(overlay, "no Deployments rendered")
 
@@ -71,11 +100,14 @@ def main():
                 problem(cw, "root filesystem writable or privilege escalation allowed")
             if sc.get("capabilities", {}).get("drop") != ["ALL"]:
                 problem(cw, "capabilities not all dropped")
+            # With TLS on the gRPC port, the kubelet's probes (which speak no
+            # TLS) must use the plaintext health port (server.health_listen).
+            probed = ports.get("health") if "health" in ports else ports.get("grpc")
             for probe in ["startupProbe", "readinessProbe", "livenessProbe"]:
                 if probe not in c:
                     problem(cw, f"no {probe}")
-                elif c[probe].get("grpc", {}).get("port") != ports.get("grpc"):
-                    problem(cw, f"{probe} does not probe the grpc port {ports.get('grpc')}")
+                elif c[probe].get("grpc", {}).get("port") != probed:
+                    problem(cw, f"{probe} does not probe port {probed}")
             component = labels.get("app.kubernetes.io/component")
             want = READY_SERVICE.get(component)
             got = c.get("readinessProbe", {}).get("grpc", {}).get("service")
@@ -120,12 +152,59 @@ def main():
                 vol = volumes.get(on["name"], {}) if on else {}
                 if on is None or on.get("readOnly") or not ("emptyDir" in vol or "persistentVolumeClaim" in vol):
                     problem(cw, f"{key}: {section}.{field} {written!r} is not on a writable emptyDir or PVC mount")
+            server = cfg.get("server", {})
+            if "tls" in server and "health" not in ports:
+                problem(cw, f"{key}: server.tls is set, so probes need a plaintext health port (server.health_listen)")
+            if "health" in ports and port_of(server.get("health_listen")) != ports["health"]:
+                problem(cw, f"{key}: server.health_listen is not the health containerPort {ports['health']}")
+            metrics = dig(cfg, ("telemetry", "metrics", "listen"))
+            annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
+            if metrics:
+                if port_of(metrics) != ports.get("metrics"):
+                    problem(cw, f"{key}: telemetry.metrics.listen is not the metrics containerPort {ports.get('metrics')}")
+                scrape_port = annotations.get("prometheus.io/port")
+                if scrape_port is not None and scrape_port != str(port_of(metrics)):
+                    problem(where, f"prometheus.io/port {scrape_port} is not telemetry.metrics.listen's port")
+            elif annotations.get("prometheus.io/scrape") == "true":
+                problem(where, f"scraped, but {key} sets no telemetry.metrics.listen")
+            # Files read at start: a key of a mounted ConfigMap or Secret.
+            mounted = {}
+            for m in c.get("volumeMounts", []):
+                mounted[m["mountPath"].rstrip("/")] = volumes.get(m["name"], {})
+            for path in READ_PATHS:
+                file = dig(cfg, path)
+                if not file:
+                    continue
+                folder, _, file_key = file.rpartition("/")
+                vol = mounted.get(folder)
+                setting = ".".join(path)
+                if vol is None:
+                    problem(cw, f"{key}: {setting} {file!r} is in no mounted volume")
+                elif "secret" in vol:
+                    secret = vol["secret"]["secretName"]
+                    if secret in cert_secrets:
+                        if file_key not in CERTIFICATE_KEYS:
+                            problem(cw, f"{key}: {setting}: a Certificate's Secret has no key {file_key!r}")
+                    elif secret not in secrets:
+                        problem(cw, f"{key}: {setting}: Secret {secret!r} is neither rendered nor written by a Certificate")
+                    elif file_key not in secrets[secret].get("data", {}):
+                        problem(cw, f"{key}: {setting}: Secret {secret!r} has no key {file_key!r}")
+                elif "configMap" in vol:
+                    cm = configmaps.get(vol["configMap"]["name"], {})
+                    if file_key not in cm.get("data", {}):
+                        problem(cw, f"{key}: {setting}: ConfigMap {vol['configMap']['name']!r} has no key {file_key!r}")
             grace_ms = cfg.get("server", {}).get("shutdown_grace_ms", 20000)
             pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             needed = grace_ms / 1000 + pre_stop
             if spec.get("terminationGracePeriodSeconds", 30) <= needed:
                 problem(where, f"terminationGracePeriodSeconds is not above {needed:g} s (preStop + shutdown_grace_ms)")
-            pods[name] = (labels, ports, cfg)
+            tls_secret = next(
+                (volumes[m["name"]]["secret"]["secretName"] for m in c.get("volumeMounts", [])
+                 if "secret" in volumes.get(m["name"], {})
+                 and volumes[m["name"]]["secret"]["secretName"] in cert_secrets),
+                None,
+            )
+            pods[name] = (labels, ports, cfg, tls_secret)
 
     def pods_of(selector):
         return [(n, p) for n, p in pods.items() if selects(selector, p[0])]
@@ -137,13 +216,13 @@ def main():
             problem(where, "selects no Deployment's pods")
         for sp in svc["spec"]["ports"]:
             target = sp.get("targetPort", sp["port"])
-            for dep, (_, ports, _) in backing:
+            for dep, (_, ports, _, _) in backing:
                 if target not in ports and target not in ports.values():
                     problem(where, f"targetPort {target} is not a port of {dep}: {ports}")
 
     # The orchestrator dials every address a name resolves to on the port
     # the entry gives: that port must be the pods' own.
-    for dep, (_, _, cfg) in pods.items():
+    for dep, (_, _, cfg, _) in pods.items():
         for entry in cfg.get("discovery", {}).get("dns", []):
             host, _, port = entry.rpartition(":")
             svc = services.get(host)
@@ -153,9 +232,63 @@ def main():
                 continue
             if svc["spec"].get("clusterIP") != "None":
                 problem(where, "names a Service with a cluster IP: DNS would give one address, not one per replica")
-            for backing, (_, ports, _) in pods_of(svc["spec"].get("selector")):
+            for backing, (_, ports, _, _) in pods_of(svc["spec"].get("selector")):
                 if not port.isdigit() or int(port) not in ports.values():
                     problem(where, f"port {port} is not a port of {backing}'s pods: {ports}")
+
+    # cert-manager objects (CRDs: no schema above checks them).
+    for name, cert in certificates.items():
+        where = f"{overlay}/Certificate/{name}"
+        ref = cert["spec"].get("issuerRef", {})
+        if ref.get("kind", "Issuer") != "Issuer" or ref.get("name") not in issuers:
+            problem(where, f"issuerRef {ref} names no rendered Issuer")
+    for name, issuer in issuers.items():
+        ca = issuer["spec"].get("ca")
+        if ca and not any(c["spec"]["secretName"] == ca["secretName"] and c["spec"].get("isCA")
+                          for c in certificates.values()):
+            problem(f"{overlay}/Issuer/{name}", f"its CA Secret {ca['secretName']!r} is written by no CA Certificate")
+    # Mutual TLS: the orchestrator checks agents' certificates against
+    # discovery.tls.domain, and agents take tasks from the identity of the
+    # orchestrator's certificate (its first URI SAN, else DNS SAN).
+    def certificate_of(dep):
+        secret = pods.get(dep, (None, None, None, None))[3]
+        return cert_secrets.get(secret)
+    def identity(cert):
+        spec = cert["spec"]
+        return (spec.get("uris") or spec.get("dnsNames") or [spec.get("commonName")])[0]
+    orchestrators = [d for d, p in pods.items() if p[0].get("app.kubernetes.io/component") == "orchestrator"]
+    agents = [d for d, p in pods.items() if p[0].get("app.kubernetes.io/component") == "agent"]
+    for orch in orchestrators:
+        cfg = pods[orch][2]
+        domain = dig(cfg, ("discovery", "tls", "domain"))
+        orch_cert = certificate_of(orch)
+        for agent in agents:
+            agent_cfg = pods[agent][2]
+            cert = certificate_of(agent)
+            if domain and cert and domain not in cert["spec"].get("dnsNames", []):
+                problem(f"{overlay}/Deployment/{agent}", f"its certificate lacks {domain!r}, which the orchestrator checks (discovery.tls.domain)")
+            callers = dig(agent_cfg, ("server", "auth", "task_callers")) or []
+            if callers and orch_cert and identity(orch_cert) not in callers:
+                problem(f"{overlay}/Deployment/{agent}", f"server.auth.task_callers {callers} does not hold the orchestrator's identity {identity(orch_cert)!r}")
+            if callers and dig(cfg, ("discovery", "tls", "cert")) is None and dig(cfg, ("discovery", "token_file")) is None:
+                problem(f"{overlay}/Deployment/{orch}", "agents take tasks only from task_callers, but the orchestrator presents no certificate or token")
+    # The dashboard uses only metrics the docs list.
+    dashboards = [cm for cm in configmaps.values()
+                  if cm["metadata"].get("labels", {}).get("grafana_dashboard")]
+    if dashboards:
+        import json, os, re
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, OPERATIONS_MD), encoding="utf-8") as f:
+            documented = set(re.findall(r"`(agentmesh_[a-z_]+)`", f.read()))
+        for cm in dashboards:
+            for key, text in cm["data"].items():
+                used = set()
+                for panel in json.loads(text).get("panels", []):
+                    for target in panel.get("targets", []):
+                        used |= set(re.findall(r"agentmesh_[a-z_]+", target.get("expr", "")))
+                base = {re.sub(r"_(bucket|count|sum)$", "", m) for m in used}
+                for m in sorted(base - documented):
+                    problem(f"{overlay}/ConfigMap/{cm['metadata']['name']}/{key}", f"uses {m}, which docs/OPERATIONS.md does not list")
 
     for kind in ["PodDisruptionBudget", "NetworkPolicy"]:
         for name, obj in by_kind.get(kind, {}).items():

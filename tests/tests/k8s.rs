@@ -96,6 +96,49 @@ fn every_shipped_config_loads_with_its_services_own_types() {
     assert!(err.to_string().contains("dns_refesh_ms"), "{err}");
 }
 
+/// A file of the secure overlay, loaded as its binary loads it.
+fn load_secure<T: Serialize + DeserializeOwned + Validate>(defaults: &T, name: &str) -> T {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../k8s/overlays/secure/config/{name}"));
+    load(defaults, Some(&path), Vec::new(), Default::default()).unwrap()
+}
+
+#[test]
+fn the_secure_overlays_configs_load_with_tls_auth_and_metrics() {
+    let orch = load_secure(&OrchestratorConfig::default(), "orchestrator.toml");
+    let data = load_secure(&DataAgentConfig::default(), "data.toml");
+    let analytics = load_secure(&AnalyticsConfig::default(), "analytics.toml");
+    let summary = load_secure(&SummaryConfig::default(), "summary.toml");
+    let orchestrator_id = "spiffe://agentmesh/orchestrator";
+    assert!(orch.server.tls.is_some() && orch.server.auth.is_some());
+    assert!(
+        orch.server.health_listen.is_some(),
+        "probes need plaintext health"
+    );
+    let to_agents = orch.discovery.tls.as_ref().unwrap();
+    assert!(
+        to_agents.cert.is_some() && to_agents.domain.is_some(),
+        "mutual TLS to agents"
+    );
+    assert!(orch.access.max_active_runs_per_principal > 0);
+    for (name, server, telemetry) in [
+        ("orchestrator", &orch.server, &orch.telemetry),
+        ("data", &data.server, &data.telemetry),
+        ("analytics", &analytics.server, &analytics.telemetry),
+        ("summary", &summary.server, &summary.telemetry),
+    ] {
+        assert!(telemetry.metrics.is_some(), "{name}: metrics");
+        assert!(server.health_listen.is_some(), "{name}: health listener");
+        if name != "orchestrator" {
+            let tls = server.tls.as_ref().unwrap();
+            assert!(tls.client_ca.is_some(), "{name}: mutual TLS");
+            let auth = server.auth.as_ref().unwrap();
+            assert_eq!(auth.task_callers, [orchestrator_id], "{name}");
+            assert!(auth.certificates.contains_key(orchestrator_id), "{name}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_shipped_configs_find_the_agents_through_their_headless_services() {
     let tmp = temp_dir("k8s-mesh");
