@@ -217,7 +217,7 @@ fn full_request(run_id: &str, skill: &str) -> tonic::Request<ExecuteTaskRequest>
         deadline: Some((SystemTime::now() + deadline).into()),
         heartbeat_interval: Duration::from_secs(1).try_into().ok(),
         trace: Some(TraceContext {
-            traceparent: agentmesh_runtime::telemetry::new_traceparent(),
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
             tracestate: String::new(),
         }),
         ..ExecuteTaskRequest::default()

@@ -10,13 +10,17 @@ use agentmesh_proto::v1::{
     ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse, RunEvent,
     RunParameters, RunRequest, RunSpec, SkillQueue, SubmitRequest, SubmitResponse, WatchRunRequest,
 };
+use agentmesh_runtime::telemetry::context;
 use futures_util::{Stream, StreamExt};
+use opentelemetry::trace::SpanContext;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::access::limits::PrincipalLimits;
 use crate::access::{Action, Caller};
 use crate::events;
 use crate::goal::FrontEnd;
+use crate::run::trace::Traced;
 use crate::run::{Accepted, Engine, Prepared};
 use crate::store::RunRecord;
 
@@ -130,11 +134,37 @@ impl OrchestratorApi {
         )
     }
 
-    /// Prepares and starts the run a request asks for, owned by `caller`;
-    /// a repeat of the caller's earlier request (same idempotency key) gets
+    /// Prepares and starts the run a request asks for, owned by `caller`,
+    /// in a trace that continues the client's (`parent`, invalid for none).
+    /// The run's span covers planning too; a refused request's span says
+    /// why.
+    async fn accept(
+        &self,
+        spec: Option<RunSpec>,
+        caller: &Caller,
+        parent: &SpanContext,
+    ) -> Result<Accepted, Status> {
+        let trace = Traced::run(parent, &caller.owner());
+        let span = trace.span.clone();
+        let accepted = self
+            .admit(spec, caller, trace)
+            .instrument(span.clone())
+            .await;
+        if let Err(status) = &accepted {
+            Traced::finished(&span, "REFUSED", &format!("{:?}", status.code()));
+        }
+        accepted
+    }
+
+    /// A repeat of the caller's earlier request (same idempotency key) gets
     /// that run, before anything could refuse it. The caller's limits are
     /// checked before the goal is planned.
-    async fn accept(&self, spec: Option<RunSpec>, caller: &Caller) -> Result<Accepted, Status> {
+    async fn admit(
+        &self,
+        spec: Option<RunSpec>,
+        caller: &Caller,
+        trace: Traced,
+    ) -> Result<Accepted, Status> {
         caller.require(Action::StartRun)?;
         let spec = required(spec)?;
         let owner = caller.owner();
@@ -144,6 +174,7 @@ impl OrchestratorApi {
             .repeat(&owner, &spec.idempotency_key, &fingerprint)
             .map_err(MeshError::into_status)?
         {
+            trace.run_id(&run.id);
             return Ok(Accepted {
                 run,
                 created: false,
@@ -156,7 +187,7 @@ impl OrchestratorApi {
             .map_err(MeshError::into_status)?;
         let accepted = self
             .engine
-            .start(prepared, owner)
+            .start(prepared, owner, trace)
             .map_err(MeshError::into_status)?;
         if accepted.created
             && let Some(slot) = slot
@@ -174,9 +205,10 @@ impl OrchestratorService for OrchestratorApi {
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<EventStream>, Status> {
         let caller = Caller::of(&request);
+        let parent = context::extract(request.metadata());
         let request = request.into_inner();
         let options = request.stream.unwrap_or_default();
-        let accepted = self.accept(request.spec, &caller).await?;
+        let accepted = self.accept(request.spec, &caller, &parent).await?;
         let stream = accepted
             .run
             .log
@@ -201,7 +233,10 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
         let caller = Caller::of(&request);
-        let accepted = self.accept(request.into_inner().spec, &caller).await?;
+        let parent = context::extract(request.metadata());
+        let accepted = self
+            .accept(request.into_inner().spec, &caller, &parent)
+            .await?;
         // With a durable store, answer once the run is stored (its plan
         // event is committed), so that the id names a run that outlives a
         // crash. In memory the event is there already.

@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod mesh;
 pub mod openai;
+pub mod otlp;
 pub mod pki;
 pub mod polyglot;
 pub mod process;
@@ -238,7 +239,25 @@ pub async fn start_process_env(
     cwd: &std::path::Path,
     service: &str,
 ) -> Child {
+    start_process_logged(name, listen, args, env, cwd, service, None).await
+}
+
+/// [`start_process_env`] with its log lines (stderr) written to `log`
+/// (discarded for `None`).
+pub async fn start_process_logged(
+    name: &str,
+    listen: std::net::SocketAddr,
+    args: &[String],
+    env: &[(&str, &str)],
+    cwd: &std::path::Path,
+    service: &str,
+    log: Option<&std::path::Path>,
+) -> Child {
     std::fs::create_dir_all(cwd).unwrap();
+    let stderr = match log {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+        None => std::process::Stdio::null(),
+    };
     let mut cmd = std::process::Command::new(binary(name));
     let child = hermetic(&mut cmd)
         .envs(env.iter().copied())
@@ -248,7 +267,7 @@ pub async fn start_process_env(
         .current_dir(cwd)
         .env_remove("AGENTMESH_CONFIG")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let child = Child(child);

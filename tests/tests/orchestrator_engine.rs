@@ -149,12 +149,20 @@ async fn a_retryable_failure_is_retried_with_backoff_and_the_same_idempotency_ke
         requests[0].input
     );
     assert_eq!(requests[1].input, requests[0].input);
-    // The run's trace context travels in metadata, as agent.proto says,
-    // and in the body.
+    // Each attempt's trace context travels in metadata, as agent.proto
+    // says, and in the body: one trace, a span per attempt.
     let traceparents = raw.traceparents.lock().unwrap().clone();
-    let body = requests[0].trace.as_ref().unwrap().traceparent.clone();
-    assert!(body.starts_with("00-") && body.len() == 55, "{body}");
-    assert_eq!(traceparents, [body.clone(), body]);
+    let bodies: Vec<String> = requests
+        .iter()
+        .map(|r| r.trace.as_ref().unwrap().traceparent.clone())
+        .collect();
+    assert_eq!(traceparents, bodies);
+    let parts: Vec<Vec<&str>> = bodies.iter().map(|b| b.split('-').collect()).collect();
+    for (b, p) in bodies.iter().zip(&parts) {
+        assert!(b.len() == 55 && p[0] == "00" && p[3] == "01", "{b}");
+    }
+    assert_eq!(parts[0][1], parts[1][1], "one trace");
+    assert_ne!(parts[0][2], parts[1][2], "a span per attempt");
 }
 
 #[tokio::test]

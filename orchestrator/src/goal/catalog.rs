@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
-use agentmesh_proto::v1::ExecuteTaskRequest;
+use agentmesh_proto::v1::{ExecuteTaskRequest, TraceContext};
+use agentmesh_runtime::telemetry::context;
 use agentmesh_sales::{Catalog, kinds};
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::{Instrument as _, info_span};
 
 use crate::config::ExecutionConfig;
 use crate::routing::{Registry, SlotRequest};
@@ -117,13 +120,29 @@ impl CatalogCache {
                     format!("no replica of {skill_id} is free to describe the data"),
                 )
             })?;
+        let task_id = format!("catalog-{}", uuid::Uuid::new_v4());
+        // Part of the trace of the run whose planning needed it.
+        let span = info_span!(
+            "catalog",
+            otel.kind = "client",
+            skill = %skill_id,
+            replica = %slot.endpoint.address,
+            task_id = %task_id,
+            trace_id = Empty,
+            span_id = Empty,
+        );
+        let (traceparent, tracestate) = context::fields(&context::join(&span, &context::current()));
         let request = ExecuteTaskRequest {
-            task_id: format!("catalog-{}", uuid::Uuid::new_v4()),
+            task_id,
             run_id: "planning".into(),
             skill_id: skill_id.clone(),
             attempt: 1,
             deadline: Some((std::time::SystemTime::now() + FETCH_TIMEOUT).into()),
             heartbeat_interval: self.heartbeat.try_into().ok(),
+            trace: Some(TraceContext {
+                traceparent,
+                tracestate,
+            }),
             ..ExecuteTaskRequest::default()
         };
         let output = attempt::run(
@@ -137,6 +156,7 @@ impl CatalogCache {
                 max_artifact_bytes: self.max_artifact_bytes,
             },
         )
+        .instrument(span)
         .await
         .map_err(|f| {
             MeshError::new(

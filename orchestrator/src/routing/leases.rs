@@ -16,12 +16,13 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, info_span};
 
 use crate::access::{Action, Caller};
 use crate::config::DiscoveryConfig;
 use crate::routing::discovery::split_host_port;
 use crate::routing::registry::Registry;
+use agentmesh_runtime::telemetry::context;
 use agentmesh_runtime::tls::scheme;
 
 struct Lease {
@@ -190,6 +191,21 @@ impl Leases {
 /// The gRPC face of [`Leases`].
 pub struct RegistryApi(pub Arc<Leases>);
 
+/// The span of a registration call, continuing the agent's trace.
+fn traced<T>(name: &'static str, request: &Request<T>, caller: &Caller) -> tracing::Span {
+    let span = info_span!(
+        parent: None,
+        "registration",
+        otel.name = name,
+        otel.kind = "server",
+        principal = %caller.owner(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    context::join(&span, &context::extract(request.metadata()));
+    span
+}
+
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
     async fn register(
@@ -197,6 +213,8 @@ impl RegistryService for RegistryApi {
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let caller = Caller::of(&request);
+        let span = traced("register", &request, &caller);
+        let _in_span = span.enter();
         caller.require(Action::Register)?;
         Leases::register(&self.0, request.get_ref(), caller.owner())
             .map(Response::new)
@@ -227,6 +245,8 @@ impl RegistryService for RegistryApi {
         request: Request<DeregisterRequest>,
     ) -> Result<Response<DeregisterResponse>, Status> {
         let caller = Caller::of(&request);
+        let span = traced("deregister", &request, &caller);
+        let _in_span = span.enter();
         caller.require(Action::Register)?;
         let id = &request.get_ref().lease_id;
         // Idempotent: a lease already gone (deregistered, expired, never

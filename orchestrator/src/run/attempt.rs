@@ -15,9 +15,10 @@ use agentmesh_proto::v1::{
 };
 use agentmesh_runtime::JsonObject;
 use agentmesh_runtime::auth::AuthChannel;
+use agentmesh_runtime::telemetry::context;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::run::failure::Failure;
 
@@ -97,11 +98,7 @@ pub async fn run(
     // the body, for agents that read it there).
     let mut metadata = tonic::metadata::MetadataMap::new();
     if let Some(trace) = &request.trace {
-        agentmesh_runtime::telemetry::propagate(
-            &mut metadata,
-            &trace.traceparent,
-            &trace.tracestate,
-        );
+        context::inject_fields(&mut metadata, &trace.traceparent, &trace.tracestate);
     }
     let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), request);
     request.set_timeout(spec.deadline.saturating_duration_since(Instant::now()));
@@ -144,6 +141,7 @@ pub async fn run(
                     lease.as_mut().reset(renewed);
                     continue;
                 }
+                warn!(lease_ms = u64::try_from(spec.lease.as_millis()).unwrap_or(u64::MAX), "heartbeat lease lost; cancelling the task");
                 cancel_remote(&mut client, &task_id, "heartbeat lease lost").await;
                 crate::metrics::metrics()
                     .lease_losses

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::config::OrchestratorConfig;
 use crate::events;
@@ -29,6 +29,7 @@ use crate::run::hooks::{FinishedRun, RunHooks};
 use crate::run::outcome::Outcome;
 use crate::run::plan::{self, Plan};
 use crate::run::step::{self, RunClock, StepEnv};
+use crate::run::trace::Traced;
 use crate::store::{RunRecord, RunStore, scoped_key};
 
 /// Longest goal text accepted.
@@ -247,12 +248,13 @@ impl Engine {
         }
     }
 
-    /// Accepts a prepared run of `owner` and starts it (or returns the run
-    /// its idempotency key names among `owner`'s runs).
+    /// Accepts a prepared run of `owner` and starts it within `trace` (or
+    /// returns the run its idempotency key names among `owner`'s runs).
     pub fn start(
         self: &Arc<Self>,
         prepared: Prepared,
         owner: Arc<str>,
+        trace: Traced,
     ) -> Result<Accepted, MeshError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(MeshError::new(
@@ -308,10 +310,12 @@ impl Engine {
         let deadline_wall = SystemTime::now() + prepared.deadline;
         planned.deadline = Some(deadline_wall.into());
         run.append(run_event::Event::Planned(planned));
+        trace.run_id(&run.id);
+        let span = trace.span.clone();
         let clock = RunClock {
             deadline: Instant::now() + prepared.deadline,
             deadline_wall,
-            traceparent: agentmesh_runtime::telemetry::new_traceparent(),
+            trace,
         };
         info!(run_id = %run.id, steps = prepared.plan.steps.len(), "run accepted");
         let source = if prepared.intent.is_some() {
@@ -323,7 +327,6 @@ impl Engine {
             .runs_started
             .get_or_create(&crate::metrics::Source { source })
             .inc();
-        let span = info_span!("run", run_id = %run.id);
         tokio::spawn(
             Arc::clone(self)
                 .drive(Arc::clone(&run), prepared, clock)
@@ -509,6 +512,7 @@ impl Engine {
             built.report
         });
         info!(run_id = %run.id, state = state.as_str_name(), "run finished");
+        Traced::finished(&tracing::Span::current(), state.as_str_name(), &reason);
         count_finished(run, state, &reason);
         run.finish(events::run_finished(state, &reason, message, report));
     }

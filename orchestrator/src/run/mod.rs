@@ -18,6 +18,7 @@ pub mod outcome;
 pub mod output;
 pub mod plan;
 pub mod step;
+pub mod trace;
 
 pub use engine::{Accepted, Engine, Prepared};
 pub use failure::Failure;

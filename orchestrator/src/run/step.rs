@@ -11,10 +11,12 @@ use agentmesh_proto::json::{to_struct, value_to_struct};
 use agentmesh_proto::v1::{Artifact, ExecuteTaskRequest, Provenance, TaskEvent, TraceContext};
 use agentmesh_runtime::JsonObject;
 use agentmesh_runtime::backoff::Backoff;
+use agentmesh_runtime::telemetry::context;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info};
 
 use crate::config::OrchestratorConfig;
 use crate::events;
@@ -26,6 +28,7 @@ use crate::run::hooks::RunHooks;
 use crate::run::outcome::StepResult;
 use crate::run::output;
 use crate::run::plan::StepPlan;
+use crate::run::trace::{Attempt, Traced};
 use crate::store::RunRecord;
 
 /// What every step of every run works with.
@@ -85,8 +88,8 @@ pub struct RunClock {
     pub deadline: Instant,
     /// The same instant on the wall clock (sent to agents).
     pub deadline_wall: SystemTime,
-    /// W3C traceparent of the run.
-    pub traceparent: String,
+    /// The run's span and trace context.
+    pub trace: Traced,
 }
 
 impl RunClock {
@@ -120,7 +123,8 @@ pub fn input_hash(input: &JsonObject) -> String {
 }
 
 /// Runs step `step` of `run` with `input` until it completes or fails for
-/// good. Emits StepStarted/Retrying/Rerouted/Completed/Failed.
+/// good, within its own span. Emits StepStarted/Retrying/Rerouted/
+/// Completed/Failed.
 pub async fn run_step(
     env: &StepEnv,
     run: Arc<RunRecord>,
@@ -128,6 +132,27 @@ pub async fn run_step(
     input: JsonObject,
     artifacts: Vec<Artifact>,
     clock: &RunClock,
+) -> Result<StepResult, Failure> {
+    let trace = Traced::step(&clock.trace, &step.spec.id, &step.spec.skill);
+    let result = attempts(env, run, step, input, artifacts, clock, &trace)
+        .instrument(trace.span.clone())
+        .await;
+    trace.outcome(&match &result {
+        Ok(_) => "completed".to_string(),
+        Err(f) => reason_label(f.reason),
+    });
+    result
+}
+
+/// The attempts of a step, until one succeeds or the step fails for good.
+async fn attempts(
+    env: &StepEnv,
+    run: Arc<RunRecord>,
+    step: &StepPlan,
+    input: JsonObject,
+    artifacts: Vec<Artifact>,
+    clock: &RunClock,
+    step_trace: &Traced,
 ) -> Result<StepResult, Failure> {
     let cfg = &env.cfg.execution;
     let backoff = Backoff {
@@ -218,6 +243,7 @@ pub async fn run_step(
         if let Some(prev) = earlier.last()
             && *prev != endpoint
         {
+            info!(from = %prev, to = %endpoint, reason = %last_reason, "step rerouted to another replica");
             run.append(events::step_rerouted(id, prev, &endpoint, &last_reason));
             crate::metrics::metrics()
                 .reroutes
@@ -237,6 +263,18 @@ pub async fn run_step(
             attempt,
             &task_id,
         ));
+        let attempt_trace = Traced::attempt(
+            step_trace,
+            Attempt {
+                step_id: id,
+                skill,
+                agent: &last_agent,
+                replica: &endpoint,
+                number: attempt,
+                task_id: &task_id,
+            },
+        );
+        let (traceparent, tracestate) = context::fields(&attempt_trace.context);
         let request = ExecuteTaskRequest {
             task_id,
             run_id: run.id.clone(),
@@ -248,8 +286,8 @@ pub async fn run_step(
             deadline: Some(clock.wall(attempt_deadline).into()),
             heartbeat_interval: cfg.heartbeat.try_into().ok(),
             trace: Some(TraceContext {
-                traceparent: clock.traceparent.clone(),
-                tracestate: String::new(),
+                traceparent,
+                tracestate,
             }),
         };
         let attempt_started = Instant::now();
@@ -269,6 +307,7 @@ pub async fn run_step(
                 max_artifact_bytes: cfg.max_artifact_bytes,
             },
         )
+        .instrument(attempt_trace.span.clone())
         .await
         .and_then(|out| {
             output::validate(step, &input, out, env.hooks.as_ref()).map_err(|mut f| {
@@ -287,6 +326,7 @@ pub async fn run_step(
                 Err(f) => reason_label(f.reason),
             },
         };
+        attempt_trace.outcome(&attempt_labels.outcome);
         let m = crate::metrics::metrics();
         m.attempts.get_or_create(&attempt_labels).inc();
         m.attempt_duration
@@ -336,6 +376,13 @@ pub async fn run_step(
                 let delay = backoff
                     .delay(attempt)
                     .max(f.retry_after.unwrap_or_default());
+                info!(
+                    attempt,
+                    reason = f.reason.name(),
+                    error = %f.message,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "step failed; retrying"
+                );
                 run.append(events::step_retrying(
                     id, attempt, f.reason, &f.message, delay,
                 ));

@@ -133,6 +133,10 @@ pub struct ServerConfig {
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     #[serde(rename = "fault_delay_ms")]
     pub fault_delay: Duration,
+    /// Fault injection for drills: task attempts numbered up to this fail
+    /// at once with a retryable AGENT_FAILED, so that the orchestrator's
+    /// retries can be watched (1: every first attempt fails). 0 = off.
+    pub fault_fail_attempts: u32,
     /// Register with an orchestrator (self-registration with a lease).
     pub registration: Option<crate::registration::RegistrationConfig>,
     /// TLS (and, with `client_ca`, mutual TLS) on `listen`. Unset:
@@ -175,6 +179,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_millis(20_000),
             keepalive: Duration::from_millis(30_000),
             fault_delay: Duration::from_millis(0),
+            fault_fail_attempts: 0,
             registration: None,
             tls: None,
             health_listen: None,
@@ -224,7 +229,7 @@ impl Validate for ServerConfig {
     }
 }
 
-/// Log output settings.
+/// Logs, metrics and traces.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -234,6 +239,15 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// Prometheus metrics on their own HTTP listener. Unset: none.
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// Spans exported over OTLP/gRPC. Unset: none (trace context is still
+    /// carried on, and logged).
+    pub otlp: Option<crate::telemetry::otlp::OtlpConfig>,
+}
+
+impl Validate for TelemetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.otlp.as_ref().map_or(Ok(()), |o| o.validate())
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -242,6 +256,7 @@ impl Default for TelemetryConfig {
             log_format: LogFormat::Text,
             log_filter: "info".into(),
             metrics: None,
+            otlp: None,
         }
     }
 }

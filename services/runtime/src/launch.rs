@@ -99,6 +99,9 @@ pub enum LaunchError<E: std::error::Error + 'static> {
     /// The service failed.
     #[error(transparent)]
     Service(E),
+    /// The span exporter could not be built.
+    #[error(transparent)]
+    Otlp(#[from] crate::telemetry::otlp::OtlpError),
     /// The metrics listener could not be bound.
     #[error("telemetry.metrics.listen {addr}: {source}")]
     Metrics {
@@ -114,7 +117,7 @@ impl<E: std::error::Error + 'static> LaunchError<E> {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) => EXIT_USAGE,
-            Self::Service(_) | Self::Metrics { .. } => 1,
+            Self::Service(_) | Self::Metrics { .. } | Self::Otlp(_) => 1,
         }
     }
 }
@@ -126,19 +129,21 @@ pub fn configure<S: Service>(
 ) -> Result<S::Config, ConfigError> {
     let mut overrides = cli.common.overrides();
     S::overrides(&cli.flags, &mut overrides);
-    config::load(
+    let cfg = config::load(
         &S::Config::default(),
         cli.common.config.as_deref(),
         env,
         overrides,
-    )
+    )?;
+    S::telemetry(&cfg).validate()?;
+    Ok(cfg)
 }
 
 /// Configures `S`, starts logging and serves until SIGTERM/SIGINT.
 pub async fn launch<S: Service>(cli: Cli<S::Flags>) -> Result<(), LaunchError<S::Error>> {
     let cfg = configure::<S>(&cli, std::env::vars())?;
     let telemetry = S::telemetry(&cfg);
-    let _log = crate::telemetry::init(telemetry);
+    let telemetry_guard = crate::telemetry::init(telemetry, S::NAME)?;
     let stop_metrics = tokio_util::sync::CancellationToken::new();
     let _stop_metrics = stop_metrics.clone().drop_guard();
     if let Some(metrics) = &telemetry.metrics {
@@ -150,7 +155,9 @@ pub async fn launch<S: Service>(cli: Cli<S::Flags>) -> Result<(), LaunchError<S:
                 source,
             })?;
     }
-    S::serve(cfg, cli.flags).await.map_err(LaunchError::Service)
+    let served = S::serve(cfg, cli.flags).await.map_err(LaunchError::Service);
+    telemetry_guard.shutdown().await;
+    served
 }
 
 /// A server binary's whole `main`.

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{DeregisterRequest, RegisterRequest, RenewLeaseRequest};
+use opentelemetry::trace::SpanContext;
 use serde::{Deserialize, Serialize};
 use serde_with::{DurationMilliSeconds, serde_as};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, info_span, warn};
 
 use crate::auth::{AuthChannel, CallCredentials};
 use crate::backoff::Backoff;
@@ -80,6 +81,24 @@ pub fn channel(cfg: &RegistrationConfig) -> Result<AuthChannel, RegistrationErro
     Ok(credentials.channel(endpoint.connect_lazy()))
 }
 
+/// `message` as a request that starts a trace of its own (a root span
+/// named `name`), carried to the registry in its metadata. Renewals are not
+/// traced: they are routine, every third of a lease.
+fn traced<T>(name: &'static str, message: T) -> (tonic::Request<T>, tracing::Span) {
+    let span = info_span!(
+        parent: None,
+        "registration",
+        otel.name = name,
+        otel.kind = "client",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let context = crate::telemetry::context::join(&span, &SpanContext::empty_context());
+    let mut request = tonic::Request::new(message);
+    crate::telemetry::context::inject(request.metadata_mut(), &context);
+    (request, span)
+}
+
 /// Keeps the registration alive until `stop` is cancelled, then deregisters.
 pub async fn keep_registered(
     cfg: RegistrationConfig,
@@ -97,11 +116,14 @@ pub async fn keep_registered(
     loop {
         let wait = match &current {
             None => {
-                let req = RegisterRequest {
-                    address: cfg.advertise.clone(),
-                    lease: lease.try_into().ok(),
-                };
-                match client.register(req).await {
+                let (req, span) = traced(
+                    "register",
+                    RegisterRequest {
+                        address: cfg.advertise.clone(),
+                        lease: lease.try_into().ok(),
+                    },
+                );
+                match client.register(req).instrument(span).await {
                     Ok(resp) => {
                         let resp = resp.into_inner();
                         let ttl = resp
@@ -148,7 +170,8 @@ pub async fn keep_registered(
         }
     }
     if let Some((lease_id, _)) = current {
-        let dereg = client.deregister(DeregisterRequest { lease_id });
+        let (req, span) = traced("deregister", DeregisterRequest { lease_id });
+        let dereg = client.deregister(req).instrument(span);
         let _ = tokio::time::timeout(Duration::from_secs(2), dereg).await;
         info!("deregistered");
     }

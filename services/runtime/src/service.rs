@@ -124,6 +124,7 @@ impl<A: Agent> AgentGrpc<A> {
                     cancel: cancel.clone(),
                     permit,
                     fault_delay: self.cfg.fault_delay,
+                    fault_fail_attempts: self.cfg.fault_fail_attempts,
                 };
                 tokio::spawn(drive(spec, span));
                 Ok(owned_stream(log, cancel))
@@ -230,19 +231,27 @@ impl<A: Agent> AgentService for AgentGrpc<A> {
         request: Request<ExecuteTaskRequest>,
     ) -> Result<Response<Self::ExecuteTaskStream>, Status> {
         let timeout = grpc_timeout(request.metadata());
-        let from_metadata = telemetry::traceparent(request.metadata());
+        let mut parent = telemetry::context::extract(request.metadata());
         let req = request.into_inner();
-        let traceparent = from_metadata
-            .or_else(|| req.trace.as_ref().map(|t| t.traceparent.clone()))
-            .unwrap_or_default();
+        if !parent.is_valid()
+            && let Some(t) = &req.trace
+        {
+            parent = telemetry::context::extract_fields(&t.traceparent, &t.tracestate);
+        }
         let span = info_span!(
+            parent: None,
             "task",
+            otel.kind = "server",
             run_id = %req.run_id,
             task_id = %req.task_id,
             skill = %req.skill_id,
             attempt = req.attempt,
-            trace_id = telemetry::trace_id(&traceparent).unwrap_or(""),
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
+        telemetry::context::join(&span, &parent);
         self.start(req, timeout, span)
             .map(Response::new)
             .map_err(MeshError::into_status)

@@ -23,7 +23,7 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span, debug, error, warn};
+use tracing::{Instrument, Span, error, info, warn};
 
 use crate::agent::{Agent, AgentEvent, OutArtifact, Task, TaskContext, TaskError};
 use crate::event_log::EventLog;
@@ -361,6 +361,9 @@ pub struct DriveSpec<A> {
     pub permit: OwnedSemaphorePermit,
     /// Injected delay before the agent's work starts (fault injection).
     pub fault_delay: Duration,
+    /// Attempts up to this number fail, retryably, without running the
+    /// agent's work (fault injection; 0 = off).
+    pub fault_fail_attempts: u32,
 }
 
 enum Outcome {
@@ -388,6 +391,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         cancel,
         permit,
         fault_delay,
+        fault_fail_attempts,
     } = spec;
     let task_id = task.task_id.clone();
     let skill = task.skill_id.clone();
@@ -407,6 +411,16 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
     let work = async move {
         if !fault_delay.is_zero() {
             tokio::time::sleep(fault_delay).await;
+        }
+        if task.attempt <= fault_fail_attempts {
+            return Err(TaskError::new(
+                ErrorReason::AgentFailed,
+                format!(
+                    "injected fault: attempt {} fails (server.fault_fail_attempts = {fault_fail_attempts})",
+                    task.attempt
+                ),
+            )
+            .retryable(None));
         }
         agent.execute(task, ctx).await
     };
@@ -479,7 +493,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
             )
         }
         Outcome::Done(Err(err)) => {
-            debug!(reason = err.reason.name(), message = %err.message, "task failed");
+            info!(reason = err.reason.name(), error = %err.message, "task failed");
             fail(&err, TaskState::Failed)
         }
         // Cancelled because the agent is shutting down (the end of its
@@ -508,14 +522,17 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
     };
     table.finish(&task_id, &idempotency_key, final_state);
     drop(permit);
-    let labels = crate::metrics::tasks::TaskLabels {
-        skill,
-        outcome: if final_state == TaskState::Completed {
-            "completed".to_string()
-        } else {
-            ended.name().to_ascii_lowercase()
-        },
+    let outcome = if final_state == TaskState::Completed {
+        "completed".to_string()
+    } else {
+        ended.name().to_ascii_lowercase()
     };
+    let span = Span::current();
+    span.record("outcome", outcome.as_str());
+    if final_state != TaskState::Completed {
+        span.record("otel.status_code", "ERROR");
+    }
+    let labels = crate::metrics::tasks::TaskLabels { skill, outcome };
     metrics.finished.get_or_create(&labels).inc();
     metrics
         .duration
