@@ -15,8 +15,9 @@ use agentmesh_e2e::mesh::{
     finished, goal, kinds, orchestrator, planned, read_until_started, report_files, spec, step,
     wait_serving_agents, with_ref,
 };
+use agentmesh_e2e::otlp::Receiver;
 use agentmesh_e2e::polyglot::{self, Polyglot};
-use agentmesh_e2e::{Child, free_port, start_process, temp_dir};
+use agentmesh_e2e::{Child, free_port, start_process_env, temp_dir};
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{
@@ -61,16 +62,39 @@ struct Mesh {
 /// waits `delay_ms`), the orchestrator, then the TypeScript agent, which
 /// registers itself.
 async fn mesh(dir: &Path, forecasts: usize, delay_ms: u64) -> Mesh {
+    mesh_traced(dir, forecasts, delay_ms, None).await
+}
+
+/// [`mesh`], every process exporting its spans to `otlp` when given.
+async fn mesh_traced(dir: &Path, forecasts: usize, delay_ms: u64, otlp: Option<&str>) -> Mesh {
     let log = dir.join("agents.log");
+    let env: Vec<(&str, &str)> = otlp
+        .map(|e| {
+            vec![
+                ("AGENTMESH_TELEMETRY__OTLP__ENDPOINT", e),
+                ("AGENTMESH_TELEMETRY__OTLP__EXPORT_INTERVAL_MS", "100"),
+            ]
+        })
+        .unwrap_or_default();
+    let otlp_args: Vec<String> = otlp
+        .map(|e| {
+            vec![
+                format!("--otlp-endpoint={e}"),
+                "--otlp-export-interval-ms=100".to_string(),
+            ]
+        })
+        .unwrap_or_default();
     let data = free_port([127, 0, 0, 1]);
-    let mut children = vec![start_process("data-agent", data, &[], dir, AGENT_SERVICE_NAME).await];
+    let mut children =
+        vec![start_process_env("data-agent", data, &[], &env, dir, AGENT_SERVICE_NAME).await];
     let mut forecast = Vec::new();
     for _ in 0..forecasts {
         let addr = free_port([127, 0, 0, 1]);
-        let args = [
+        let mut args = vec![
             format!("--fault-delay-ms={delay_ms}"),
             "--heartbeat-ms=200".into(),
         ];
+        args.extend(otlp_args.iter().cloned());
         forecast.push((
             addr,
             polyglot::start(Polyglot::Forecast, addr, &args, &log).await,
@@ -81,9 +105,20 @@ async fn mesh(dir: &Path, forecasts: usize, delay_ms: u64) -> Mesh {
     for (addr, _) in &forecast {
         args.extend(["--agent".to_string(), addr.to_string()]);
     }
-    children.push(start_process("orchestrator", orch, &args, dir, ORCHESTRATOR_SERVICE_NAME).await);
+    children.push(
+        start_process_env(
+            "orchestrator",
+            orch,
+            &args,
+            &env,
+            dir,
+            ORCHESTRATOR_SERVICE_NAME,
+        )
+        .await,
+    );
     let quality = free_port([127, 0, 0, 1]);
-    let register = [format!("--register={orch}"), "--lease-ms=2000".into()];
+    let mut register = vec![format!("--register={orch}"), "--lease-ms=2000".into()];
+    register.extend(otlp_args.iter().cloned());
     children.push(polyglot::start(Polyglot::Quality, quality, &register, &log).await);
     let mut client = orchestrator(orch).await;
     wait_serving_agents(&mut client, 2 + forecasts).await;
@@ -402,5 +437,77 @@ async fn goals_reach_the_python_and_typescript_agents_by_the_words_on_their_card
     assert_eq!(
         e.metadata.get("kind").map(String::as_str),
         Some("sales.forecast")
+    );
+}
+
+#[tokio::test]
+async fn python_and_typescript_tasks_continue_the_run_trace() {
+    const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let (receiver, otlp) = Receiver::start().await;
+    let endpoint = format!("http://{otlp}");
+    let tmp = temp_dir("polyglot-traces");
+    let mut m = mesh_traced(tmp.path(), 1, 0, Some(&endpoint)).await;
+    let mut request = tonic::Request::new(RunRequest {
+        spec: Some(three_languages(0)),
+        stream: None,
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    let events: Vec<RunEvent> = m
+        .client
+        .run(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(finished(&events).state(), RunState::Completed);
+
+    let tasks_from = |spans: &[agentmesh_e2e::otlp::Received], service: &str| {
+        spans
+            .iter()
+            .filter(|s| s.service == service && s.span.name == "task")
+            .count()
+    };
+    let spans = receiver
+        .wait_for(TRACE, Duration::from_secs(60), |spans| {
+            spans.iter().any(|s| s.span.name == "run")
+                && ["data-agent", "forecast-agent", "quality-agent"]
+                    .iter()
+                    .all(|svc| tasks_from(spans, svc) == 1)
+        })
+        .await;
+    for (service, agent) in [("forecast-agent", "forecast"), ("quality-agent", "quality")] {
+        let task = spans
+            .iter()
+            .find(|s| s.service == service && s.span.name == "task")
+            .unwrap();
+        let attempt = spans
+            .iter()
+            .find(|s| s.span.name == "attempt" && s.span_id() == task.parent_id())
+            .unwrap_or_else(|| panic!("{service}'s task is not under an attempt: {task:?}"));
+        assert_eq!(attempt.service, "orchestrator");
+        assert_eq!(attempt.attr("agent").as_deref(), Some(agent));
+        assert_eq!(task.attr("task_id"), attempt.attr("task_id"));
+        assert_eq!(task.attr("attempt").as_deref(), Some("1"));
+        assert_eq!(task.attr("outcome").as_deref(), Some("completed"));
+        assert_eq!(task.span.kind, 2, "a server span");
+    }
+
+    // The TypeScript agent's registration is one trace with the registry's.
+    let all = receiver.all();
+    let register = all
+        .iter()
+        .find(|s| s.service == "quality-agent" && s.span.name == "register")
+        .expect("the quality agent traced its registration");
+    assert!(
+        all.iter().any(|s| s.service == "orchestrator"
+            && s.span.name == "register"
+            && s.parent_id() == register.span_id()
+            && s.trace_id() == register.trace_id()),
+        "the registry continued the agent's registration trace"
     );
 }

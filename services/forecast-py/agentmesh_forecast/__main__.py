@@ -36,19 +36,34 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--advertise", metavar="HOST:PORT", help="address the orchestrator reaches this agent at (default: --listen)")
     p.add_argument("--lease-ms", type=int, default=10_000, help="registration lease asked for")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--otlp-endpoint", metavar="URL", help="export spans over OTLP/gRPC to this collector, e.g. http://otel-collector:4317 (default: none)")
+    p.add_argument("--otlp-sample-ratio", type=float, default=1.0, help="share of new traces recorded, 0 to 1 (a parent's decision is followed)")
+    p.add_argument("--otlp-export-interval-ms", type=_positive, default=5000, help="how often finished spans are sent")
     p.add_argument("--version", action="version", version=f"forecast-agent {__version__}")
     args = p.parse_args(argv)
     if args.fault_delay_ms < 0 or args.shutdown_grace_ms < 0:
         p.error("--fault-delay-ms and --shutdown-grace-ms must not be negative")
     if args.lease_ms < 300:
         p.error("--lease-ms must be at least 300")
+    if not 0.0 <= args.otlp_sample_ratio <= 1.0:
+        p.error("--otlp-sample-ratio must be between 0 and 1")
+    if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
+        p.error("--otlp-endpoint must be an http:// or https:// URL")
     return args
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        from . import tracing
+
         return json.dumps(
-            {"time": self.formatTime(record), "level": record.levelname, "target": record.name, "message": record.getMessage()}
+            {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "target": record.name,
+                "message": record.getMessage(),
+                **tracing.ids(),
+            }
         )
 
 
@@ -75,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     log = logging.getLogger("agentmesh_forecast")
 
+    from . import tracing
     from .registration import Registration
     from .server import Server, Settings
+
+    tracing.setup(args.otlp_endpoint, args.otlp_sample_ratio, args.otlp_export_interval_ms)
 
     settings = Settings(
         max_concurrency=args.max_concurrency,
@@ -106,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     log.info("shutting down: draining")
     server.stop(before_drain=registration.stop if registration else None)
+    tracing.shutdown()
     log.info("stopped")
     return 0
 

@@ -11,7 +11,9 @@ import threading
 
 import grpc
 from google.protobuf import duration_pb2
+from opentelemetry.trace import SpanKind
 
+from . import tracing
 from .protos import registry, registry_rpc
 
 log = logging.getLogger("agentmesh_forecast.registration")
@@ -40,9 +42,13 @@ class Registration:
     def _register(self) -> float:
         lease = duration_pb2.Duration()
         lease.FromMilliseconds(self.lease_ms)
-        resp = self.stub.Register(
-            registry.RegisterRequest(address=self.address, lease=lease), timeout=RPC_TIMEOUT
-        )
+        # A trace of its own, continued by the registry.
+        with tracing.tracer().start_as_current_span("register", kind=SpanKind.CLIENT):
+            resp = self.stub.Register(
+                registry.RegisterRequest(address=self.address, lease=lease),
+                timeout=RPC_TIMEOUT,
+                metadata=tracing.inject(),
+            )
         self.lease_id = resp.lease_id
         self.registered.set()
         granted = resp.lease.ToTimedelta().total_seconds()

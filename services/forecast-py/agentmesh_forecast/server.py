@@ -21,8 +21,10 @@ import jsonschema
 from google.protobuf import json_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
-from . import __version__, skill
+from . import __version__, skill, tracing
 from .errors import MeshError
 from .protos import pb, rpc
 from .tasks import Cancelled, Table, Task, to_struct
@@ -83,18 +85,34 @@ class AgentService(rpc.AgentServiceServicer):
 
     # doc:begin execute
     def ExecuteTask(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            task, new, given = self._admit(request, context)
-        except MeshError as e:
-            log.info("task %s refused: %s %s", request.task_id, e.reason, e.message)
-            e.abort(context)
-            return
+        # The task's span continues the caller's trace (its attempt's span).
+        span = tracing.tracer().start_span(
+            "task",
+            context=tracing.parent(context.invocation_metadata(), request),
+            kind=SpanKind.SERVER,
+            attributes={
+                "run_id": request.run_id,
+                "task_id": request.task_id,
+                "skill": request.skill_id,
+                "attempt": request.attempt,
+            },
+        )
+        with trace.use_span(span, end_on_exit=False):
+            try:
+                task, new, given = self._admit(request, context)
+            except MeshError as e:
+                log.info("task %s refused: %s %s", request.task_id, e.reason, e.message)
+                tracing.end(span, e.reason.lower())
+                e.abort(context)
+                return
         if new:
             # The caller dropping the stream cancels the task it started.
             context.add_callback(lambda: task.cancel("the caller went away"))
             threading.Thread(
-                target=self._work, args=(task, given), name=f"task-{task.task_id}", daemon=True
+                target=self._work, args=(task, given, span), name=f"task-{task.task_id}", daemon=True
             ).start()
+        else:
+            tracing.end(span, "completed")
         heartbeat = self.settings.heartbeat_ms / 1000
         if request.HasField("heartbeat_interval"):
             asked = request.heartbeat_interval.ToTimedelta().total_seconds()
@@ -165,7 +183,13 @@ class AgentService(rpc.AgentServiceServicer):
         )
         return task, new, given
 
-    def _work(self, task: Task, given: dict[str, Any]) -> None:
+    def _work(self, task: Task, given: dict[str, Any], span: trace.Span) -> None:
+        with trace.use_span(span, end_on_exit=False):
+            self._run(task, given)
+        completed = task.state == pb.TASK_STATE_COMPLETED
+        tracing.end(span, "completed" if completed else (task.reason or "canceled").lower())
+
+    def _run(self, task: Task, given: dict[str, Any]) -> None:
         task.status(pb.TASK_STATE_SUBMITTED, "accepted")
         task.status(pb.TASK_STATE_WORKING, "working")
         try:
@@ -178,6 +202,7 @@ class AgentService(rpc.AgentServiceServicer):
         except Cancelled:
             pass  # the task already ended (cancel or deadline)
         except MeshError as e:
+            log.info("task %s failed: %s %s", task.task_id, e.reason, e.message)
             task.fail(e.reason, e.message)
         except Exception:  # a bug must fail the task, never the agent
             log.exception("task %s failed", task.task_id)

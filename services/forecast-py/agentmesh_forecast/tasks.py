@@ -61,6 +61,8 @@ class Task:
         self.cancelled = threading.Event()
         self.cond = threading.Condition()
         self.ended_at: float | None = None
+        # The failure's reason, once it failed ("" otherwise).
+        self.reason = ""
 
     # --- writing -------------------------------------------------------
 
@@ -127,6 +129,7 @@ class Task:
         with self.cond:
             if self.state in TERMINAL:
                 return False
+            self.reason = reason
             self._append(
                 failure=pb.TaskFailure(reason=reason, message=message, retryable=retryable)
             )

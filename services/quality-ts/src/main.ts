@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import { Registration } from "./registration";
 import { DEFAULTS, Server, Settings, VERSION } from "./server";
+import * as tracing from "./tracing";
 
 const USAGE = `quality-agent: agentmesh quality agent (quality.check), a gRPC AgentService in TypeScript
 
@@ -16,6 +17,9 @@ const USAGE = `quality-agent: agentmesh quality agent (quality.check), a gRPC Ag
   --advertise HOST:PORT     address the orchestrator reaches this agent at (default: --listen)
   --lease-ms N              registration lease asked for (default 10000, at least 300)
   --log-format text|json    log lines as text (default) or JSON
+  --otlp-endpoint URL       export spans over OTLP/gRPC, e.g. http://otel-collector:4317
+  --otlp-sample-ratio R     share of new traces recorded, 0 to 1 (default 1)
+  --otlp-export-interval-ms N  how often finished spans are sent (default 5000)
   --version, --help`;
 
 function fail(message: string): never {
@@ -45,6 +49,9 @@ async function main(): Promise<void> {
         advertise: { type: "string" },
         "lease-ms": { type: "string" },
         "log-format": { type: "string", default: "text" },
+        "otlp-endpoint": { type: "string" },
+        "otlp-sample-ratio": { type: "string" },
+        "otlp-export-interval-ms": { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean" },
       },
@@ -56,12 +63,23 @@ async function main(): Promise<void> {
   if (values.version) return void process.stdout.write(`quality-agent ${VERSION}\n`);
   const format = values["log-format"];
   if (format !== "text" && format !== "json") fail(`--log-format ${format}: expected text or json`);
-  const log = (message: string) =>
+  const log = (message: string, fields: Record<string, string> = {}) =>
     process.stderr.write(
       format === "json"
-        ? `${JSON.stringify({ time: new Date().toISOString(), level: "INFO", target: "quality_agent", message })}\n`
-        : `${new Date().toISOString()} INFO quality_agent: ${message}\n`,
+        ? `${JSON.stringify({ time: new Date().toISOString(), level: "INFO", target: "quality_agent", message, ...fields })}\n`
+        : `${new Date().toISOString()} INFO quality_agent: ${message}${Object.entries(fields)
+            .map(([k, v]) => ` ${k}=${v}`)
+            .join("")}\n`,
     );
+  const endpoint = values["otlp-endpoint"];
+  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) fail(`--otlp-endpoint ${endpoint}: expected an http:// or https:// URL`);
+  const ratio = values["otlp-sample-ratio"] === undefined ? 1 : Number(values["otlp-sample-ratio"]);
+  if (!(ratio >= 0 && ratio <= 1)) fail(`--otlp-sample-ratio ${values["otlp-sample-ratio"]}: expected a number from 0 to 1`);
+  tracing.setup({
+    endpoint,
+    sampleRatio: ratio,
+    exportIntervalMs: count("otlp-export-interval-ms", values["otlp-export-interval-ms"], 5000, 1),
+  });
   const settings: Settings = {
     ...DEFAULTS,
     maxConcurrency: count("max-concurrency", values["max-concurrency"], DEFAULTS.maxConcurrency, 1),
@@ -91,6 +109,7 @@ async function main(): Promise<void> {
     stopping = true;
     log("shutting down: draining");
     await server.stop(registration ? () => registration.stop() : undefined);
+    await tracing.shutdown();
     log("stopped");
     process.exit(0);
   };

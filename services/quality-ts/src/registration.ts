@@ -3,7 +3,9 @@
 // off (exponential, jittered) while the orchestrator cannot be reached, and
 // deregister on shutdown.
 import * as grpc from "@grpc/grpc-js";
+import { SpanKind } from "@opentelemetry/api";
 import { v1 } from "./protos";
+import * as tracing from "./tracing";
 
 const BACKOFF_FIRST_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
@@ -29,9 +31,9 @@ export class Registration {
     this.tick();
   }
 
-  private call<T>(rpc: string, request: object): Promise<T> {
+  private call<T>(rpc: string, request: object, metadata = new grpc.Metadata()): Promise<T> {
     return new Promise((resolve, reject) =>
-      this.client[rpc]!(request, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err: grpc.ServiceError | null, resp: T) =>
+      this.client[rpc]!(request, metadata, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err: grpc.ServiceError | null, resp: T) =>
         err ? reject(err) : resolve(resp),
       ),
     );
@@ -46,10 +48,16 @@ export class Registration {
     try {
       let granted: number;
       if (this.leaseId === undefined) {
-        const resp = await this.call<{ lease_id: string; lease: Duration }>("Register", {
-          address: this.address,
-          lease: { seconds: Math.floor(this.leaseMs / 1000), nanos: (this.leaseMs % 1000) * 1e6 },
-        });
+        // A trace of its own, continued by the registry.
+        const span = tracing.tracer().startSpan("register", { kind: SpanKind.CLIENT });
+        const resp = await this.call<{ lease_id: string; lease: Duration }>(
+          "Register",
+          {
+            address: this.address,
+            lease: { seconds: Math.floor(this.leaseMs / 1000), nanos: (this.leaseMs % 1000) * 1e6 },
+          },
+          tracing.inject(span),
+        ).finally(() => span.end());
         this.leaseId = resp.lease_id;
         granted = toMs(resp.lease);
         this.log(`registered ${this.address}, lease ${this.leaseId} for ${granted} ms`);

@@ -6,6 +6,7 @@
 // and the caller dropping the stream, the concurrency cap, idempotency
 // keys, and a drain on shutdown.
 import * as grpc from "@grpc/grpc-js";
+import { Span } from "@opentelemetry/api";
 import { HealthImplementation } from "grpc-health-check";
 import { ReflectionService } from "@grpc/reflection";
 import Ajv2020 from "ajv/dist/2020";
@@ -14,6 +15,7 @@ import { servedDefinition, v1 } from "./protos";
 import * as skill from "./skill";
 import { fromStruct, Json, PbStruct, toStruct } from "./struct";
 import { Cancelled, Table, Task } from "./tasks";
+import * as tracing from "./tracing";
 
 export const VERSION = "0.1.0";
 export const AGENT_SERVICE = "agentmesh.v1.AgentService";
@@ -43,7 +45,8 @@ export const DEFAULTS: Settings = {
   faultDelayMs: 0,
 };
 
-type Log = (msg: string) => void;
+/** Writes a log line; `fields` (trace and span ids) go with it. */
+type Log = (msg: string, fields?: Record<string, string>) => void;
 
 interface Timestamp {
   seconds: number | string;
@@ -109,12 +112,20 @@ export class Agent {
   // doc:begin execute
   private executeTask(call: grpc.ServerWritableStream<any, object>): void {
     const req = call.request;
+    // The task's span continues the caller's trace (its attempt's span).
+    const span = tracing.taskSpan(tracing.parent(call.metadata, req), {
+      run_id: req.run_id,
+      task_id: req.task_id,
+      skill: req.skill_id,
+      attempt: req.attempt,
+    });
     let admitted: { task: Task; isNew: boolean; input: { [k: string]: Json } };
     try {
-      admitted = this.admit(req, call.getDeadline());
+      admitted = this.admit(req, call.getDeadline(), tracing.ids(span));
     } catch (e) {
       const err = e instanceof MeshError ? e : new MeshError("AGENT_FAILED", "the agent failed to admit the task");
-      this.log(`task ${req.task_id} refused: ${err.reason} ${err.message}`);
+      this.log(`task ${req.task_id} refused: ${err.reason} ${err.message}`, tracing.ids(span));
+      tracing.end(span, err.reason.toLowerCase());
       call.emit("error", err.toServiceError());
       return;
     }
@@ -123,7 +134,9 @@ export class Agent {
     if (isNew) {
       // The caller dropping the stream cancels the task it started.
       call.on("cancelled", () => task.cancel("the caller went away"));
-      void this.work(task, input);
+      void this.work(task, input, span);
+    } else {
+      tracing.end(span, "completed");
     }
     let heartbeat = this.settings.heartbeatMs;
     const asked = req.heartbeat_interval ? Number(req.heartbeat_interval.seconds) * 1000 + req.heartbeat_interval.nanos / 1e6 : 0;
@@ -131,7 +144,11 @@ export class Agent {
     void task.follow(req.task_id, heartbeat, !isNew, (event) => call.write(event)).then(() => call.end());
   }
 
-  private admit(req: any, callDeadline: grpc.Deadline): { task: Task; isNew: boolean; input: { [k: string]: Json } } {
+  private admit(
+    req: any,
+    callDeadline: grpc.Deadline,
+    ids: Record<string, string>,
+  ): { task: Task; isNew: boolean; input: { [k: string]: Json } } {
     if (this.draining) throw new MeshError("AGENT_UNAVAILABLE", "the agent is shutting down; try another replica");
     if (!req.task_id) throw new MeshError("INVALID_INPUT", "task_id is empty", { field: "task_id" });
     if (req.skill_id !== skill.SKILL_ID) {
@@ -164,11 +181,12 @@ export class Agent {
     }
     this.log(
       `task ${req.task_id} ${started.isNew ? "started" : "follows an earlier task with its key"} (run ${req.run_id}, attempt ${req.attempt}, key ${req.idempotency_key || "-"})`,
+      ids,
     );
     return { ...started, input };
   }
 
-  private async work(task: Task, input: { [k: string]: Json }): Promise<void> {
+  private async work(task: Task, input: { [k: string]: Json }, span: Span): Promise<void> {
     task.status("TASK_STATE_SUBMITTED", "accepted");
     task.status("TASK_STATE_WORKING", "working");
     try {
@@ -183,14 +201,17 @@ export class Agent {
       if (e instanceof Cancelled) {
         // the task already ended (cancel or deadline)
       } else if (e instanceof MeshError) {
+        this.log(`task ${task.taskId} failed: ${e.reason} ${e.message}`, tracing.ids(span));
         task.fail(e.reason, e.message);
       } else {
         // A bug must fail the task, never the agent.
-        this.log(`task ${task.taskId} failed: ${(e as Error).stack ?? e}`);
+        this.log(`task ${task.taskId} failed: ${(e as Error).stack ?? e}`, tracing.ids(span));
         task.fail("AGENT_FAILED", "the quality check failed inside the agent (see its log)", true);
       }
     }
-    this.log(`task ${task.taskId} ended ${task.state}`);
+    this.log(`task ${task.taskId} ended ${task.state}`, tracing.ids(span));
+    const completed = task.state === "TASK_STATE_COMPLETED";
+    tracing.end(span, completed ? "completed" : (task.reason || "canceled").toLowerCase());
   }
 }
 

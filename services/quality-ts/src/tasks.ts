@@ -52,6 +52,8 @@ function now(): { seconds: number; nanos: number } {
 export class Task {
   readonly events: Event[] = [];
   state: State = "TASK_STATE_SUBMITTED";
+  /** The failure's reason, once it failed ("" otherwise). */
+  reason = "";
   endedAt?: number;
   readonly signal = new EventEmitter();
   private readonly abort = new AbortController();
@@ -117,6 +119,7 @@ export class Task {
 
   fail(reason: string, message: string, retryable = false, state: State = "TASK_STATE_FAILED"): boolean {
     if (this.done) return false;
+    this.reason = reason;
     this.push({ failure: { reason, message, retryable } });
     this.end(state, message);
     return true;
