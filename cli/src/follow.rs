@@ -185,6 +185,15 @@ impl Ui {
                 self.line(&format!("{}: {text}", f.step_id));
                 self.bar(&f.step_id).abandon_with_message(text);
             }
+            run_event::Event::Resumed(r) => {
+                self.line(&format!(
+                    "run {}: resumed by {} ({} steps kept, {} sent again)",
+                    ev.run_id,
+                    r.orchestrator,
+                    r.completed_steps.len(),
+                    r.resumed_steps.len()
+                ));
+            }
             run_event::Event::ReportChunk(_) => {}
             run_event::Event::Finished(f) => {
                 for bar in self.steps.values() {
@@ -216,6 +225,7 @@ fn event_json(ev: &RunEvent) -> Value {
         Some(run_event::Event::StepFailed(_)) => "step_failed",
         Some(run_event::Event::ReportChunk(_)) => "report_chunk",
         Some(run_event::Event::Finished(_)) => "finished",
+        Some(run_event::Event::Resumed(_)) => "resumed",
         None => "unknown",
     };
     let step = match &ev.event {

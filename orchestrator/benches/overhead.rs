@@ -147,6 +147,7 @@ impl OrchestratorService for Relay {
                         output,
                         provenance: None,
                         output_omitted: false,
+                        step_artifacts: Vec::new(),
                     }));
                 }
             });

@@ -283,8 +283,14 @@ pub struct StoreConfig {
     /// about three times that in memory.
     pub retained_bytes: u64,
     /// SQLite file that keeps runs across restarts (created if missing;
-    /// one orchestrator per file). Unset: runs live in memory only.
+    /// one orchestrator per file). Runs that were executing when the
+    /// process stopped are resumed when it starts again. Unset: runs live
+    /// in memory only.
     pub path: Option<std::path::PathBuf>,
+    /// This orchestrator's name in the runs it resumes
+    /// (RunResumed.orchestrator), e.g. the pod name. Unset: `$HOSTNAME`,
+    /// else the host name.
+    pub instance: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -293,6 +299,7 @@ impl Default for StoreConfig {
             retained_runs: 1_000,
             retained_bytes: 32 * 1024 * 1024,
             path: None,
+            instance: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::v1::{
-    Artifact, Part, Provenance, Report, ReportChunk, RunEvent, RunFinished, RunState,
+    Artifact, Part, Provenance, Report, ReportChunk, RunEvent, RunFinished, RunResumed, RunState,
     StepCompleted, StepFailed, StepQueued, StepRerouted, StepRetrying, StepStarted, StepTaskEvent,
     StreamOptions, TaskEvent, run_event::Event,
 };
@@ -75,12 +75,23 @@ pub fn step_completed(
     step: &str,
     output: agentmesh_proto::prost_types::Struct,
     provenance: Provenance,
+    artifacts: Vec<Artifact>,
 ) -> Event {
     Event::StepCompleted(StepCompleted {
         step_id: step.to_string(),
         output: Some(output),
         provenance: Some(provenance),
         output_omitted: false,
+        step_artifacts: artifacts,
+    })
+}
+
+/// The run was taken up again by orchestrator `by`.
+pub fn run_resumed(by: &str, completed: Vec<String>, resumed: Vec<String>) -> Event {
+    Event::Resumed(RunResumed {
+        orchestrator: by.to_string(),
+        completed_steps: completed,
+        resumed_steps: resumed,
     })
 }
 
@@ -139,18 +150,22 @@ pub fn run_failed(reason: ErrorReason, message: &str) -> RunFinished {
 /// copied here, once per client, and a step's output only when the client
 /// wants it.
 pub fn for_client(event: Arc<RunEvent>, options: &StreamOptions) -> RunEvent {
-    if options.omit_step_outputs
-        && let Some(Event::StepCompleted(done)) = &event.event
+    if let Some(Event::StepCompleted(done)) = &event.event
+        && (options.omit_step_outputs || !done.step_artifacts.is_empty())
     {
+        // A step's artifacts stay in the log (for resuming); clients get
+        // the report's.
+        let omit = options.omit_step_outputs;
         return RunEvent {
             run_id: event.run_id.clone(),
             seq: event.seq,
             time: event.time,
             event: Some(Event::StepCompleted(StepCompleted {
                 step_id: done.step_id.clone(),
-                output: None,
+                output: if omit { None } else { done.output.clone() },
                 provenance: done.provenance.clone(),
-                output_omitted: true,
+                output_omitted: omit,
+                step_artifacts: Vec::new(),
             })),
         };
     }

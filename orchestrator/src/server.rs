@@ -113,6 +113,13 @@ pub async fn serve(
         store,
         Arc::new(SalesReport),
     );
+    let resumed = engine.resume_unfinished(&instance_name(cfg.store.instance.as_deref()));
+    if resumed > 0 {
+        info!(
+            runs = resumed,
+            "resuming the runs the last process left unfinished"
+        );
+    }
     let mut front_end = FrontEnd::new(
         Arc::clone(&registry),
         Planner::new(playbooks),
@@ -178,6 +185,19 @@ pub async fn serve(
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
     Ok(result?)
+}
+
+/// This orchestrator's name in the runs it resumes: `store.instance`, else
+/// `$HOSTNAME` (the pod name in Kubernetes), else the kernel's host name.
+fn instance_name(configured: Option<&str>) -> Arc<str> {
+    let name = configured
+        .map(str::to_string)
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "orchestrator".to_string());
+    Arc::from(name)
 }
 
 /// The `orchestrator` binary.

@@ -130,54 +130,71 @@ async fn a_finished_report_outlives_a_restart_of_the_orchestrator() {
 }
 
 #[tokio::test]
-async fn a_run_cut_by_a_kill_ends_interrupted_and_resumes_without_a_gap() {
+async fn a_run_cut_by_a_kill_is_resumed_by_the_next_process_without_a_gap() {
     let tmp = temp_dir("store-kill");
     let dir = tmp.path();
     let store = dir.join("runs.db");
-    let agent = TestAgent::new("slow", &["slow"]);
-    let seen_by_agent = std::sync::Arc::clone(&agent.seen);
-    let agent_addr = agentmesh_e2e::spawn_agent(agent).await;
+    // One agent per step, so that each step's work can be counted.
+    let agents: Vec<TestAgent> = ["first", "second", "third"]
+        .iter()
+        .map(|s| TestAgent::new(s, &[s]))
+        .collect();
+    let mut addrs = Vec::new();
+    for a in &agents {
+        addrs.push(agentmesh_e2e::spawn_agent(a.clone()).await);
+    }
+    let seen = |i: usize, what: fn(&agentmesh_e2e::mesh::Seen) -> &std::sync::atomic::AtomicU32| {
+        what(&agents[i].seen).load(std::sync::atomic::Ordering::SeqCst)
+    };
 
-    let (first, addr) = orchestrator_on(&store, &[agent_addr], dir).await;
+    let (first, addr) = orchestrator_on(&store, &addrs, dir).await;
     let mut client = orchestrator(addr).await;
-    wait_serving_agents(&mut client, 1).await;
+    wait_serving_agents(&mut client, 3).await;
+    let plan = spec(vec![
+        step("first", "first", json!({"value": 1})),
+        with_ref(
+            step("second", "second", json!({"sleep_ms": 1_500})),
+            "value",
+            "first",
+            "/value",
+        ),
+        with_ref(
+            step("third", "third", json!({})),
+            "value",
+            "second",
+            "/value",
+        ),
+    ]);
     let mut stream = client
         .run(RunRequest {
-            spec: Some(spec(vec![step(
-                "wait",
-                "slow",
-                json!({"sleep_ms": 60_000}),
-            )])),
+            spec: Some(plan),
             stream: None,
         })
         .await
         .unwrap()
         .into_inner();
-    // Read until the step is running on the agent, then kill the process.
+    // Read until the second step is running on its agent (the first is
+    // done), then kill the process.
     let mut live = Vec::new();
     while let Some(ev) = stream.next().await {
         let ev = ev.unwrap();
-        let started = matches!(ev.event, Some(Event::StepStarted(_)));
+        let second = matches!(&ev.event, Some(Event::StepStarted(s)) if s.step_id == "second");
         live.push(ev);
-        if started {
+        if second {
             break;
         }
     }
     let run_id = live[0].run_id.clone();
     tokio::time::timeout(Duration::from_secs(30), async {
-        while seen_by_agent
-            .started
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 0
-        {
+        while seen(1, |s| &s.started) == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the agent starts the task");
+    .expect("the second agent starts its task");
     drop(first); // SIGKILL: no drain, no final event written by this process
-    // Events already on the wire (the agent's own step events) may still
-    // arrive; they count as seen. Then the stream breaks with the process.
+    // Events already on the wire may still arrive; they count as seen.
+    // Then the stream breaks with the process.
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(Ok(ev)) = stream.next().await {
             assert!(
@@ -191,7 +208,8 @@ async fn a_run_cut_by_a_kill_ends_interrupted_and_resumes_without_a_gap() {
     assert!(ended.is_ok(), "the live stream breaks with the process");
     let last_seen = live.last().unwrap().seq;
 
-    let (_second, addr) = orchestrator_on(&store, &[agent_addr], dir).await;
+    // The next process on the same file takes the run up again.
+    let (_second, addr) = orchestrator_on(&store, &addrs, dir).await;
     let mut client = orchestrator(addr).await;
     let rest = watch_to_end(&mut client, &run_id, last_seen).await;
     let seqs: Vec<u64> = rest.iter().map(|e| e.seq).collect();
@@ -200,19 +218,61 @@ async fn a_run_cut_by_a_kill_ends_interrupted_and_resumes_without_a_gap() {
         seqs, expected,
         "continues after the last event seen, no gap"
     );
+    let resumed = rest
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Resumed(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the run says it was resumed");
+    assert_eq!(resumed.completed_steps, ["first"]);
+    assert_eq!(resumed.resumed_steps, ["second"]);
+    assert!(!resumed.orchestrator.is_empty());
     let end = finished(rest.last().unwrap());
-    assert_eq!(end.state(), RunState::Failed);
-    assert_eq!(end.reason, "INTERRUPTED", "{end:?}");
+    assert_eq!(end.state(), RunState::Completed, "{end:?}");
+
+    // The first step's work was not done again; the second's completed
+    // once, its attempts numbered on under the same idempotency key; the
+    // third ran once.
+    assert_eq!((seen(0, |s| &s.started), seen(0, |s| &s.completed)), (1, 1));
+    assert_eq!(seen(1, |s| &s.completed), 1);
+    assert_eq!((seen(2, |s| &s.started), seen(2, |s| &s.completed)), (1, 1));
     let all = watch_to_end(&mut client, &run_id, 0).await;
     assert_eq!(
         &all[..live.len()],
         live.as_slice(),
         "what the client saw is kept"
     );
+    let second_tasks: Vec<&str> = all
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::StepStarted(s)) if s.step_id == "second" => Some(s.task_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        second_tasks,
+        [
+            format!("{run_id}/second/1").as_str(),
+            format!("{run_id}/second/2").as_str()
+        ]
+    );
+    let report = end.report.as_ref().unwrap();
+    let by_step: std::collections::BTreeMap<&str, u32> = report
+        .provenance
+        .iter()
+        .map(|p| (p.step_id.as_str(), p.attempts))
+        .collect();
+    assert_eq!(
+        by_step,
+        [("first", 1), ("second", 2), ("third", 1)]
+            .into_iter()
+            .collect()
+    );
     let got = client
         .get_run(GetRunRequest { run_id })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(got.run.unwrap().state(), RunState::Failed);
+    assert_eq!(got.run.unwrap().state(), RunState::Completed);
 }

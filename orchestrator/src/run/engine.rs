@@ -12,11 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::v1::{
-    Artifact, FanInPolicy, Intent, Planning, RunPlanned, RunSpec, RunState, part, run_event,
+    Artifact, FanInPolicy, Intent, PlanSpec, Planning, RunPlanned, RunSpec, RunState, part,
+    run_event,
 };
 use agentmesh_runtime::JsonObject;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use opentelemetry::trace::SpanContext;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
@@ -28,8 +30,12 @@ use crate::run::failure::Failure;
 use crate::run::hooks::{FinishedRun, RunHooks};
 use crate::run::outcome::Outcome;
 use crate::run::plan::{self, Plan};
+use crate::run::resume::{Prior, StepHistory};
 use crate::run::step::{self, RunClock, StepEnv};
 use crate::run::trace::Traced;
+
+/// How often a resumed run looks again for the skills of its plan.
+const RESUME_POLL: Duration = Duration::from_millis(250);
 use crate::store::{RunRecord, RunStore, scoped_key};
 
 /// Longest goal text accepted.
@@ -245,6 +251,7 @@ impl Engine {
             deadline: Some((SystemTime::now() + prepared.deadline).into()),
             request_fingerprint: prepared.fingerprint.clone(),
             planning: Some(prepared.planning.clone()),
+            token_budget: prepared.token_budget,
         }
     }
 
@@ -327,12 +334,165 @@ impl Engine {
             .runs_started
             .get_or_create(&crate::metrics::Source { source })
             .inc();
+        let prior = Prior::fresh(prepared.plan.steps.len());
         tokio::spawn(
             Arc::clone(self)
-                .drive(Arc::clone(&run), prepared, clock)
+                .drive(Arc::clone(&run), prepared, clock, prior)
                 .instrument(span),
         );
         Ok(Accepted { run, created: true })
+    }
+
+    /// Takes up the runs the store read back unfinished (a durable store,
+    /// after the orchestrator that drove them stopped), each in its own
+    /// task: see [`Engine::resume`]. `instance` names this orchestrator in
+    /// their RunResumed events.
+    pub fn resume_unfinished(self: &Arc<Self>, instance: &Arc<str>) -> usize {
+        let runs = self.store.take_unfinished();
+        let n = runs.len();
+        for run in runs {
+            let span = Traced::run(&SpanContext::empty_context(), &run.owner);
+            span.run_id(&run.id);
+            let engine = Arc::clone(self);
+            let instance = Arc::clone(instance);
+            let outer = span.span.clone();
+            tokio::spawn(engine.resume(run, instance, span).instrument(outer));
+        }
+        n
+    }
+
+    /// Resumes `run` from its log: once every skill of its plan is known
+    /// again (discovery needs a moment after a start), its completed steps
+    /// keep their results and the rest run, attempts numbered on, with the
+    /// same idempotency keys. A run whose skills stay unknown until its
+    /// deadline ends INTERRUPTED, saying why; one whose deadline passed
+    /// while no orchestrator drove it ends DEADLINE_EXCEEDED.
+    async fn resume(self: Arc<Self>, run: Arc<RunRecord>, instance: Arc<str>, trace: Traced) {
+        let Some(planned) = run.planned() else {
+            self.end_unresumable(
+                &run,
+                ErrorReason::Interrupted,
+                "the run's log holds no plan to resume from; submit the run again",
+            );
+            return;
+        };
+        let deadline_wall = planned
+            .deadline
+            .and_then(|t| SystemTime::try_from(t).ok())
+            .unwrap_or_else(SystemTime::now);
+        let spec = PlanSpec {
+            steps: planned
+                .steps
+                .iter()
+                .filter_map(|s| s.step.clone())
+                .collect(),
+        };
+        let plan = loop {
+            if run.stop.is_cancelled() {
+                let cause = run
+                    .stop_cause()
+                    .map_or_else(|| "canceled".to_string(), |c| c.message.clone());
+                self.end_unresumable(&run, ErrorReason::Canceled, &cause);
+                return;
+            }
+            if self.draining.load(Ordering::Acquire) {
+                // Left unfinished in the store: the next start resumes it.
+                return;
+            }
+            let remaining = deadline_wall
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            if remaining.is_zero() {
+                self.end_unresumable(
+                    &run,
+                    ErrorReason::DeadlineExceeded,
+                    "the run's deadline passed while no orchestrator was driving it",
+                );
+                return;
+            }
+            match plan::validate(spec.clone(), &self.env.registry, &self.env.cfg.execution) {
+                Ok(plan) => break plan,
+                Err(e) if e.reason == ErrorReason::UnknownSkill => {
+                    tokio::select! {
+                        () = tokio::time::sleep(RESUME_POLL.min(remaining)) => {}
+                        () = run.stop.cancelled() => {}
+                    }
+                    if remaining <= RESUME_POLL {
+                        self.end_unresumable(
+                            &run,
+                            ErrorReason::Interrupted,
+                            &format!(
+                                "the run could not be resumed before its deadline: {}",
+                                e.message
+                            ),
+                        );
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.end_unresumable(
+                        &run,
+                        ErrorReason::Interrupted,
+                        &format!("the run's plan can no longer run here: {}", e.message),
+                    );
+                    return;
+                }
+            }
+        };
+        let remaining = deadline_wall
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let fan_in = FanInPolicy::try_from(planned.fan_in)
+            .ok()
+            .filter(|f| *f != FanInPolicy::Unspecified)
+            .unwrap_or(FanInPolicy::AllRequired);
+        let prepared = Prepared {
+            fingerprint: planned.request_fingerprint.clone(),
+            plan: Arc::new(plan),
+            intent: planned.intent.clone(),
+            planning: planned.planning.clone().unwrap_or_default(),
+            token_budget: planned.token_budget,
+            fan_in,
+            deadline: remaining,
+            goal: planned.goal.clone(),
+            key: String::new(),
+        };
+        let prior = Prior::read(&prepared.plan, &run.log.snapshot_after(0));
+        run.set_token_budget(prepared.token_budget, prepared.planning.tokens);
+        let completed = prior.completed(&prepared.plan);
+        let in_flight = prior.in_flight(&prepared.plan);
+        info!(
+            run_id = %run.id,
+            completed = completed.len(),
+            in_flight = in_flight.len(),
+            "run resumed"
+        );
+        run.append(events::run_resumed(&instance, completed, in_flight));
+        self.active.fetch_add(1, Ordering::AcqRel);
+        let clock = RunClock {
+            deadline: Instant::now() + remaining,
+            deadline_wall,
+            trace,
+        };
+        self.drive(run, prepared, clock, prior).await;
+    }
+
+    /// Ends a run that cannot be resumed.
+    fn end_unresumable(&self, run: &RunRecord, reason: ErrorReason, message: &str) {
+        warn!(run_id = %run.id, reason = reason.name(), message, "run not resumed");
+        let state = if reason == ErrorReason::Canceled {
+            RunState::Canceled
+        } else {
+            RunState::Failed
+        };
+        count_finished(run, state, reason.name());
+        run.finish(events::run_finished(
+            state,
+            reason.name(),
+            message.to_string(),
+            None,
+        ));
+        self.store.finished(run);
     }
 
     fn release(&self) {
@@ -341,7 +501,13 @@ impl Engine {
         }
     }
 
-    async fn drive(self: Arc<Self>, run: Arc<RunRecord>, prepared: Prepared, clock: RunClock) {
+    async fn drive(
+        self: Arc<Self>,
+        run: Arc<RunRecord>,
+        prepared: Prepared,
+        clock: RunClock,
+        prior: Prior,
+    ) {
         let _driving = Driving {
             engine: Arc::clone(&self),
             run: Arc::clone(&run),
@@ -352,6 +518,7 @@ impl Engine {
             Arc::clone(&prepared.plan),
             prepared.fan_in,
             Arc::clone(&clock),
+            prior,
         );
         tokio::pin!(dag);
         let outcomes = tokio::select! {
@@ -368,31 +535,59 @@ impl Engine {
     }
 
     /// Runs the DAG: starts every step whose dependencies have completed,
-    /// as soon as they have.
+    /// as soon as they have. `prior` holds what an earlier orchestrator
+    /// got done (nothing, for a new run): completed steps are not run
+    /// again, and attempts carry on from where they were.
     async fn execute(
         &self,
         run: Arc<RunRecord>,
         plan: Arc<Plan>,
         fan_in: FanInPolicy,
         clock: Arc<RunClock>,
+        prior: Prior,
     ) -> Vec<Outcome> {
         let n = plan.steps.len();
-        let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
-        let mut outcomes: Vec<Outcome> = (0..n).map(|_| Outcome::NotRun).collect();
+        let Prior {
+            mut outcomes,
+            mut history,
+        } = prior;
+        let mut waiting: Vec<usize> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                s.deps
+                    .iter()
+                    .filter(|&&d| !matches!(outcomes[d], Outcome::Done(_)))
+                    .count()
+            })
+            .collect();
         // Steps are polled by this one task (no spawn per step): each wakes
         // only itself, and a slow step never holds up a ready one.
         let mut running = FuturesUnordered::new();
-        let launch = |i: usize, outcomes: &mut Vec<Outcome>, running: &mut FuturesUnordered<_>| {
+        let launch = |i: usize,
+                      outcomes: &mut Vec<Outcome>,
+                      history: &mut Vec<StepHistory>,
+                      running: &mut FuturesUnordered<_>| {
             match build_input(&plan, i, outcomes) {
                 Ok((input, artifacts)) => {
                     let env = Arc::clone(&self.env);
                     let run = Arc::clone(&run);
                     let plan = Arc::clone(&plan);
                     let clock = Arc::clone(&clock);
+                    let history = std::mem::take(&mut history[i]);
                     running.push(async move {
-                        let result =
-                            step::run_step(&env, run, &plan.steps[i], input, artifacts, &clock)
-                                .await;
+                        let result = step::run_step(
+                            &env,
+                            run,
+                            &plan.steps[i],
+                            step::StepInput {
+                                input,
+                                artifacts,
+                                history,
+                            },
+                            &clock,
+                        )
+                        .await;
                         (i, result)
                     });
                     outcomes[i] = Outcome::Running;
@@ -401,16 +596,29 @@ impl Engine {
                 Err(f) => Some(f),
             }
         };
+        // Steps that had failed for good before the run was resumed.
+        for i in 0..n {
+            if matches!(outcomes[i], Outcome::Failed(_))
+                && let Outcome::Failed(f) = std::mem::replace(&mut outcomes[i], Outcome::NotRun)
+            {
+                self.step_failed(&run, &plan, fan_in, i, f, &mut outcomes, false);
+            }
+        }
         let mut failed_now: Vec<(usize, Failure)> = Vec::new();
-        let roots: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        let roots: Vec<usize> = (0..n)
+            .filter(|&i| waiting[i] == 0 && matches!(outcomes[i], Outcome::NotRun))
+            .collect();
         for i in roots {
-            if let Some(f) = launch(i, &mut outcomes, &mut running) {
+            if run.stop.is_cancelled() {
+                break;
+            }
+            if let Some(f) = launch(i, &mut outcomes, &mut history, &mut running) {
                 failed_now.push((i, f));
             }
         }
         loop {
             for (i, f) in failed_now.drain(..) {
-                self.step_failed(&run, &plan, fan_in, i, f, &mut outcomes);
+                self.step_failed(&run, &plan, fan_in, i, f, &mut outcomes, true);
             }
             let Some((i, result)) = running.next().await else {
                 break;
@@ -423,7 +631,7 @@ impl Engine {
                         if waiting[d] == 0
                             && matches!(outcomes[d], Outcome::NotRun)
                             && !run.stop.is_cancelled()
-                            && let Some(f) = launch(d, &mut outcomes, &mut running)
+                            && let Some(f) = launch(d, &mut outcomes, &mut history, &mut running)
                         {
                             failed_now.push((d, f));
                         }
@@ -436,7 +644,9 @@ impl Engine {
     }
 
     /// A step failed for good: all-required stops the run; best-effort
-    /// marks everything downstream as not run.
+    /// marks everything downstream as not run. `announce`: the failure is
+    /// new (not read back from the log of a resumed run).
+    #[allow(clippy::too_many_arguments)]
     fn step_failed(
         &self,
         run: &RunRecord,
@@ -445,9 +655,10 @@ impl Engine {
         i: usize,
         f: Failure,
         outcomes: &mut [Outcome],
+        announce: bool,
     ) {
         let id = plan.steps[i].spec.id.clone();
-        if !matches!(outcomes[i], Outcome::Running) {
+        if announce && !matches!(outcomes[i], Outcome::Running) {
             // Failed before it started (input could not be built).
             run.append(events::step_failed(&id, f.reason, &f.message, 0));
         }

@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod outcome;
 pub mod output;
 pub mod plan;
+pub mod resume;
 pub mod step;
 pub mod trace;
 

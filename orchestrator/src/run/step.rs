@@ -28,6 +28,7 @@ use crate::run::hooks::RunHooks;
 use crate::run::outcome::StepResult;
 use crate::run::output;
 use crate::run::plan::StepPlan;
+use crate::run::resume::StepHistory;
 use crate::run::trace::{Attempt, Traced};
 use crate::store::RunRecord;
 
@@ -122,19 +123,27 @@ pub fn input_hash(input: &JsonObject) -> String {
     hex
 }
 
-/// Runs step `step` of `run` with `input` until it completes or fails for
-/// good, within its own span. Emits StepStarted/Retrying/Rerouted/
-/// Completed/Failed.
+/// What a step starts with.
+pub struct StepInput {
+    /// Its input, refs filled in.
+    pub input: JsonObject,
+    /// Artifacts of the steps it takes them from.
+    pub artifacts: Vec<Artifact>,
+    /// Its attempts so far (none, unless the run was resumed).
+    pub history: StepHistory,
+}
+
+/// Runs step `step` of `run` until it completes or fails for good, within
+/// its own span. Emits StepStarted/Retrying/Rerouted/Completed/Failed.
 pub async fn run_step(
     env: &StepEnv,
     run: Arc<RunRecord>,
     step: &StepPlan,
-    input: JsonObject,
-    artifacts: Vec<Artifact>,
+    given: StepInput,
     clock: &RunClock,
 ) -> Result<StepResult, Failure> {
     let trace = Traced::step(&clock.trace, &step.spec.id, &step.spec.skill);
-    let result = attempts(env, run, step, input, artifacts, clock, &trace)
+    let result = attempts(env, run, step, given, clock, &trace)
         .instrument(trace.span.clone())
         .await;
     trace.outcome(&match &result {
@@ -149,11 +158,15 @@ async fn attempts(
     env: &StepEnv,
     run: Arc<RunRecord>,
     step: &StepPlan,
-    input: JsonObject,
-    artifacts: Vec<Artifact>,
+    given: StepInput,
     clock: &RunClock,
     step_trace: &Traced,
 ) -> Result<StepResult, Failure> {
+    let StepInput {
+        input,
+        artifacts,
+        history,
+    } = given;
     let cfg = &env.cfg.execution;
     let backoff = Backoff {
         base: cfg.backoff_base,
@@ -174,10 +187,15 @@ async fn attempts(
     // One key for every attempt, so that an agent still holding the task
     // (or its result) answers from it; a new one once an output it returned
     // was refused here, or the agent would replay the same refused result.
-    let mut idempotency_key = [run.id.as_str(), id].join("/");
-    let mut earlier: Vec<String> = Vec::new();
+    let mut idempotency_key = history
+        .key
+        .unwrap_or_else(|| [run.id.as_str(), id].join("/"));
+    let mut earlier: Vec<String> = history.earlier;
     let mut last_reason = String::new();
-    let mut attempt = 0;
+    // A resumed step carries on numbering its attempts; the one that was
+    // in flight when the run stopped does not count against its budget.
+    let mut attempt = history.attempts;
+    let max_attempts = step.max_attempts + u32::from(history.attempts > 0);
     let step_started = Instant::now();
     let mut last_agent = String::new();
     let step_done = |agent: &str, outcome: String| {
@@ -351,7 +369,12 @@ async fn attempts(
                 };
                 drop(slot);
                 let output = out.output_pb.unwrap_or_else(|| to_struct(&out.output));
-                run.append(events::step_completed(id, output, provenance.clone()));
+                run.append(events::step_completed(
+                    id,
+                    output,
+                    provenance.clone(),
+                    out.artifacts.clone(),
+                ));
                 return Ok(StepResult {
                     output: Value::Object(out.output),
                     artifacts: out.artifacts,
@@ -370,7 +393,7 @@ async fn attempts(
                 if run.stop.is_cancelled() {
                     return Err(fail(stopped(), attempt, &last_agent));
                 }
-                if !f.retryable || attempt >= step.max_attempts {
+                if !f.retryable || attempt >= max_attempts {
                     return Err(fail(f, attempt, &last_agent));
                 }
                 let delay = backoff

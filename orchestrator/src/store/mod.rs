@@ -110,24 +110,59 @@ impl RunRecord {
         created: SystemTime,
         events: Vec<RunEvent>,
     ) -> Self {
-        let closed = matches!(
-            events.last().and_then(|e| e.event.as_ref()),
-            Some(run_event::Event::Finished(_))
-        );
-        let fingerprint = match events.first().and_then(|e| e.event.as_ref()) {
-            Some(run_event::Event::Planned(p)) => p.request_fingerprint.clone(),
-            _ => String::new(),
-        };
-        let bytes: usize = events.iter().map(Message::encoded_len).sum();
-        let run = Self::with(
+        Self::stored(id, goal, idempotency_key, owner, created, events, None)
+    }
+
+    /// An unfinished run read back from storage, holding `events` (all
+    /// stored): its log stays open, and what is appended next is stored
+    /// by `persister` before clients see it, as for a new run.
+    pub fn resumable(
+        id: String,
+        goal: String,
+        idempotency_key: String,
+        owner: Arc<str>,
+        created: SystemTime,
+        events: Vec<RunEvent>,
+        persister: Arc<dyn Persister>,
+    ) -> Self {
+        Self::stored(
             id,
             goal,
             idempotency_key,
             owner,
             created,
-            EventLog::restored(events.into_iter().map(Arc::new).collect(), closed),
-            None,
-        );
+            events,
+            Some(persister),
+        )
+    }
+
+    /// A run holding stored `events`: written on by `persister` (its log
+    /// open and gated past them), or as read (closed if it finished).
+    fn stored(
+        id: String,
+        goal: String,
+        idempotency_key: String,
+        owner: Arc<str>,
+        created: SystemTime,
+        events: Vec<RunEvent>,
+        persister: Option<Arc<dyn Persister>>,
+    ) -> Self {
+        let fingerprint = match events.first().and_then(|e| e.event.as_ref()) {
+            Some(run_event::Event::Planned(p)) => p.request_fingerprint.clone(),
+            _ => String::new(),
+        };
+        let bytes: usize = events.iter().map(Message::encoded_len).sum();
+        let events: Vec<Arc<RunEvent>> = events.into_iter().map(Arc::new).collect();
+        let log = if persister.is_some() {
+            EventLog::resumed(events)
+        } else {
+            let closed = matches!(
+                events.last().and_then(|e| e.event.as_ref()),
+                Some(run_event::Event::Finished(_))
+            );
+            EventLog::restored(events, closed)
+        };
+        let run = Self::with(id, goal, idempotency_key, owner, created, log, persister);
         run.bytes.store(bytes as u64, Ordering::Relaxed);
         if !fingerprint.is_empty() {
             run.set_fingerprint(fingerprint);
@@ -376,6 +411,11 @@ pub trait RunStore: Send + Sync {
     /// If run `id` was dropped under a retention limit, which one, and
     /// whose run it was.
     fn evicted(&self, id: &str) -> Option<Evicted>;
+    /// The runs read back from storage that had not finished, for the
+    /// engine to resume; each is handed out once. None in memory.
+    fn take_unfinished(&self) -> Vec<Arc<RunRecord>> {
+        Vec::new()
+    }
 }
 
 /// Bytes of an event beyond its payload and run id: seq, time, framing.

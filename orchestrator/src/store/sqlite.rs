@@ -13,7 +13,8 @@
 //! On start the store reads its file back: finished runs are served as
 //! they were (`GetRun`, `WatchRun`, `ListRuns`, and their idempotency keys
 //! still name them); a run that was executing when the process stopped is
-//! ended with `INTERRUPTED`, since its in-flight work died with the process.
+//! kept open and handed to the engine, which resumes it
+//! ([`RunStore::take_unfinished`]); its new events are stored as before.
 //! Retention is the same as in memory: the newest `retained_runs` runs stay.
 
 use std::path::{Path, PathBuf};
@@ -70,9 +71,10 @@ PRAGMA user_version = 2;
 /// many commits.
 const CHECKPOINT_EVERY: u32 = 256;
 
-/// The message of the final event of a run the process stopped in.
-const INTERRUPTED: &str = "the orchestrator stopped while this run was executing; \
-     its work in flight was lost, submit the run again";
+/// The message of the final event of a run the process stopped in before
+/// its plan was stored (nothing to resume from).
+const INTERRUPTED: &str = "the orchestrator stopped before this run's plan was stored; \
+     submit the run again";
 
 /// Why the run store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,8 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     writer: Arc<Writer>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Runs read back unfinished, until the engine takes them to resume.
+    unfinished: Mutex<Vec<Arc<RunRecord>>>,
     /// `<path>.lock`, locked for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -220,9 +224,39 @@ impl SqliteStore {
         }
         let restored = restore(&mut conn, retained).map_err(sqlite)?;
         let count = restored.len();
+        let (wake, woken) = sync_channel(1);
+        let writer = Arc::new(Writer {
+            wake,
+            tracked: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+        });
         let memory = MemoryStore::new(retention);
-        for run in restored {
-            memory.restore(Arc::new(run));
+        let mut unfinished = Vec::new();
+        for read in restored {
+            match read {
+                ReadBack::Finished(run) => memory.restore(Arc::new(run)),
+                ReadBack::Unfinished(stored, log) => {
+                    let (row, written) = (stored.row, log.len() as u64);
+                    let created = stored.created();
+                    let persister: Arc<dyn Persister> = writer.clone();
+                    let run = Arc::new(RunRecord::resumable(
+                        stored.id,
+                        stored.goal,
+                        stored.key,
+                        Arc::from(stored.owner),
+                        created,
+                        log,
+                        persister,
+                    ));
+                    memory.restore(Arc::clone(&run));
+                    lock(&writer.tracked).push(Tracked {
+                        run: Arc::clone(&run),
+                        row: Some(row),
+                        written,
+                    });
+                    unfinished.push(run);
+                }
+            }
         }
         // Memory keeps the newest within its limits; the file has the rest.
         memory.trim();
@@ -234,12 +268,6 @@ impl SqliteStore {
             .name("run-store-checkpoint".into())
             .spawn(move || checkpoint_loop(&checkpoints, &checkpoint_woken))
             .map_err(io)?;
-        let (wake, woken) = sync_channel(1);
-        let writer = Arc::new(Writer {
-            wake,
-            tracked: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
-        });
         let thread = {
             let writer = Arc::clone(&writer);
             std::thread::Builder::new()
@@ -253,6 +281,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             writer,
             thread: Mutex::new(Some(thread)),
+            unfinished: Mutex::new(unfinished),
             _lock: lock_file,
         }))
     }
@@ -329,6 +358,10 @@ impl RunStore for SqliteStore {
     fn evicted(&self, id: &str) -> Option<Evicted> {
         self.memory.evicted(id)
     }
+
+    fn take_unfinished(&self) -> Vec<Arc<RunRecord>> {
+        std::mem::take(&mut *lock(&self.unfinished))
+    }
 }
 
 /// The `runs` columns [`StoredRun::from_row`] reads, in its order.
@@ -379,9 +412,19 @@ impl StoredRun {
     }
 }
 
+/// A run read back from the file.
+enum ReadBack {
+    /// It finished: served as it was.
+    Finished(RunRecord),
+    /// It was executing when the process stopped: the engine resumes it.
+    Unfinished(StoredRun, Vec<RunEvent>),
+}
+
 /// Reads the stored runs back (oldest first), after dropping those beyond
-/// retention; a run that never finished is finished as interrupted.
-fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rusqlite::Error> {
+/// retention. A run that never finished is kept open for the engine to
+/// resume, unless nothing of it was stored but its row (no plan): that one
+/// is finished as interrupted.
+fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<ReadBack>, rusqlite::Error> {
     let tx = conn.transaction()?;
     retire(&tx, retained)?;
     let stored = tx
@@ -395,6 +438,11 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
             log.last().and_then(|e| e.event.as_ref()),
             Some(run_event::Event::Finished(_))
         );
+        if !ended && !log.is_empty() {
+            info!(run_id = %run.id, events = log.len(), "run store: the run was executing when the orchestrator stopped; it will be resumed");
+            runs.push(ReadBack::Unfinished(run, log));
+            continue;
+        }
         if !ended {
             let final_event = RunEvent {
                 run_id: run.id.clone(),
@@ -407,13 +455,13 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<RunRecord>, rus
             };
             insert_event(&tx, run.row, &final_event)?;
             log.push(final_event);
-            warn!(run_id = %run.id, "run store: the run was executing when the orchestrator stopped; ended as INTERRUPTED");
+            warn!(run_id = %run.id, "run store: the orchestrator stopped before the run's plan was stored; ended as INTERRUPTED");
         }
         if !ended || !run.finished {
             tx.prepare_cached("UPDATE runs SET finished = 1 WHERE row = ?1")?
                 .execute([run.row])?;
         }
-        runs.push(run.into_record(log));
+        runs.push(ReadBack::Finished(run.into_record(log)));
     }
     tx.commit()?;
     Ok(runs)
@@ -650,7 +698,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runs_outlive_the_store_and_unfinished_ones_end_interrupted() {
+    async fn runs_outlive_the_store_and_unfinished_ones_are_handed_out_to_resume() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.db");
         let (done, running) = {
@@ -658,8 +706,8 @@ mod tests {
             let done = finish(&store, "k1").await;
             let running = store.insert(Arc::new(store.new_run(
                 "g2".into(),
-                String::new(),
-                Arc::from(""),
+                "k2".into(),
+                Arc::from("alice"),
             )));
             running.append(run_event::Event::Planned(Default::default()));
             tokio::time::timeout(Duration::from_secs(5), async {
@@ -682,71 +730,59 @@ mod tests {
             Arc::from(""),
         )));
         assert_eq!(again.id, done, "the idempotency key still names the run");
-        let cut = store.get(&running).unwrap();
-        let (f, ev) = cut.finished().unwrap();
-        assert_eq!(f.reason, "INTERRUPTED");
-        assert_eq!(ev.seq, 2, "the final event follows the stored ones");
+
+        // The unfinished run is open, handed out once, and what is appended
+        // to it is stored and published as for a new run.
+        let open = store.take_unfinished();
+        assert_eq!(open.len(), 1);
+        assert!(store.take_unfinished().is_empty(), "handed out once");
+        let cut = &open[0];
+        assert_eq!(cut.id, running);
+        assert!(Arc::ptr_eq(cut, &store.get(&running).unwrap()));
+        assert_eq!((&*cut.owner, cut.goal.as_str()), ("alice", "g2"));
+        assert_eq!(
+            store.by_key("k2").map(|r| r.id.clone()),
+            Some(running.clone())
+        );
+        assert_eq!(cut.state(), RunState::Running);
+        assert_eq!(cut.log.visible_len(), 1);
+        cut.append(run_event::Event::Resumed(Default::default()));
+        cut.finish(completed());
+        let seen: Vec<Arc<RunEvent>> = cut.log.follow(0).collect().await;
+        assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        store.finished(cut);
+        drop(open);
+        drop(store);
+        let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
+        assert!(store.take_unfinished().is_empty());
+        let stored = store.get(&running).unwrap();
+        assert_eq!(stored.state(), RunState::Completed);
+        assert_eq!(
+            stored.log.len(),
+            3,
+            "the events after the restart were stored"
+        );
         assert_eq!(store.list(10, None).len(), 2);
     }
 
     #[tokio::test]
-    async fn a_run_memory_let_go_of_is_read_back_from_the_file() {
+    async fn a_run_without_a_stored_plan_ends_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.db");
-        // Memory holds about one finished run; the file ten.
-        let small = Retention {
-            runs: 10,
-            bytes: 150,
-        };
-        let ids = {
-            let store = SqliteStore::open(&path, small).unwrap();
-            let mut ids = Vec::new();
-            for _ in 0..3 {
-                ids.push(finish(&store, "").await.id.clone());
-            }
-            assert!(store.memory.get(&ids[0]).is_none(), "memory let it go");
-            assert_eq!(
-                store.evicted(&ids[0]).map(|e| e.limit),
-                Some("store.retained_bytes")
-            );
-            let back = store.get(&ids[0]).expect("read back from the file");
-            assert_eq!(back.state(), RunState::Completed);
-            assert_eq!(back.log.len(), 2);
-            assert!(store.memory.get(&ids[0]).is_none(), "and not kept");
-            store.close();
-            ids
-        };
-        // After a restart memory takes the newest within its limits only.
-        let store = SqliteStore::open(&path, small).unwrap();
-        assert!(store.memory.get(&ids[2]).is_some());
-        assert!(store.memory.get(&ids[0]).is_none());
-        assert_eq!(
-            store.get(&ids[0]).map(|r| r.state()),
-            Some(RunState::Completed)
-        );
-        assert!(store.get("no-such-run").is_none());
-    }
-
-    #[tokio::test]
-    async fn keeps_the_newest_runs_and_refuses_a_second_opener() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.db");
-        let ids = {
-            let store = SqliteStore::open(&path, Retention::runs(2)).unwrap();
-            assert!(matches!(
-                SqliteStore::open(&path, Retention::runs(2)),
-                Err(StoreError::Locked { .. })
-            ));
-            let mut ids = Vec::new();
-            for _ in 0..4 {
-                ids.push(finish(&store, "").await.id.clone());
-            }
-            store.close();
-            ids
-        };
-        let store = SqliteStore::open(&path, Retention::runs(2)).unwrap();
-        let kept: Vec<String> = store.list(10, None).iter().map(|r| r.id.clone()).collect();
-        assert_eq!(kept, vec![ids[3].clone(), ids[2].clone()]);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO runs (id, goal, idempotency_key, created_ms) VALUES ('bare', 'g', '', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
+        assert!(store.take_unfinished().is_empty());
+        let (f, ev) = store.get("bare").unwrap().finished().unwrap();
+        assert_eq!(f.reason, "INTERRUPTED");
+        assert_eq!(ev.seq, 1);
     }
 
     #[tokio::test]

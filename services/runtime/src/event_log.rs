@@ -63,6 +63,13 @@ impl<T: Clone + Send + Sync + 'static> EventLog<T> {
         Self::with(events, closed, None)
     }
 
+    /// An open, gated log holding `events` (numbered from 1, all stored
+    /// and published already): one that goes on being written durably.
+    pub fn resumed(events: Vec<T>) -> Arc<Self> {
+        let published = events.len() as u64;
+        Self::with(events, false, Some(published))
+    }
+
     fn with(events: Vec<T>, closed: bool, published: Option<u64>) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
