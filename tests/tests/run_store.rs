@@ -31,7 +31,10 @@ async fn orchestrator_on(store: &Path, agents: &[SocketAddr], dir: &Path) -> (Ch
         "orchestrator",
         addr,
         &args,
-        &[("AGENTMESH_STORE__PATH", path.as_str())],
+        &[
+            ("AGENTMESH_STORE__PATH", path.as_str()),
+            ("AGENTMESH_SERVER__SHUTDOWN_GRACE_MS", "300"),
+        ],
         dir,
         ORCHESTRATOR_SERVICE_NAME,
     )
@@ -129,8 +132,27 @@ async fn a_finished_report_outlives_a_restart_of_the_orchestrator() {
     assert_eq!(listed.len(), 1, "{listed:?}");
 }
 
+/// How the first orchestrator goes away mid-run.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGKILL: nothing more is written.
+    Kill,
+    /// SIGTERM: after its (short) grace, the run is left to the next
+    /// process instead of being canceled.
+    Term,
+}
+
 #[tokio::test]
 async fn a_run_cut_by_a_kill_is_resumed_by_the_next_process_without_a_gap() {
+    resumed_after(Stop::Kill).await;
+}
+
+#[tokio::test]
+async fn a_run_still_executing_at_a_graceful_stop_is_resumed_not_canceled() {
+    resumed_after(Stop::Term).await;
+}
+
+async fn resumed_after(how: Stop) {
     let tmp = temp_dir("store-kill");
     let dir = tmp.path();
     let store = dir.join("runs.db");
@@ -192,7 +214,11 @@ async fn a_run_cut_by_a_kill_is_resumed_by_the_next_process_without_a_gap() {
     })
     .await
     .expect("the second agent starts its task");
-    drop(first); // SIGKILL: no drain, no final event written by this process
+    match how {
+        // No drain, no final event written by this process.
+        Stop::Kill => drop(first),
+        Stop::Term => stop(first).await,
+    }
     // Events already on the wire may still arrive; they count as seen.
     // Then the stream breaks with the process.
     let ended = tokio::time::timeout(Duration::from_secs(30), async {

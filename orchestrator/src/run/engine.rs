@@ -531,6 +531,10 @@ impl Engine {
                 dag.await
             }
         };
+        if run.is_suspended() {
+            info!(run_id = %run.id, "run suspended at shutdown: the next orchestrator on this store resumes it");
+            return;
+        }
         self.finish(&run, &prepared, outcomes);
     }
 
@@ -820,6 +824,11 @@ struct Driving {
 
 impl Drop for Driving {
     fn drop(&mut self) {
+        if self.run.is_suspended() {
+            // Left open in the store for the next orchestrator.
+            self.engine.release();
+            return;
+        }
         if !self.run.log.is_closed() {
             let message = "internal error: the orchestrator stopped driving this run";
             tracing::error!(run_id = %self.run.id, "{message}");
@@ -899,9 +908,21 @@ impl agentmesh_runtime::Drain for Engine {
         self.active.load(Ordering::Acquire)
     }
 
+    /// At the end of the shutdown grace: runs still executing are
+    /// canceled, or, with a durable store, suspended for the next
+    /// orchestrator on it to resume.
     fn cancel_all(&self) {
+        let durable = self.store.durable();
         for run in self.store.list(usize::MAX, None) {
-            if !run.log.is_closed() {
+            if run.log.is_closed() {
+                continue;
+            }
+            if durable {
+                run.suspend(MeshError::new(
+                    ErrorReason::Interrupted,
+                    "the orchestrator shut down; the next one on this store resumes the run",
+                ));
+            } else {
                 run.stop(MeshError::new(
                     ErrorReason::Canceled,
                     "the orchestrator shut down before the run finished",

@@ -11,7 +11,7 @@ pub mod sqlite;
 use std::collections::{HashMap, VecDeque};
 
 use agentmesh_proto::prost::Message;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -51,6 +51,9 @@ pub struct RunRecord {
     bytes: AtomicU64,
     /// Held until the run finishes (its owner's active-run slot).
     held: Mutex<Option<Box<dyn Send>>>,
+    /// Left for the next orchestrator on a durable store: nothing more is
+    /// recorded.
+    suspended: AtomicBool,
 }
 
 /// Writes a run's events somewhere durable. The run's log is then gated:
@@ -206,6 +209,7 @@ impl RunRecord {
             token_budget: OnceLock::new(),
             bytes: AtomicU64::new(0),
             held: Mutex::new(None),
+            suspended: AtomicBool::new(false),
         }
     }
 
@@ -264,7 +268,23 @@ impl RunRecord {
         }
     }
 
+    /// Stops the run without ending it, for the next orchestrator on a
+    /// durable store to resume: from now on nothing more is recorded (the
+    /// steps it stops fail no step in its log, and it gets no final event).
+    pub fn suspend(&self, cause: MeshError) {
+        self.suspended.store(true, Ordering::Release);
+        self.stop(cause);
+    }
+
+    /// Whether [`RunRecord::suspend`] was called.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
     fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
+        if self.is_suspended() {
+            return 0;
+        }
         // The event's payload, plus its run id, number and time.
         let size = event.encoded_len() + self.id.len() + EVENT_FRAME_BYTES;
         let seq = self
@@ -415,6 +435,11 @@ pub trait RunStore: Send + Sync {
     /// engine to resume; each is handed out once. None in memory.
     fn take_unfinished(&self) -> Vec<Arc<RunRecord>> {
         Vec::new()
+    }
+    /// Whether runs outlive the process (then a shutdown leaves executing
+    /// runs to the next process instead of canceling them).
+    fn durable(&self) -> bool {
+        false
     }
 }
 

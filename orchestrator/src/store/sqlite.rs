@@ -362,6 +362,10 @@ impl RunStore for SqliteStore {
     fn take_unfinished(&self) -> Vec<Arc<RunRecord>> {
         std::mem::take(&mut *lock(&self.unfinished))
     }
+
+    fn durable(&self) -> bool {
+        true
+    }
 }
 
 /// The `runs` columns [`StoredRun::from_row`] reads, in its order.
