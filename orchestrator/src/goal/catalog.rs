@@ -105,6 +105,7 @@ impl CatalogCache {
         let deadline = Instant::now() + FETCH_TIMEOUT;
         let slot = registry
             .acquire(SlotRequest {
+                prefer: None,
                 skill: &skill_id,
                 avoid: &[],
                 run: "planning",

@@ -153,6 +153,9 @@ pub struct SlotRequest<'a> {
     pub skill: &'a str,
     /// Replicas to use only when nothing else is there (earlier attempts').
     pub avoid: &'a [String],
+    /// The replica to choose when it is free (the one a resumed attempt
+    /// ran on: it may still hold the task, or its result).
+    pub prefer: Option<&'a str>,
     /// The run asking, for fairness between runs.
     pub run: &'a str,
     /// How long to wait for a replica to appear when none is there.
@@ -475,16 +478,20 @@ impl Registry {
 
     /// The replica routing would choose for `skill` among `endpoints`:
     /// SERVING, not ejected, least loaded (then by address); endpoints in
-    /// `avoid` only if nothing else is available; with `below_max`, only
-    /// those under their card's max concurrency.
+    /// `avoid` only if nothing else is available, `prefer` before any
+    /// other; with `below_max`, only those under their card's max
+    /// concurrency.
     fn choose<'a>(
         endpoints: &'a HashMap<String, Arc<Endpoint>>,
         skill: &str,
         avoid: &[String],
+        prefer: Option<&str>,
         below_max: bool,
     ) -> Result<(&'a Arc<Endpoint>, Arc<CardInfo>), NoSlot> {
         let now = Instant::now();
-        let mut best: Option<(bool, u32, &Arc<Endpoint>, Arc<CardInfo>)> = None;
+        // Ranked by (avoided, not the preferred one, load), then address.
+        type Rank = (bool, bool, u32);
+        let mut best: Option<(Rank, &Arc<Endpoint>, Arc<CardInfo>)> = None;
         let mut offered = false;
         for ep in endpoints.values() {
             let st = ep.state.lock();
@@ -498,15 +505,17 @@ impl Registry {
                 continue;
             }
             let avoided = avoid.iter().any(|a| *a == ep.address);
-            let better = best.as_ref().is_none_or(|(b_avoided, b_load, b_ep, _)| {
-                (avoided, load, &ep.address) < (*b_avoided, *b_load, &b_ep.address)
-            });
+            let other = prefer.is_some_and(|p| p != ep.address);
+            let rank = (avoided, other, load);
+            let better = best
+                .as_ref()
+                .is_none_or(|(b_rank, b_ep, _)| (rank, &ep.address) < (*b_rank, &b_ep.address));
             if better {
-                best = Some((avoided, load, ep, Arc::clone(card)));
+                best = Some((rank, ep, Arc::clone(card)));
             }
         }
         match best {
-            Some((_, _, ep, card)) => Ok((ep, card)),
+            Some((_, ep, card)) => Ok((ep, card)),
             None if offered => Err(NoSlot::AllBusy),
             None => Err(NoSlot::NoReplica),
         }
@@ -515,8 +524,18 @@ impl Registry {
     /// Chooses a replica for `skill` (see [`Registry::choose`]; below its
     /// max concurrency) and reserves a slot on it.
     pub fn try_acquire(self: &Arc<Self>, skill: &str, avoid: &[String]) -> Result<Slot, NoSlot> {
+        self.try_acquire_preferring(skill, avoid, None)
+    }
+
+    /// [`Registry::try_acquire`], choosing `prefer` when it is free.
+    fn try_acquire_preferring(
+        self: &Arc<Self>,
+        skill: &str,
+        avoid: &[String],
+        prefer: Option<&str>,
+    ) -> Result<Slot, NoSlot> {
         let endpoints = self.endpoints.lock();
-        let (ep, card) = Self::choose(&endpoints, skill, avoid, true)?;
+        let (ep, card) = Self::choose(&endpoints, skill, avoid, prefer, true)?;
         ep.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok(Slot {
             endpoint: Arc::clone(ep),
@@ -532,7 +551,7 @@ impl Registry {
     /// `req.until` or when `req.stop` is cancelled.
     pub async fn acquire(self: &Arc<Self>, req: SlotRequest<'_>) -> Result<Slot, NoSlot> {
         // The common case: a replica is free now, no waiting needed.
-        if let Ok(slot) = self.try_acquire(req.skill, req.avoid) {
+        if let Ok(slot) = self.try_acquire_preferring(req.skill, req.avoid, req.prefer) {
             return Ok(slot);
         }
         let appear_by = (Instant::now() + req.no_replica_wait).min(req.until);
@@ -540,7 +559,7 @@ impl Registry {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_acquire(req.skill, req.avoid) {
+            match self.try_acquire_preferring(req.skill, req.avoid, req.prefer) {
                 Ok(slot) => return Ok(slot),
                 Err(NoSlot::AllBusy) => return self.wait_in_queue(&req).await,
                 // No replica at all: wait for one to appear.
@@ -630,7 +649,7 @@ impl Registry {
     /// (a full replica included): `(agent name, address)`.
     pub fn preview(&self, skill: &str) -> Option<(String, String)> {
         let endpoints = self.endpoints.lock();
-        let (ep, card) = Self::choose(&endpoints, skill, &[], false).ok()?;
+        let (ep, card) = Self::choose(&endpoints, skill, &[], None, false).ok()?;
         Some((card.card.name.clone(), ep.address.clone()))
     }
 
@@ -785,6 +804,7 @@ mod tests {
         on_queued: &'a (dyn Fn(u32) + Sync),
     ) -> SlotRequest<'a> {
         SlotRequest {
+            prefer: None,
             skill,
             avoid: &[],
             run,

@@ -26,6 +26,9 @@ pub struct StepHistory {
     pub earlier: Vec<String>,
     /// The idempotency key of the latest attempt, if one started.
     pub key: Option<String>,
+    /// The replica of the latest attempt: it may still hold the task (or
+    /// its result), so the attempt sent again goes there when it is free.
+    pub latest: Option<String>,
 }
 
 /// A run's steps as its log left them.
@@ -93,7 +96,7 @@ impl Prior {
         // The latest attempt may still be alive on its replica: it is not
         // avoided.
         for (h, mut replicas) in prior.history.iter_mut().zip(tried) {
-            replicas.pop();
+            h.latest = replicas.pop();
             h.earlier = replicas;
         }
         prior
@@ -228,8 +231,9 @@ mod tests {
                 attempts: 2,
                 earlier: vec!["x:1".into()],
                 key: Some("r/b/after-1".into()),
+                latest: Some("x:2".into()),
             },
-            "the latest attempt's replica is not avoided; its key goes on"
+            "the latest attempt's replica is preferred, not avoided; its key goes on"
         );
         assert!(
             matches!(&prior.outcomes[2], Outcome::Failed(f) if f.reason == ErrorReason::InvalidInput)

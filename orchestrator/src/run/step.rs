@@ -191,6 +191,8 @@ async fn attempts(
         .key
         .unwrap_or_else(|| [run.id.as_str(), id].join("/"));
     let mut earlier: Vec<String> = history.earlier;
+    // Only the first attempt sent again prefers the replica it ran on.
+    let mut prefer = history.latest;
     let mut last_reason = String::new();
     // A resumed step carries on numbering its attempts; the one that was
     // in flight when the run stopped does not count against its budget.
@@ -223,13 +225,16 @@ async fn attempts(
         let request = SlotRequest {
             skill,
             avoid: &earlier,
+            prefer: prefer.as_deref(),
             run: &run.id,
             no_replica_wait: env.cfg.routing.no_replica_wait,
             until: clock.deadline,
             stop: &run.stop,
             on_queued: &on_queued,
         };
-        let slot = match env.registry.acquire(request).await {
+        let acquired = env.registry.acquire(request).await;
+        prefer = None;
+        let slot = match acquired {
             Ok(slot) => slot,
             Err(_) if run.stop.is_cancelled() => {
                 return Err(fail(stopped(), attempt - 1, &last_agent));
