@@ -18,11 +18,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
-use tracing::{Instrument as _, info_span};
+use tracing::{Instrument as _, info_span, warn};
 
 use crate::config::ExecutionConfig;
-use crate::routing::{Registry, SlotRequest};
-use crate::run::attempt::{self, AttemptSpec, Detached};
+use crate::routing::{Registry, Slot, SlotRequest};
+use crate::run::attempt::{self, AttemptOutput, AttemptSpec, Detached};
+use crate::run::failure::Failure;
 
 /// How long a fetched catalog is reused.
 const TTL: Duration = Duration::from_secs(30);
@@ -30,6 +31,8 @@ const TTL: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the describe call waits for a replica to appear.
 const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// Replicas tried for one catalog, when one fails.
+const FETCH_TRIES: usize = 2;
 
 /// A catalog and where it came from.
 #[derive(Debug, Clone)]
@@ -103,24 +106,58 @@ impl CatalogCache {
         let skill_id = skill.skill.id.clone();
         let stop = CancellationToken::new();
         let deadline = Instant::now() + FETCH_TIMEOUT;
-        let slot = registry
-            .acquire(SlotRequest {
-                prefer: None,
-                skill: &skill_id,
-                avoid: &[],
-                run: "planning",
-                no_replica_wait: SLOT_WAIT,
-                until: deadline,
-                stop: &stop,
-                on_queued: &|_| {},
-            })
-            .await
-            .map_err(|_| {
-                MeshError::new(
-                    ErrorReason::NoAgentForSkill,
-                    format!("no replica of {skill_id} is free to describe the data"),
-                )
-            })?;
+        // A replica that fails (it may be going away) is avoided for a
+        // second try on another, within the same deadline.
+        let mut avoid: Vec<String> = Vec::new();
+        let (output, slot) = loop {
+            let slot = registry
+                .acquire(SlotRequest {
+                    prefer: None,
+                    skill: &skill_id,
+                    avoid: &avoid,
+                    run: "planning",
+                    no_replica_wait: SLOT_WAIT,
+                    until: deadline,
+                    stop: &stop,
+                    on_queued: &|_| {},
+                })
+                .await
+                .map_err(|_| {
+                    MeshError::new(
+                        ErrorReason::NoAgentForSkill,
+                        format!("no replica of {skill_id} is free to describe the data"),
+                    )
+                })?;
+            match self.describe(&slot, &skill_id, deadline, &stop).await {
+                Ok(output) => break (output, slot),
+                Err(f) if f.retryable && avoid.len() < FETCH_TRIES - 1 => {
+                    warn!(skill = %skill_id, replica = %slot.endpoint.address, error = %f.message, "describing the data failed; trying another replica");
+                    avoid.push(slot.endpoint.address.clone());
+                }
+                Err(f) => {
+                    return Err(MeshError::new(
+                        ErrorReason::AgentUnavailable,
+                        format!("{skill_id} could not describe the data: {}", f.message),
+                    ));
+                }
+            }
+        };
+        let catalog = Catalog::from_output(&Value::Object(output.output))
+            .map_err(|m| MeshError::new(ErrorReason::OutputInvalid, format!("{skill_id}: {m}")))?;
+        Ok(Described {
+            catalog,
+            source: format!("{skill_id} on {}", slot.endpoint.address),
+        })
+    }
+
+    /// One call of `skill_id` on `slot`'s replica for the catalog.
+    async fn describe(
+        &self,
+        slot: &Slot,
+        skill_id: &str,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> Result<AttemptOutput, Failure> {
         let task_id = format!("catalog-{}", uuid::Uuid::new_v4());
         // Part of the trace of the run whose planning needed it.
         let span = info_span!(
@@ -136,7 +173,7 @@ impl CatalogCache {
         let request = ExecuteTaskRequest {
             task_id,
             run_id: "planning".into(),
-            skill_id: skill_id.clone(),
+            skill_id: skill_id.to_string(),
             attempt: 1,
             deadline: Some((std::time::SystemTime::now() + FETCH_TIMEOUT).into()),
             heartbeat_interval: self.heartbeat.try_into().ok(),
@@ -146,11 +183,11 @@ impl CatalogCache {
             }),
             ..ExecuteTaskRequest::default()
         };
-        let output = attempt::run(
+        attempt::run(
             slot.endpoint.channel.clone(),
             request,
             AttemptSpec {
-                observer: &Detached(stop),
+                observer: &Detached(stop.clone()),
                 deadline,
                 lease: self.lease,
                 max_message_bytes: self.max_message_bytes,
@@ -159,17 +196,5 @@ impl CatalogCache {
         )
         .instrument(span)
         .await
-        .map_err(|f| {
-            MeshError::new(
-                ErrorReason::AgentUnavailable,
-                format!("{skill_id} could not describe the data: {}", f.message),
-            )
-        })?;
-        let catalog = Catalog::from_output(&Value::Object(output.output))
-            .map_err(|m| MeshError::new(ErrorReason::OutputInvalid, format!("{skill_id}: {m}")))?;
-        Ok(Described {
-            catalog,
-            source: format!("{skill_id} on {}", slot.endpoint.address),
-        })
     }
 }
