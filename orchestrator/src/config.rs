@@ -271,7 +271,8 @@ impl ExecutionConfig {
     }
 }
 
-/// Run retention.
+/// Where runs are kept, and for how long.
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -291,6 +292,32 @@ pub struct StoreConfig {
     /// (RunResumed.orchestrator), e.g. the pod name. Unset: `$HOSTNAME`,
     /// else the host name.
     pub instance: Option<String>,
+    /// PostgreSQL database shared by several orchestrator replicas
+    /// (`postgres://user:password@host:5432/db?sslmode=require`). Each
+    /// replica drives the runs it accepted under a lease and takes over
+    /// the runs of a replica whose lease expired; any replica answers for
+    /// any run. Exclusive with `path`.
+    pub url: Option<String>,
+    /// PEM CA bundle that signs the database's certificate (`sslmode`
+    /// require and up); unset: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// How long a replica's store lease lasts without renewal; it renews
+    /// and looks for runs to take over every quarter of it. A replica that
+    /// cannot renew in time stops writing and gives up its runs.
+    #[serde(rename = "lease_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub lease: Duration,
+    /// A run followed on a replica that does not drive it is read again
+    /// at least this often (besides every notification of new events).
+    #[serde(rename = "poll_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub poll: Duration,
+    /// Database connections per replica (reads and inserts; the writer
+    /// and the listener have their own).
+    pub pool_size: usize,
+    /// Encoded bytes of finished runs' events the database keeps; beyond
+    /// it (or `retained_runs`) the oldest finished runs are deleted.
+    pub retained_stored_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -300,6 +327,12 @@ impl Default for StoreConfig {
             retained_bytes: 32 * 1024 * 1024,
             path: None,
             instance: None,
+            url: None,
+            ca_file: None,
+            lease: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            pool_size: 8,
+            retained_stored_bytes: 1 << 30,
         }
     }
 }
@@ -448,6 +481,27 @@ impl Validate for OrchestratorConfig {
         positive("execution.max_artifact_bytes", e.max_artifact_bytes)?;
         positive("store.retained_runs", self.store.retained_runs)?;
         positive("store.retained_bytes", self.store.retained_bytes)?;
+        let st = &self.store;
+        if st.url.is_some() && st.path.is_some() {
+            return Err(invalid(
+                "store.url",
+                "set store.url (a shared PostgreSQL store) or store.path (an SQLite file), not both",
+            ));
+        }
+        if let Some(url) = &st.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "store.url",
+                "must be a PostgreSQL URL: postgres://user:password@host:5432/database",
+            ));
+        }
+        if st.lease < Duration::from_millis(400) {
+            return Err(invalid("store.lease_ms", "must be at least 400"));
+        }
+        positive("store.poll_ms", st.poll)?;
+        positive("store.pool_size", st.pool_size)?;
+        positive("store.retained_stored_bytes", st.retained_stored_bytes)?;
         Ok(())
     }
 }
@@ -491,6 +545,8 @@ mod tests {
         refused("discovery.lease_default_ms", "100");
         refused("routing.eject_after_failures", "0");
         refused("store.retained_runs", "0");
+        refused("store.url", "mysql://x");
+        refused("store.lease_ms", "100");
     }
 
     #[test]

@@ -5,12 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentmesh_proto::error::ErrorReason;
+use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::v1::{
     Artifact, Part, Provenance, Report, ReportChunk, RunEvent, RunFinished, RunResumed, RunState,
     StepCompleted, StepFailed, StepQueued, StepRerouted, StepRetrying, StepStarted, StepTaskEvent,
     StreamOptions, TaskEvent, run_event::Event,
 };
+
+/// Why a run a client canceled stops (`reason` as the client gave it, on
+/// whichever replica it asked).
+pub fn canceled_by_client(reason: &str) -> MeshError {
+    let message = if reason.is_empty() {
+        "canceled by the client".to_string()
+    } else {
+        format!("canceled by the client: {reason}")
+    };
+    MeshError::new(ErrorReason::Canceled, message)
+}
 
 /// An attempt of `step` started on `endpoint`.
 pub fn step_started(

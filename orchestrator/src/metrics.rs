@@ -140,6 +140,12 @@ pub struct Metrics {
     pub queue_wait: Histograms<Skill>,
     /// `agentmesh_store_commit_seconds`.
     pub store_commit: Histogram,
+    /// `agentmesh_store_adopted_runs_total`.
+    pub store_adopted: Counter,
+    /// `agentmesh_store_step_downs_total`.
+    pub store_step_downs: Counter,
+    /// `agentmesh_store_fenced_writes_total`.
+    pub store_fenced_writes: Counter,
     /// `agentmesh_planner_duration_seconds{planner, outcome}`.
     pub planner_duration: Histograms<Planner>,
     /// `agentmesh_llm_tokens_total{source}`.
@@ -172,6 +178,9 @@ pub fn metrics() -> &'static Metrics {
         ejections: Family::default(),
         queue_wait: Family::new_with_constructor(seconds_short),
         store_commit: seconds_tiny(),
+        store_adopted: Counter::default(),
+        store_step_downs: Counter::default(),
+        store_fenced_writes: Counter::default(),
         planner_duration: Family::new_with_constructor(seconds_short),
         llm_tokens: Family::default(),
         runs_in_flight: Gauge::default(),
@@ -244,8 +253,23 @@ pub fn register(r: &mut Families) {
     );
     r.register(
         "agentmesh_store_commit_seconds",
-        "Time of one SQLite commit of run events (a batch)",
+        "Time of one commit of a batch of run events (SQLite or PostgreSQL)",
         m.store_commit.clone(),
+    );
+    r.register(
+        "agentmesh_store_adopted_runs",
+        "Runs this replica took over from replicas whose store lease expired (PostgreSQL)",
+        m.store_adopted.clone(),
+    );
+    r.register(
+        "agentmesh_store_step_downs",
+        "Times this replica lost its store lease and gave its runs up (PostgreSQL)",
+        m.store_step_downs.clone(),
+    );
+    r.register(
+        "agentmesh_store_fenced_writes",
+        "Batches of run events the database refused: the writer's lease or epoch was no longer current (PostgreSQL)",
+        m.store_fenced_writes.clone(),
     );
     r.register(
         "agentmesh_planner_duration_seconds",

@@ -34,6 +34,7 @@ use crate::routing::health;
 use crate::routing::leases::{Leases, RegistryApi};
 use crate::run::Engine;
 use crate::service::OrchestratorApi;
+use crate::store::postgres::{PgOptions, PgStoreError, PostgresStore};
 use crate::store::sqlite::{SqliteStore, StoreError};
 use crate::store::{MemoryStore, Retention, RunStore};
 
@@ -49,6 +50,9 @@ pub enum OrchestratorError {
     /// The run store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared run store (PostgreSQL) could not be opened.
+    #[error(transparent)]
+    SharedStore(#[from] PgStoreError),
     /// TLS towards the agents could not be set up.
     #[error("discovery.tls: {0}")]
     Tls(#[from] TlsError),
@@ -92,34 +96,15 @@ pub async fn serve(
         runs: cfg.store.retained_runs,
         bytes: cfg.store.retained_bytes,
     };
-    let (store, durable): (Arc<dyn RunStore>, _) = match cfg.store.path.clone() {
-        Some(path) => {
-            let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path, retained))
-                .await
-                .map_err(|e| StoreError::Io {
-                    path: cfg.store.path.clone().unwrap_or_default(),
-                    source: std::io::Error::other(e),
-                })??;
-            (opened.clone() as Arc<dyn RunStore>, Some(opened))
-        }
-        None => (
-            Arc::new(MemoryStore::new(retained)) as Arc<dyn RunStore>,
-            None,
-        ),
-    };
+    let instance = instance_name(cfg.store.instance.as_deref());
+    let store = open_store(&cfg, retained, &instance).await?;
     let engine = Engine::new(
         Arc::clone(&registry),
         Arc::clone(&cfg),
-        store,
+        store.run_store(),
         Arc::new(SalesReport),
     );
-    let resumed = engine.resume_unfinished(&instance_name(cfg.store.instance.as_deref()));
-    if resumed > 0 {
-        info!(
-            runs = resumed,
-            "resuming the runs the last process left unfinished"
-        );
-    }
+    engine.resume_unfinished(&instance);
     let mut front_end = FrontEnd::new(
         Arc::clone(&registry),
         Planner::new(playbooks),
@@ -180,11 +165,72 @@ pub async fn serve(
     )
     .await;
     registry.shutdown.cancel();
-    if let Some(store) = durable {
-        // Every run has finished or was canceled: write the last events.
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
-    }
+    // Every run has finished, or was canceled or suspended: write the last
+    // events (and give the store lease up).
+    store.close().await;
     Ok(result?)
+}
+
+/// The run store `store` configures, kept typed for its close.
+enum Opened {
+    Memory(Arc<MemoryStore>),
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Opened {
+    fn run_store(&self) -> Arc<dyn RunStore> {
+        match self {
+            Self::Memory(s) => s.clone(),
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Memory(_) => {}
+            Self::Sqlite(store) => {
+                let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            }
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+/// Opens the store `cfg.store` names: a shared PostgreSQL database
+/// (`url`), an SQLite file (`path`), or memory.
+async fn open_store(
+    cfg: &OrchestratorConfig,
+    retained: Retention,
+    instance: &Arc<str>,
+) -> Result<Opened, OrchestratorError> {
+    let st = &cfg.store;
+    if let Some(url) = &st.url {
+        let store = PostgresStore::open(PgOptions {
+            url: url.clone(),
+            ca_file: st.ca_file.clone(),
+            instance: Arc::clone(instance),
+            lease: st.lease,
+            poll: st.poll,
+            pool_size: st.pool_size,
+            retention: retained,
+            stored_bytes: st.retained_stored_bytes,
+        })
+        .await?;
+        return Ok(Opened::Postgres(store));
+    }
+    if let Some(path) = st.path.clone() {
+        let shown = path.clone();
+        let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path, retained))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: shown,
+                source: std::io::Error::other(e),
+            })??;
+        return Ok(Opened::Sqlite(opened));
+    }
+    Ok(Opened::Memory(Arc::new(MemoryStore::new(retained))))
 }
 
 /// This orchestrator's name in the runs it resumes: `store.instance`, else

@@ -8,7 +8,8 @@ use agentmesh_proto::v1::orchestrator_service_server::OrchestratorService;
 use agentmesh_proto::v1::{
     CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListAgentsRequest,
     ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse, RunEvent,
-    RunParameters, RunRequest, RunSpec, SkillQueue, SubmitRequest, SubmitResponse, WatchRunRequest,
+    RunParameters, RunRequest, RunSpec, SkillQueue, StreamOptions, SubmitRequest, SubmitResponse,
+    WatchRunRequest,
 };
 use agentmesh_runtime::telemetry::context;
 use futures_util::{Stream, StreamExt};
@@ -53,7 +54,7 @@ impl OrchestratorApi {
 
     /// Run `run_id`, if `caller` may see it: another principal's run is
     /// NOT_FOUND, word for word as a run that never was.
-    fn run(&self, run_id: &str, caller: &Caller) -> Result<Arc<RunRecord>, Status> {
+    async fn run(&self, run_id: &str, caller: &Caller) -> Result<Arc<RunRecord>, Status> {
         if run_id.is_empty() {
             return Err(
                 MeshError::new(ErrorReason::InvalidInput, "run_id is required")
@@ -62,10 +63,15 @@ impl OrchestratorApi {
             );
         }
         let store = &self.engine.store;
-        if let Some(run) = store.get(run_id).filter(|r| caller.sees(&r.owner)) {
+        let found = store.get(run_id).await.map_err(MeshError::into_status)?;
+        if let Some(run) = found.filter(|r| caller.sees(&r.owner)) {
             return Ok(run);
         }
-        let error = match store.evicted(run_id).filter(|e| caller.sees(&e.owner)) {
+        let evicted = store
+            .evicted(run_id)
+            .await
+            .map_err(MeshError::into_status)?;
+        let error = match evicted.filter(|e| caller.sees(&e.owner)) {
             Some(evicted) => MeshError::new(
                 ErrorReason::RunEvicted,
                 format!(
@@ -78,6 +84,39 @@ impl OrchestratorApi {
         };
         Err(error.with_meta("run_id", run_id).into_status())
     }
+}
+
+/// `run`'s events after `after_seq` as a client asked for them. If this
+/// orchestrator leaves the run to another (it lost its store lease, or shut
+/// down on a durable store), the stream ends with `RUN_MOVED`: the client
+/// watches on from its last event, on any replica.
+fn followed(
+    run: &Arc<RunRecord>,
+    after_seq: u64,
+    options: StreamOptions,
+) -> impl Stream<Item = Result<RunEvent, Status>> + Send + 'static {
+    let events = run
+        .log
+        .follow(after_seq)
+        .map(move |ev| Ok(events::for_client(ev, &options)))
+        .take_until(run.suspended());
+    let run = Arc::clone(run);
+    // Looked at once the events end: a run that finished ends plainly.
+    let tail = futures_util::stream::once(async move {
+        (run.is_suspended() && !run.log.is_closed()).then(|| {
+            Err(MeshError::new(
+                ErrorReason::RunMoved,
+                format!(
+                    "run {} is now driven by another orchestrator; watch it again with after_seq",
+                    run.id
+                ),
+            )
+            .with_meta("run_id", run.id.clone())
+            .into_status())
+        })
+    })
+    .filter_map(std::future::ready);
+    events.chain(tail)
 }
 
 fn required(spec: Option<RunSpec>) -> Result<RunSpec, Status> {
@@ -172,6 +211,7 @@ impl OrchestratorApi {
         if let Some(run) = self
             .engine
             .repeat(&owner, &spec.idempotency_key, &fingerprint)
+            .await
             .map_err(MeshError::into_status)?
         {
             trace.run_id(&run.id);
@@ -188,6 +228,7 @@ impl OrchestratorApi {
         let accepted = self
             .engine
             .start(prepared, owner, trace)
+            .await
             .map_err(MeshError::into_status)?;
         if accepted.created
             && let Some(slot) = slot
@@ -209,14 +250,10 @@ impl OrchestratorService for OrchestratorApi {
         let request = request.into_inner();
         let options = request.stream.unwrap_or_default();
         let accepted = self.accept(request.spec, &caller, &parent).await?;
-        let stream = accepted
-            .run
-            .log
-            .follow(0)
-            .map(move |ev| events::for_client(ev, &options));
+        let stream = followed(&accepted.run, 0, options);
         if !accepted.created {
             // A repeat of an earlier request: follow it, do not own it.
-            return Ok(Response::new(Box::pin(stream.map(Ok))));
+            return Ok(Response::new(Box::pin(stream)));
         }
         let guard = CancelOnDrop {
             run: accepted.run,
@@ -224,7 +261,7 @@ impl OrchestratorService for OrchestratorApi {
         };
         Ok(Response::new(Box::pin(stream.map(move |ev| {
             let _owned = &guard;
-            Ok(ev)
+            ev
         }))))
     }
 
@@ -252,7 +289,7 @@ impl OrchestratorService for OrchestratorApi {
     ) -> Result<Response<GetRunResponse>, Status> {
         let caller = Caller::of(&request);
         caller.require(Action::ReadRuns)?;
-        let run = self.run(&request.get_ref().run_id, &caller)?;
+        let run = self.run(&request.get_ref().run_id, &caller).await?;
         Ok(Response::new(GetRunResponse {
             run: Some(run.summary()),
             planned: run.planned(),
@@ -269,7 +306,7 @@ impl OrchestratorService for OrchestratorApi {
         let caller = Caller::of(&request);
         caller.require(Action::ReadRuns)?;
         let req = request.get_ref();
-        let run = self.run(&req.run_id, &caller)?;
+        let run = self.run(&req.run_id, &caller).await?;
         let last = run.log.visible_len();
         if req.after_seq > last {
             return Err(MeshError::new(
@@ -283,11 +320,11 @@ impl OrchestratorService for OrchestratorApi {
             .into_status());
         }
         let options = req.stream.unwrap_or_default();
-        Ok(Response::new(Box::pin(
-            run.log
-                .follow(req.after_seq)
-                .map(move |ev| Ok(events::for_client(ev, &options))),
-        )))
+        Ok(Response::new(Box::pin(followed(
+            &run,
+            req.after_seq,
+            options,
+        ))))
     }
 
     async fn cancel_run(
@@ -297,10 +334,18 @@ impl OrchestratorService for OrchestratorApi {
         let caller = Caller::of(&request);
         caller.require(Action::CancelRun)?;
         let req = request.get_ref();
-        let run = self.run(&req.run_id, &caller)?;
+        let run = self.run(&req.run_id, &caller).await?;
         caller.may_cancel(&run.owner)?;
         if !run.log.is_closed() {
-            self.engine.cancel(&run, &req.reason);
+            let elsewhere = self
+                .engine
+                .store
+                .cancel_elsewhere(&run, &req.reason)
+                .await
+                .map_err(MeshError::into_status)?;
+            if !elsewhere {
+                self.engine.cancel(&run, &req.reason);
+            }
             // Attempts cancel their agent tasks with a bounded CancelTask.
             let _ = tokio::time::timeout(CANCEL_WAIT, run.log.closed()).await;
         }
@@ -323,9 +368,8 @@ impl OrchestratorService for OrchestratorApi {
             .engine
             .store
             .list(limit, caller.visible_owner())
-            .iter()
-            .map(|r| r.summary())
-            .collect();
+            .await
+            .map_err(MeshError::into_status)?;
         Ok(Response::new(ListRunsResponse { runs }))
     }
 

@@ -40,7 +40,10 @@ impl ErrorReason {
                 Code::InvalidArgument
             }
             Self::NoAgentForSkill => Code::FailedPrecondition,
-            Self::AgentUnavailable | Self::Interrupted => Code::Unavailable,
+            Self::AgentUnavailable
+            | Self::Interrupted
+            | Self::StoreUnavailable
+            | Self::RunMoved => Code::Unavailable,
             Self::OutputInvalid => Code::Internal,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Canceled => Code::Cancelled,

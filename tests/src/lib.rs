@@ -8,7 +8,9 @@ pub mod openai;
 pub mod otlp;
 pub mod pki;
 pub mod polyglot;
+pub mod postgres;
 pub mod process;
+pub mod replica;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

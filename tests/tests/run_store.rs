@@ -157,14 +157,7 @@ async fn resumed_after(how: Stop) {
     let dir = tmp.path();
     let store = dir.join("runs.db");
     // One agent per step, so that each step's work can be counted.
-    let agents: Vec<TestAgent> = ["first", "second", "third"]
-        .iter()
-        .map(|s| TestAgent::new(s, &[s]))
-        .collect();
-    let mut addrs = Vec::new();
-    for a in &agents {
-        addrs.push(agentmesh_e2e::spawn_agent(a.clone()).await);
-    }
+    let (agents, addrs) = chain_agents(1).await;
     let seen = |i: usize, what: fn(&agentmesh_e2e::mesh::Seen) -> &std::sync::atomic::AtomicU32| {
         what(&agents[i].seen).load(std::sync::atomic::Ordering::SeqCst)
     };
@@ -172,21 +165,7 @@ async fn resumed_after(how: Stop) {
     let (first, addr) = orchestrator_on(&store, &addrs, dir).await;
     let mut client = orchestrator(addr).await;
     wait_serving_agents(&mut client, 3).await;
-    let plan = spec(vec![
-        step("first", "first", json!({"value": 1})),
-        with_ref(
-            step("second", "second", json!({"sleep_ms": 1_500})),
-            "value",
-            "first",
-            "/value",
-        ),
-        with_ref(
-            step("third", "third", json!({})),
-            "value",
-            "second",
-            "/value",
-        ),
-    ]);
+    let plan = chain([json!({"value": 1}), json!({"sleep_ms": 1_500}), json!({})]);
     let mut stream = client
         .run(RunRequest {
             spec: Some(plan),
@@ -207,13 +186,7 @@ async fn resumed_after(how: Stop) {
         }
     }
     let run_id = live[0].run_id.clone();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while seen(1, |s| &s.started) == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the second agent starts its task");
+    until_counted(&agents[1].seen.started, "the second agent starts its task").await;
     match how {
         // No drain, no final event written by this process.
         Stop::Kill => drop(first),

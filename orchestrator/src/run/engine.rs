@@ -33,10 +33,10 @@ use crate::run::plan::{self, Plan};
 use crate::run::resume::{Prior, StepHistory};
 use crate::run::step::{self, RunClock, StepEnv};
 use crate::run::trace::Traced;
+use crate::store::{RunRecord, RunStore, scoped_key};
 
 /// How often a resumed run looks again for the skills of its plan.
 const RESUME_POLL: Duration = Duration::from_millis(250);
-use crate::store::{RunRecord, RunStore, scoped_key};
 
 /// Longest goal text accepted.
 pub const MAX_GOAL_BYTES: usize = 8 * 1024;
@@ -173,7 +173,7 @@ impl Engine {
     /// any: looked up before anything else, so that a repeat is answered
     /// even while planning, draining or admission would refuse a new run.
     /// The same key with a different request is refused.
-    pub fn repeat(
+    pub async fn repeat(
         &self,
         owner: &str,
         key: &str,
@@ -182,7 +182,7 @@ impl Engine {
         if key.is_empty() {
             return Ok(None);
         }
-        let Some(run) = self.store.by_key(&scoped_key(owner, key)) else {
+        let Some(run) = self.store.by_key(&scoped_key(owner, key)).await? else {
             return Ok(None);
         };
         same_request(&run, fingerprint)?;
@@ -257,7 +257,7 @@ impl Engine {
 
     /// Accepts a prepared run of `owner` and starts it within `trace` (or
     /// returns the run its idempotency key names among `owner`'s runs).
-    pub fn start(
+    pub async fn start(
         self: &Arc<Self>,
         prepared: Prepared,
         owner: Arc<str>,
@@ -302,8 +302,20 @@ impl Engine {
         let fresh = self.store.new_run(prepared.goal.clone(), key, owner);
         fresh.set_fingerprint(prepared.fingerprint.clone());
         fresh.set_token_budget(prepared.token_budget, prepared.planning.tokens);
+        // The plan goes in with the run, so that a stored run always has
+        // one to resume from.
+        let mut planned = self.describe(&prepared);
+        let deadline_wall = SystemTime::now() + prepared.deadline;
+        planned.deadline = Some(deadline_wall.into());
+        fresh.append(run_event::Event::Planned(planned));
         let fresh = Arc::new(fresh);
-        let run = self.store.insert(Arc::clone(&fresh));
+        let run = match self.store.insert(Arc::clone(&fresh)).await {
+            Ok(run) => run,
+            Err(e) => {
+                self.release();
+                return Err(e);
+            }
+        };
         if !Arc::ptr_eq(&run, &fresh) {
             // A request with the same key got in first.
             self.release();
@@ -313,10 +325,6 @@ impl Engine {
                 created: false,
             });
         }
-        let mut planned = self.describe(&prepared);
-        let deadline_wall = SystemTime::now() + prepared.deadline;
-        planned.deadline = Some(deadline_wall.into());
-        run.append(run_event::Event::Planned(planned));
         trace.run_id(&run.id);
         let span = trace.span.clone();
         let clock = RunClock {
@@ -343,22 +351,29 @@ impl Engine {
         Ok(Accepted { run, created: true })
     }
 
-    /// Takes up the runs the store read back unfinished (a durable store,
-    /// after the orchestrator that drove them stopped), each in its own
-    /// task: see [`Engine::resume`]. `instance` names this orchestrator in
-    /// their RunResumed events.
-    pub fn resume_unfinished(self: &Arc<Self>, instance: &Arc<str>) -> usize {
-        let runs = self.store.take_unfinished();
-        let n = runs.len();
-        for run in runs {
-            let span = Traced::run(&SpanContext::empty_context(), &run.owner);
-            span.run_id(&run.id);
-            let engine = Arc::clone(self);
-            let instance = Arc::clone(instance);
-            let outer = span.span.clone();
-            tokio::spawn(engine.resume(run, instance, span).instrument(outer));
-        }
-        n
+    /// Takes up the runs the store hands over unfinished (a durable store:
+    /// those an orchestrator that stopped left, read back at start, and on
+    /// a shared store those taken over from replicas that lost their
+    /// leases), each in its own task: see [`Engine::resume`]. `instance`
+    /// names this orchestrator in their RunResumed events.
+    pub fn resume_unfinished(self: &Arc<Self>, instance: &Arc<str>) {
+        let Some(mut runs) = self.store.unfinished() else {
+            return;
+        };
+        let engine = Arc::clone(self);
+        let instance = Arc::clone(instance);
+        tokio::spawn(async move {
+            while let Some(run) = runs.recv().await {
+                let span = Traced::run(&SpanContext::empty_context(), &run.owner);
+                span.run_id(&run.id);
+                let outer = span.span.clone();
+                tokio::spawn(
+                    Arc::clone(&engine)
+                        .resume(run, Arc::clone(&instance), span)
+                        .instrument(outer),
+                );
+            }
+        });
     }
 
     /// Resumes `run` from its log: once every skill of its plan is known
@@ -388,6 +403,11 @@ impl Engine {
                 .collect(),
         };
         let plan = loop {
+            if run.is_suspended() {
+                // Left to another orchestrator (this one lost its store
+                // lease while waiting): nothing to end here.
+                return;
+            }
             if run.stop.is_cancelled() {
                 let cause = run
                     .stop_cause()
@@ -532,7 +552,7 @@ impl Engine {
             }
         };
         if run.is_suspended() {
-            info!(run_id = %run.id, "run suspended at shutdown: the next orchestrator on this store resumes it");
+            info!(run_id = %run.id, "run suspended: the next orchestrator on this store to drive it resumes it");
             return;
         }
         self.finish(&run, &prepared, outcomes);
@@ -756,12 +776,7 @@ impl Engine {
 
     /// Stops `run` with CANCELED.
     pub fn cancel(&self, run: &RunRecord, reason: &str) {
-        let message = if reason.is_empty() {
-            "canceled by the client".to_string()
-        } else {
-            format!("canceled by the client: {reason}")
-        };
-        run.stop(MeshError::new(ErrorReason::Canceled, message));
+        run.stop(events::canceled_by_client(reason));
     }
 }
 
@@ -913,7 +928,7 @@ impl agentmesh_runtime::Drain for Engine {
     /// orchestrator on it to resume.
     fn cancel_all(&self) {
         let durable = self.store.durable();
-        for run in self.store.list(usize::MAX, None) {
+        for run in self.store.local() {
             if run.log.is_closed() {
                 continue;
             }
@@ -951,9 +966,7 @@ mod tests {
 
     /// A run admitted as `start` admits one, and its task's guard.
     fn admitted(engine: &Arc<Engine>) -> (Arc<RunRecord>, Driving) {
-        let run = engine
-            .store
-            .insert(Arc::new(RunRecord::new("g".into(), String::new())));
+        let run = Arc::new(RunRecord::new("g".into(), String::new()));
         engine.active.fetch_add(1, Ordering::AcqRel);
         let driving = Driving {
             engine: Arc::clone(engine),

@@ -4,14 +4,17 @@
 //! `WatchRun` stream it, `GetRun` and `ListRuns` read it. [`RunStore`] is the
 //! seam for storage: [`MemoryStore`] keeps runs in memory with a retention
 //! bound; [`sqlite::SqliteStore`] adds an SQLite file under it, so that runs
-//! outlive the process.
+//! outlive the process; [`postgres::PostgresStore`] keeps them in a
+//! PostgreSQL database shared by several orchestrator replicas, which own
+//! runs under leases and take over each other's.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
 
 use agentmesh_proto::prost::Message;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -19,6 +22,7 @@ use agentmesh_proto::error::MeshError;
 use agentmesh_proto::v1::{RunEvent, RunFinished, RunPlanned, RunState, RunSummary, run_event};
 use agentmesh_runtime::event_log::EventLog;
 use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// One run: identity, its event log, and its stop switch.
@@ -51,9 +55,9 @@ pub struct RunRecord {
     bytes: AtomicU64,
     /// Held until the run finishes (its owner's active-run slot).
     held: Mutex<Option<Box<dyn Send>>>,
-    /// Left for the next orchestrator on a durable store: nothing more is
-    /// recorded.
-    suspended: AtomicBool,
+    /// Cancelled when the run is left for another orchestrator on a
+    /// durable store: nothing more is recorded here.
+    suspended: CancellationToken,
 }
 
 /// Writes a run's events somewhere durable. The run's log is then gated:
@@ -209,7 +213,7 @@ impl RunRecord {
             token_budget: OnceLock::new(),
             bytes: AtomicU64::new(0),
             held: Mutex::new(None),
-            suspended: AtomicBool::new(false),
+            suspended: CancellationToken::new(),
         }
     }
 
@@ -272,13 +276,19 @@ impl RunRecord {
     /// durable store to resume: from now on nothing more is recorded (the
     /// steps it stops fail no step in its log, and it gets no final event).
     pub fn suspend(&self, cause: MeshError) {
-        self.suspended.store(true, Ordering::Release);
+        self.suspended.cancel();
         self.stop(cause);
     }
 
     /// Whether [`RunRecord::suspend`] was called.
     pub fn is_suspended(&self) -> bool {
-        self.suspended.load(Ordering::Acquire)
+        self.suspended.is_cancelled()
+    }
+
+    /// Resolves once the run is suspended (never, for most runs); owns
+    /// what it waits on.
+    pub fn suspended(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.suspended.clone().cancelled_owned()
     }
 
     fn append_inner(&self, event: run_event::Event, close: bool) -> u64 {
@@ -409,7 +419,9 @@ fn new_run_id() -> String {
         .to_owned()
 }
 
-/// Where runs are kept.
+/// Where runs are kept. Reads and inserts may go to a shared database:
+/// they are async and fail with `STORE_UNAVAILABLE` when it cannot answer.
+#[async_trait::async_trait]
 pub trait RunStore: Send + Sync {
     /// A new, empty run of `owner` to pass to [`RunStore::insert`].
     fn new_run(&self, goal: String, idempotency_key: String, owner: Arc<str>) -> RunRecord {
@@ -417,24 +429,35 @@ pub trait RunStore: Send + Sync {
     }
     /// Adds `run`, or returns the run already stored under its idempotency
     /// key (then `run` is not stored).
-    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord>;
+    async fn insert(&self, run: Arc<RunRecord>) -> Result<Arc<RunRecord>, MeshError>;
     /// The run `id`.
-    fn get(&self, id: &str) -> Option<Arc<RunRecord>>;
+    async fn get(&self, id: &str) -> Result<Option<Arc<RunRecord>>, MeshError>;
     /// The run stored under idempotency key `key`.
-    fn by_key(&self, key: &str) -> Option<Arc<RunRecord>>;
+    async fn by_key(&self, key: &str) -> Result<Option<Arc<RunRecord>>, MeshError>;
     /// Up to `limit` runs, newest first; only `owner`'s when given.
-    fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>>;
+    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError>;
     /// `run` has finished (its last event is stored). The store may now
     /// drop older finished runs to stay within its retention bound; this is
     /// called after the run's final event is out, off every request path.
     fn finished(&self, run: &RunRecord);
     /// If run `id` was dropped under a retention limit, which one, and
     /// whose run it was.
-    fn evicted(&self, id: &str) -> Option<Evicted>;
-    /// The runs read back from storage that had not finished, for the
-    /// engine to resume; each is handed out once. None in memory.
-    fn take_unfinished(&self) -> Vec<Arc<RunRecord>> {
-        Vec::new()
+    async fn evicted(&self, id: &str) -> Result<Option<Evicted>, MeshError>;
+    /// The runs this process holds in memory (those it drives among them).
+    fn local(&self) -> Vec<Arc<RunRecord>>;
+    /// Asks the orchestrator driving `run` (another replica) to cancel it;
+    /// false when no other process drives it (then the caller cancels it
+    /// here).
+    async fn cancel_elsewhere(&self, run: &RunRecord, reason: &str) -> Result<bool, MeshError> {
+        let _ = (run, reason);
+        Ok(false)
+    }
+    /// The runs for this orchestrator to resume: those read back unfinished
+    /// at start, and, on a shared store, those taken over from replicas
+    /// that lost their leases. Handed out once (None after); none in
+    /// memory.
+    fn unfinished(&self) -> Option<mpsc::UnboundedReceiver<Arc<RunRecord>>> {
+        None
     }
     /// Whether runs outlive the process (then a shutdown leaves executing
     /// runs to the next process instead of canceling them).
@@ -525,6 +548,88 @@ impl MemoryStore {
         let evicted = self.lock().evict(self.retention);
         drop(evicted);
     }
+
+    /// The run under idempotency key `key`.
+    pub fn by_key(&self, key: &str) -> Option<Arc<RunRecord>> {
+        let inner = self.lock();
+        inner
+            .keys
+            .get(key)
+            .and_then(|id| inner.runs.get(id))
+            .cloned()
+    }
+
+    /// Adds `run`, or returns the run already under its idempotency key.
+    pub fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
+        let mut inner = self.lock();
+        if !run.idempotency_key.is_empty() {
+            if let Some(existing) = inner
+                .keys
+                .get(&run.idempotency_key)
+                .and_then(|id| inner.runs.get(id))
+            {
+                return Arc::clone(existing);
+            }
+            inner
+                .keys
+                .insert(run.idempotency_key.clone(), run.id.clone());
+        }
+        inner.order.push_back(run.id.clone());
+        inner.runs.insert(run.id.clone(), Arc::clone(&run));
+        run
+    }
+
+    /// A run finished: drops the oldest finished runs beyond retention.
+    pub fn finished(&self, _run: &RunRecord) {
+        let evicted = self.lock().evict(self.retention);
+        // Freed here, outside the lock: a finished run holds every event
+        // and output it had.
+        drop(evicted);
+    }
+
+    /// The run `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
+        self.lock().runs.get(id).cloned()
+    }
+
+    /// Up to `limit` runs, newest first; only `owner`'s when given.
+    pub fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.runs.get(id))
+            .filter(|r| owner.is_none_or(|o| *r.owner == *o))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Which limit dropped run `id`, if one did.
+    pub fn evicted(&self, id: &str) -> Option<Evicted> {
+        self.lock().evicted.get(id).cloned()
+    }
+
+    /// Every run held.
+    pub fn all(&self) -> Vec<Arc<RunRecord>> {
+        self.lock().runs.values().cloned().collect()
+    }
+
+    /// Forgets run `id` (another process drives it now).
+    pub fn remove(&self, id: &str) -> Option<Arc<RunRecord>> {
+        let mut inner = self.lock();
+        let run = inner.runs.remove(id)?;
+        inner.order.retain(|o| o != id);
+        if inner
+            .keys
+            .get(&run.idempotency_key)
+            .is_some_and(|k| k == id)
+        {
+            inner.keys.remove(&run.idempotency_key);
+        }
+        Some(run)
+    }
 }
 
 impl MemoryInner {
@@ -580,62 +685,40 @@ impl MemoryInner {
     }
 }
 
+#[async_trait::async_trait]
 impl RunStore for MemoryStore {
-    fn by_key(&self, key: &str) -> Option<Arc<RunRecord>> {
-        let inner = self.lock();
-        inner
-            .keys
-            .get(key)
-            .and_then(|id| inner.runs.get(id))
-            .cloned()
+    async fn insert(&self, run: Arc<RunRecord>) -> Result<Arc<RunRecord>, MeshError> {
+        Ok(MemoryStore::insert(self, run))
     }
 
-    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
-        let mut inner = self.lock();
-        if !run.idempotency_key.is_empty() {
-            if let Some(existing) = inner
-                .keys
-                .get(&run.idempotency_key)
-                .and_then(|id| inner.runs.get(id))
-            {
-                return Arc::clone(existing);
-            }
-            inner
-                .keys
-                .insert(run.idempotency_key.clone(), run.id.clone());
-        }
-        inner.order.push_back(run.id.clone());
-        inner.runs.insert(run.id.clone(), Arc::clone(&run));
-        run
+    async fn get(&self, id: &str) -> Result<Option<Arc<RunRecord>>, MeshError> {
+        Ok(MemoryStore::get(self, id))
     }
 
-    fn finished(&self, _run: &RunRecord) {
-        let evicted = self.lock().evict(self.retention);
-        // Freed here, outside the lock: a finished run holds every event
-        // and output it had.
-        drop(evicted);
+    async fn by_key(&self, key: &str) -> Result<Option<Arc<RunRecord>>, MeshError> {
+        Ok(MemoryStore::by_key(self, key))
     }
 
-    fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
-        self.lock().runs.get(id).cloned()
+    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError> {
+        Ok(summaries(&MemoryStore::list(self, limit, owner)))
     }
 
-    fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>> {
-        let inner = self.lock();
-        inner
-            .order
-            .iter()
-            .rev()
-            .filter_map(|id| inner.runs.get(id))
-            .filter(|r| owner.is_none_or(|o| *r.owner == *o))
-            .take(limit)
-            .cloned()
-            .collect()
+    fn finished(&self, run: &RunRecord) {
+        MemoryStore::finished(self, run);
     }
 
-    fn evicted(&self, id: &str) -> Option<Evicted> {
-        self.lock().evicted.get(id).cloned()
+    async fn evicted(&self, id: &str) -> Result<Option<Evicted>, MeshError> {
+        Ok(MemoryStore::evicted(self, id))
     }
+
+    fn local(&self) -> Vec<Arc<RunRecord>> {
+        self.all()
+    }
+}
+
+/// The runs as `ListRuns` shows them.
+pub fn summaries(runs: &[Arc<RunRecord>]) -> Vec<RunSummary> {
+    runs.iter().map(|r| r.summary()).collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! they were (`GetRun`, `WatchRun`, `ListRuns`, and their idempotency keys
 //! still name them); a run that was executing when the process stopped is
 //! kept open and handed to the engine, which resumes it
-//! ([`RunStore::take_unfinished`]); its new events are stored as before.
+//! ([`RunStore::unfinished`]); its new events are stored as before.
 //! Retention is the same as in memory: the newest `retained_runs` runs stay.
 
 use std::path::{Path, PathBuf};
@@ -32,7 +32,11 @@ use agentmesh_proto::v1::{RunEvent, run_event};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tracing::{error, info, warn};
 
-use super::{Evicted, MemoryStore, Persister, Retention, RunRecord, RunStore};
+use agentmesh_proto::error::MeshError;
+use agentmesh_proto::v1::RunSummary;
+use tokio::sync::mpsc;
+
+use super::{Evicted, MemoryStore, Persister, Retention, RunRecord, RunStore, summaries};
 use crate::events;
 
 /// The file layout this orchestrator reads and writes (`PRAGMA user_version`).
@@ -121,7 +125,7 @@ pub struct SqliteStore {
     writer: Arc<Writer>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Runs read back unfinished, until the engine takes them to resume.
-    unfinished: Mutex<Vec<Arc<RunRecord>>>,
+    unfinished: Mutex<Option<Vec<Arc<RunRecord>>>>,
     /// `<path>.lock`, locked for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -281,7 +285,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             writer,
             thread: Mutex::new(Some(thread)),
-            unfinished: Mutex::new(unfinished),
+            unfinished: Mutex::new(Some(unfinished)),
             _lock: lock_file,
         }))
     }
@@ -309,13 +313,14 @@ impl Drop for SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
 impl RunStore for SqliteStore {
     fn new_run(&self, goal: String, idempotency_key: String, owner: Arc<str>) -> RunRecord {
         let persister: Arc<dyn Persister> = self.writer.clone();
         RunRecord::persisted(goal, idempotency_key, owner, persister)
     }
 
-    fn insert(&self, run: Arc<RunRecord>) -> Arc<RunRecord> {
+    async fn insert(&self, run: Arc<RunRecord>) -> Result<Arc<RunRecord>, MeshError> {
         let stored = self.memory.insert(Arc::clone(&run));
         if Arc::ptr_eq(&stored, &run) {
             lock(&self.writer.tracked).push(Tracked {
@@ -324,43 +329,54 @@ impl RunStore for SqliteStore {
                 written: 0,
             });
         }
-        stored
+        Ok(stored)
     }
 
-    fn get(&self, id: &str) -> Option<Arc<RunRecord>> {
+    async fn get(&self, id: &str) -> Result<Option<Arc<RunRecord>>, MeshError> {
         if let Some(run) = self.memory.get(id) {
-            return Some(run);
+            return Ok(Some(run));
         }
         // Only runs memory let go of are looked for in the file; they are
         // read for the caller and not kept.
-        self.memory.evicted(id)?;
+        if self.memory.evicted(id).is_none() {
+            return Ok(None);
+        }
         match load(&lock(&self.reader), id) {
-            Ok(run) => run.map(Arc::new),
+            Ok(run) => Ok(run.map(Arc::new)),
             Err(e) => {
                 error!(run_id = id, error = %e, "run store: reading a run back failed");
-                None
+                Ok(None)
             }
         }
     }
 
-    fn by_key(&self, key: &str) -> Option<Arc<RunRecord>> {
-        self.memory.by_key(key)
+    async fn by_key(&self, key: &str) -> Result<Option<Arc<RunRecord>>, MeshError> {
+        Ok(self.memory.by_key(key))
     }
 
-    fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>> {
-        self.memory.list(limit, owner)
+    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError> {
+        Ok(summaries(&self.memory.list(limit, owner)))
     }
 
     fn finished(&self, run: &RunRecord) {
         self.memory.finished(run);
     }
 
-    fn evicted(&self, id: &str) -> Option<Evicted> {
-        self.memory.evicted(id)
+    async fn evicted(&self, id: &str) -> Result<Option<Evicted>, MeshError> {
+        Ok(self.memory.evicted(id))
     }
 
-    fn take_unfinished(&self) -> Vec<Arc<RunRecord>> {
-        std::mem::take(&mut *lock(&self.unfinished))
+    fn local(&self) -> Vec<Arc<RunRecord>> {
+        self.memory.all()
+    }
+
+    fn unfinished(&self) -> Option<mpsc::UnboundedReceiver<Arc<RunRecord>>> {
+        let runs = lock(&self.unfinished).take()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        for run in runs {
+            let _ = tx.send(run);
+        }
+        Some(rx)
     }
 
     fn durable(&self) -> bool {
@@ -686,12 +702,25 @@ mod tests {
         }
     }
 
+    /// The runs the store hands out to resume.
+    fn taken(store: &SqliteStore) -> Vec<Arc<RunRecord>> {
+        let mut rx = store.unfinished().unwrap();
+        let mut runs = Vec::new();
+        while let Ok(run) = rx.try_recv() {
+            runs.push(run);
+        }
+        runs
+    }
+
     async fn finish(store: &SqliteStore, key: &str) -> Arc<RunRecord> {
-        let run = store.insert(Arc::new(store.new_run(
-            "goal".into(),
-            key.into(),
-            Arc::from(""),
-        )));
+        let run = store
+            .insert(Arc::new(store.new_run(
+                "goal".into(),
+                key.into(),
+                Arc::from(""),
+            )))
+            .await
+            .unwrap();
         run.append(run_event::Event::Planned(Default::default()));
         run.finish(completed());
         // A follower ends once every event is written and published.
@@ -708,11 +737,14 @@ mod tests {
         let (done, running) = {
             let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
             let done = finish(&store, "k1").await;
-            let running = store.insert(Arc::new(store.new_run(
-                "g2".into(),
-                "k2".into(),
-                Arc::from("alice"),
-            )));
+            let running = store
+                .insert(Arc::new(store.new_run(
+                    "g2".into(),
+                    "k2".into(),
+                    Arc::from("alice"),
+                )))
+                .await
+                .unwrap();
             running.append(run_event::Event::Planned(Default::default()));
             tokio::time::timeout(Duration::from_secs(5), async {
                 while running.log.visible_len() < 1 {
@@ -725,27 +757,33 @@ mod tests {
         };
         // Dropped without finishing `running`, as a killed process would.
         let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
-        let back = store.get(&done).unwrap();
+        let back = store.get(&done).await.unwrap().unwrap();
         assert_eq!(back.state(), RunState::Completed);
         assert_eq!(back.log.len(), 2);
-        let again = store.insert(Arc::new(store.new_run(
-            "goal".into(),
-            "k1".into(),
-            Arc::from(""),
-        )));
+        let again = store
+            .insert(Arc::new(store.new_run(
+                "goal".into(),
+                "k1".into(),
+                Arc::from(""),
+            )))
+            .await
+            .unwrap();
         assert_eq!(again.id, done, "the idempotency key still names the run");
 
         // The unfinished run is open, handed out once, and what is appended
         // to it is stored and published as for a new run.
-        let open = store.take_unfinished();
+        let open = taken(&store);
         assert_eq!(open.len(), 1);
-        assert!(store.take_unfinished().is_empty(), "handed out once");
+        assert!(store.unfinished().is_none(), "handed out once");
         let cut = &open[0];
         assert_eq!(cut.id, running);
-        assert!(Arc::ptr_eq(cut, &store.get(&running).unwrap()));
+        assert!(Arc::ptr_eq(
+            cut,
+            &store.get(&running).await.unwrap().unwrap()
+        ));
         assert_eq!((&*cut.owner, cut.goal.as_str()), ("alice", "g2"));
         assert_eq!(
-            store.by_key("k2").map(|r| r.id.clone()),
+            store.by_key("k2").await.unwrap().map(|r| r.id.clone()),
             Some(running.clone())
         );
         assert_eq!(cut.state(), RunState::Running);
@@ -758,15 +796,15 @@ mod tests {
         drop(open);
         drop(store);
         let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
-        assert!(store.take_unfinished().is_empty());
-        let stored = store.get(&running).unwrap();
+        assert!(taken(&store).is_empty());
+        let stored = store.get(&running).await.unwrap().unwrap();
         assert_eq!(stored.state(), RunState::Completed);
         assert_eq!(
             stored.log.len(),
             3,
             "the events after the restart were stored"
         );
-        assert_eq!(store.list(10, None).len(), 2);
+        assert_eq!(store.list(10, None).await.unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -783,8 +821,14 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
-        assert!(store.take_unfinished().is_empty());
-        let (f, ev) = store.get("bare").unwrap().finished().unwrap();
+        assert!(taken(&store).is_empty());
+        let (f, ev) = store
+            .get("bare")
+            .await
+            .unwrap()
+            .unwrap()
+            .finished()
+            .unwrap();
         assert_eq!(f.reason, "INTERRUPTED");
         assert_eq!(ev.seq, 1);
     }
@@ -808,7 +852,7 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
-        let old = store.get("old").unwrap();
+        let old = store.get("old").await.unwrap().unwrap();
         assert_eq!(&*old.owner, "");
         assert_eq!(
             old.finished().map(|(f, _)| f.reason),
@@ -822,7 +866,7 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
-        assert!(store.get(&mine.id).is_some());
+        assert!(store.get(&mine.id).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -832,11 +876,14 @@ mod tests {
         let id = {
             let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
             let key = crate::store::scoped_key("alice", "nightly");
-            let run = store.insert(Arc::new(store.new_run(
-                "goal".into(),
-                key,
-                Arc::from("alice"),
-            )));
+            let run = store
+                .insert(Arc::new(store.new_run(
+                    "goal".into(),
+                    key,
+                    Arc::from("alice"),
+                )))
+                .await
+                .unwrap();
             run.append(run_event::Event::Planned(Default::default()));
             run.finish(completed());
             let _: Vec<Arc<RunEvent>> = run.log.follow(0).collect().await;
@@ -845,17 +892,20 @@ mod tests {
         };
         let store = SqliteStore::open(&path, Retention::runs(10)).unwrap();
         assert_eq!(
-            store.get(&id).map(|r| r.owner.to_string()),
+            store.get(&id).await.unwrap().map(|r| r.owner.to_string()),
             Some("alice".into())
         );
         let alices = crate::store::scoped_key("alice", "nightly");
         assert_eq!(
-            store.by_key(&alices).map(|r| r.id.clone()),
+            store.by_key(&alices).await.unwrap().map(|r| r.id.clone()),
             Some(id.clone())
         );
         let bobs = crate::store::scoped_key("bob", "nightly");
-        assert!(store.by_key(&bobs).is_none(), "keys are per owner");
-        assert_eq!(store.list(10, Some("alice")).len(), 1);
-        assert!(store.list(10, Some("bob")).is_empty());
+        assert!(
+            store.by_key(&bobs).await.unwrap().is_none(),
+            "keys are per owner"
+        );
+        assert_eq!(store.list(10, Some("alice")).await.unwrap().len(), 1);
+        assert!(store.list(10, Some("bob")).await.unwrap().is_empty());
     }
 }

@@ -34,6 +34,18 @@ pub struct Seen {
     pub cancel_next: AtomicU32,
 }
 
+/// Waits (up to 30 s) until `counter` (one of a [`Seen`]'s) is non-zero;
+/// panics naming `what` otherwise.
+pub async fn until_counted(counter: &AtomicU32, what: &str) {
+    let counted = tokio::time::timeout(Duration::from_secs(30), async {
+        while counter.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "timed out waiting: {what}");
+}
+
 /// An agent whose behaviour follows its input: `sleep_ms` (work time,
 /// cancellable), `fail` ("permanent" or "retryable"), `value` (echoed),
 /// `tokens` (language-model tokens it reports using).

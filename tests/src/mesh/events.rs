@@ -52,6 +52,21 @@ pub fn spec(steps: Vec<PlanStep>) -> RunSpec {
     }
 }
 
+/// The skills of [`chain`], one [`super::TestAgent`] each.
+pub const CHAIN: [&str; 3] = ["first", "second", "third"];
+
+/// The plan first → second → third, one skill each ([`CHAIN`]), each step's
+/// `value` taken from the output of the one before; `inputs` are the
+/// steps' own input.
+pub fn chain(inputs: [Value; 3]) -> RunSpec {
+    let [first, second, third] = inputs;
+    spec(vec![
+        step("first", "first", first),
+        with_ref(step("second", "second", second), "value", "first", "/value"),
+        with_ref(step("third", "third", third), "value", "second", "/value"),
+    ])
+}
+
 /// Runs `spec` with `Run` and collects every event until the stream ends.
 pub async fn run_all(
     client: &mut OrchestratorServiceClient<Channel>,

@@ -12,7 +12,22 @@ use agentmesh_proto::v1::{AGENT_SERVICE_NAME, EndpointHealth, ListAgentsRequest}
 use agentmesh_runtime::{Agent, ServerConfig};
 use tonic::transport::Channel;
 
-use super::agents::{Impostor, RawAgent};
+use super::agents::{Impostor, RawAgent, TestAgent};
+use super::events::CHAIN;
+
+/// One [`TestAgent`] per skill of [`super::chain`], each served by
+/// `replicas` in-process replicas that count together: the agents, and
+/// every replica's address.
+pub async fn chain_agents(replicas: usize) -> (Vec<TestAgent>, Vec<SocketAddr>) {
+    let agents: Vec<TestAgent> = CHAIN.iter().map(|s| TestAgent::new(s, &[s])).collect();
+    let mut addrs = Vec::new();
+    for a in &agents {
+        for _ in 0..replicas {
+            addrs.push(crate::spawn_agent(a.clone()).await);
+        }
+    }
+    (agents, addrs)
+}
 
 /// Serves `agent` on `ip:port` (port 0 = any) until the returned sender is
 /// used or dropped, which starts a graceful shutdown (NOT_SERVING, drain).
