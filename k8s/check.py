@@ -28,9 +28,15 @@ READ_PATHS = [
     ("server", "tls", "cert"), ("server", "tls", "key"), ("server", "tls", "client_ca"),
     ("discovery", "tls", "ca"), ("discovery", "tls", "cert"), ("discovery", "tls", "key"),
     ("server", "auth", "tokens_file"), ("discovery", "token_file"),
+    ("store", "ca_file"),
 ]
 # The keys of a cert-manager Certificate's Secret.
 CERTIFICATE_KEYS = {"tls.crt", "tls.key", "ca.crt"}
+# The Secrets a CloudNativePG Cluster writes (name suffix -> keys).
+CNPG_SECRETS = {
+    "-app": {"uri", "username", "password", "host", "port", "dbname", "jdbc-uri", "pgpass"},
+    "-ca": {"ca.crt", "ca.key"},
+}
 # Where the operations docs list every metric (the dashboard may use only those).
 OPERATIONS_MD = "../docs/OPERATIONS.md"
 
@@ -70,6 +76,21 @@ def main():
     issuers = by_kind.get("Issuer", {})
     # Secret name -> the Certificate that cert-manager writes it from.
     cert_secrets = {c["spec"]["secretName"]: c for c in certificates.values()}
+    # Secret name -> its keys, for the Secrets CloudNativePG Clusters write.
+    cnpg_clusters = by_kind.get("Cluster", {})
+    cnpg_secrets = {
+        name + suffix: keys
+        for name in cnpg_clusters
+        for suffix, keys in CNPG_SECRETS.items()
+    }
+
+    def secret_has(secret, key):
+        """Whether Secret `secret` (rendered, or written by an operator) has `key`."""
+        if secret in cnpg_secrets:
+            return key in cnpg_secrets[secret]
+        if secret in cert_secrets:
+            return key in CERTIFICATE_KEYS
+        return key in secrets.get(secret, {}).get("data", {})
     if not deployments:
         problem(overlay, "no Deployments rendered")
 
@@ -182,7 +203,11 @@ def main():
                     problem(cw, f"{key}: {setting} {file!r} is in no mounted volume")
                 elif "secret" in vol:
                     secret = vol["secret"]["secretName"]
-                    if secret in cert_secrets:
+                    items = {i["path"]: i["key"] for i in vol["secret"].get("items", [])}
+                    if secret in cnpg_secrets:
+                        if not secret_has(secret, items.get(file_key, file_key)):
+                            problem(cw, f"{key}: {setting}: CloudNativePG's Secret {secret!r} has no key {items.get(file_key, file_key)!r}")
+                    elif secret in cert_secrets:
                         if file_key not in CERTIFICATE_KEYS:
                             problem(cw, f"{key}: {setting}: a Certificate's Secret has no key {file_key!r}")
                     elif secret not in secrets:
@@ -193,6 +218,22 @@ def main():
                     cm = configmaps.get(vol["configMap"]["name"], {})
                     if file_key not in cm.get("data", {}):
                         problem(cw, f"{key}: {setting}: ConfigMap {vol['configMap']['name']!r} has no key {file_key!r}")
+            # Variables from Secrets: a key of a rendered Secret, or of one
+            # an operator writes.
+            env = {e["name"]: e for e in c.get("env", [])}
+            for e in env.values():
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional") and not secret_has(ref["name"], ref["key"]):
+                    problem(cw, f"env {e['name']}: Secret {ref['name']!r} (rendered or written by a CloudNativePG Cluster) has no key {ref['key']!r}")
+            # More than one orchestrator replica needs the shared store: an
+            # SQLite file is one per orchestrator.
+            store = cfg.get("store", {})
+            shared = "url" in store or "AGENTMESH_STORE__URL" in env
+            if labels.get("app.kubernetes.io/component") == "orchestrator":
+                if dep["spec"].get("replicas", 1) > 1 and not shared:
+                    problem(where, "several replicas but no store.url: runs would live in one replica's memory or file")
+                if shared and "path" in store:
+                    problem(cw, f"{key}: store.path and store.url are both set")
             grace_ms = cfg.get("server", {}).get("shutdown_grace_ms", 20000)
             pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             needed = grace_ms / 1000 + pre_stop
@@ -290,10 +331,16 @@ def main():
                 for m in sorted(base - documented):
                     problem(f"{overlay}/ConfigMap/{cm['metadata']['name']}/{key}", f"uses {m}, which docs/OPERATIONS.md does not list")
 
+    for name, cluster in cnpg_clusters.items():
+        if cluster["spec"].get("instances", 1) < 2:
+            problem(f"{overlay}/Cluster/{name}", "one instance: the run store would have no failover")
+    cnpg_pods = [{"cnpg.io/cluster": name} for name in cnpg_clusters]
     for kind in ["PodDisruptionBudget", "NetworkPolicy"]:
         for name, obj in by_kind.get(kind, {}).items():
             sel = obj["spec"].get("selector", obj["spec"].get("podSelector", {}))
-            if not pods_of(sel.get("matchLabels")):
+            if not pods_of(sel.get("matchLabels")) and not any(
+                selects(sel.get("matchLabels"), labels) for labels in cnpg_pods
+            ):
                 problem(f"{overlay}/{kind}/{name}", "selects no Deployment's pods")
     for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
         target = hpa["spec"]["scaleTargetRef"]

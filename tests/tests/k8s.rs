@@ -139,6 +139,38 @@ fn the_secure_overlays_configs_load_with_tls_auth_and_metrics() {
     }
 }
 
+#[test]
+fn the_replicated_overlays_orchestrator_shares_its_runs_in_postgresql() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../k8s/overlays/replicated/config/orchestrator.toml");
+    // The URL comes from the Secret, through the variable the Deployment
+    // sets.
+    let url = "postgresql://agentmesh:secret@agentmesh-db-rw:5432/agentmesh";
+    let env = vec![("AGENTMESH_STORE__URL".to_string(), url.to_string())];
+    let orch = load(
+        &OrchestratorConfig::default(),
+        Some(&path),
+        env,
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(orch.store.url.as_deref(), Some(url));
+    assert_eq!(
+        orch.store.path, None,
+        "no SQLite file beside the shared store"
+    );
+    assert!(orch.store.ca_file.is_some(), "the database's CA is checked");
+    assert!(
+        orch.store.instance.is_none(),
+        "each pod is named by $HOSTNAME"
+    );
+    let base = load_file(&OrchestratorConfig::default(), "orchestrator.toml").unwrap();
+    assert_eq!(
+        orch.discovery, base.discovery,
+        "agents are found as in the base"
+    );
+}
+
 #[tokio::test]
 async fn the_shipped_configs_find_the_agents_through_their_headless_services() {
     let tmp = temp_dir("k8s-mesh");
