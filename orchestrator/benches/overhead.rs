@@ -14,7 +14,10 @@
 //!    the same events to the client, with no delegation behind them;
 //! 5. `orchestrator`: the same three tasks as a plan through `Run`;
 //! 6. `orchestrator Run, SQLite store`: the same, by a second orchestrator
-//!    whose runs are also written to an SQLite file (`store.path`).
+//!    whose runs are also written to an SQLite file (`store.path`);
+//! 7. `orchestrator Run, PostgreSQL store`: the same, by a third whose
+//!    runs live in PostgreSQL (`store.url`), when `BENCH_PG_URL` names an
+//!    empty database (skipped otherwise).
 //!
 //! Each at 1 and 64 runs in flight; prints p50/p99 latency, runs/s, the
 //! overhead per step against both baselines, and peak RSS.
@@ -244,6 +247,7 @@ struct Clients {
     orch_health: HealthClient<Channel>,
     relay: OrchestratorServiceClient<Channel>,
     durable: OrchestratorServiceClient<Channel>,
+    shared: Option<OrchestratorServiceClient<Channel>>,
     finished_run: String,
 }
 
@@ -257,11 +261,12 @@ enum Case {
     Replay,
     Orchestrator,
     Durable,
+    Shared,
 }
 
 impl Case {
     /// Every case, in the order they run.
-    const ALL: [Case; 8] = [
+    const ALL: [Case; 9] = [
         Case::Unary,
         Case::Execute,
         Case::ExecuteFull,
@@ -270,6 +275,7 @@ impl Case {
         Case::Relay,
         Case::Orchestrator,
         Case::Durable,
+        Case::Shared,
     ];
 
     fn name(self) -> &'static str {
@@ -282,6 +288,7 @@ impl Case {
             Case::Replay => "replay: WatchRun (same events)",
             Case::Orchestrator => "orchestrator Run (3 steps)",
             Case::Durable => "orchestrator Run, SQLite store",
+            Case::Shared => "orchestrator Run, PostgreSQL store",
         }
     }
 }
@@ -357,12 +364,12 @@ async fn one_run(c: &mut Clients, case: Case, n: u64) {
                 ev.unwrap();
             }
         }
-        Case::Orchestrator | Case::Durable => {
+        Case::Orchestrator | Case::Durable | Case::Shared => {
             let spec = plan();
-            let orch = if case == Case::Durable {
-                &mut c.durable
-            } else {
-                &mut c.orch
+            let orch = match case {
+                Case::Durable => &mut c.durable,
+                Case::Shared => c.shared.as_mut().expect("BENCH_PG_URL set"),
+                _ => &mut c.orch,
             };
             let mut s = orch
                 .run(RunRequest {
@@ -610,7 +617,16 @@ async fn main() {
     // The same orchestrator keeping its runs in an SQLite file as well.
     let store_dir = tempfile::tempdir().unwrap();
     cfg.store.path = Some(store_dir.path().join("runs.db"));
-    let durable_addr = start_orchestrator(cfg).await;
+    let durable_addr = start_orchestrator(cfg.clone()).await;
+    // And one on PostgreSQL, given a database.
+    let shared_addr = match std::env::var("BENCH_PG_URL") {
+        Ok(url) => {
+            cfg.store.path = None;
+            cfg.store.url = Some(url);
+            Some(start_orchestrator(cfg).await)
+        }
+        Err(_) => None,
+    };
     let orch_channel = channel(orch_addr).await;
     let orch = OrchestratorServiceClient::new(orch_channel.clone());
     // The floor relay, with its own connections to the agents.
@@ -637,6 +653,10 @@ async fn main() {
         orch_health: HealthClient::new(orch_channel),
         relay: OrchestratorServiceClient::new(channel(relay_addr).await),
         durable: OrchestratorServiceClient::new(channel(durable_addr).await),
+        shared: match shared_addr {
+            Some(addr) => Some(OrchestratorServiceClient::new(channel(addr).await)),
+            None => None,
+        },
         finished_run: String::new(),
     };
     for addr in &addrs {
@@ -661,6 +681,7 @@ async fn main() {
                 only.as_deref()
                     .is_none_or(|o| o.split(';').any(|c| c.trim() == case.name()))
             })
+            .filter(|case| *case != Case::Shared || clients.shared.is_some())
             .collect();
         for &case in &cases {
             if case == Case::Replay {
@@ -769,6 +790,14 @@ async fn main() {
                 us(durable.p50) - us(orch.p50),
                 cost(durable) - cost(orch),
                 us(durable.cpu_per_run) - us(orch.cpu_per_run),
+            );
+        }
+        if let Some(shared) = get(Case::Shared) {
+            println!(
+                "  PostgreSQL store: {:.0} µs more per run at p50 than in memory, {:.0} µs more wall time per run from runs/s, {:.0} µs more CPU per run (this process's)",
+                us(shared.p50) - us(orch.p50),
+                cost(shared) - cost(orch),
+                us(shared.cpu_per_run) - us(orch.cpu_per_run),
             );
         }
     }
