@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use agentmesh_proto::prost_types::{Duration as PbDuration, Timestamp};
+use agentmesh_proto::prost_types::Timestamp;
+pub use agentmesh_proto::report::{report, secs};
 use agentmesh_proto::v1::{
-    AgentEndpoint, EndpointHealth, Provenance, Report, RunFinished, RunPlanned, RunState,
-    RunSummary,
+    AgentEndpoint, EndpointHealth, RunFinished, RunPlanned, RunState, RunSummary,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -40,41 +40,9 @@ pub fn ts(t: Option<&Timestamp>) -> Value {
     .map_or(Value::Null, Value::String)
 }
 
-/// Seconds of a duration.
-pub fn secs(d: Option<&PbDuration>) -> f64 {
-    d.map_or(0.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
-}
-
 /// A run state's short name (`COMPLETED`).
 pub fn state_name(s: RunState) -> &'static str {
     s.as_str_name().trim_start_matches("RUN_STATE_")
-}
-
-/// Provenance as JSON.
-pub fn provenance(p: &Provenance) -> Value {
-    json!({
-        "step_id": p.step_id, "agent": p.agent, "endpoint": p.endpoint, "skill": p.skill,
-        "agent_version": p.agent_version, "attempts": p.attempts,
-        "duration_s": secs(p.duration.as_ref()), "input_hash": p.input_hash,
-        "earlier_endpoints": p.earlier_endpoints,
-    })
-}
-
-/// A report as JSON.
-pub fn report(r: &Report) -> Value {
-    json!({
-        "title": r.title,
-        "summary": r.summary,
-        "sections": r.sections.iter().map(|s| json!({
-            "id": s.id, "title": s.title, "body": s.body, "step_id": s.step_id,
-            "artifacts": s.artifact_ids, "missing": s.missing, "missing_reason": s.missing_reason,
-        })).collect::<Vec<_>>(),
-        "provenance": r.provenance.iter().map(provenance).collect::<Vec<_>>(),
-        "artifacts": r.artifacts.iter().map(|a| json!({
-            "id": a.artifact_id, "name": a.name, "description": a.description,
-            "media_type": a.parts.first().map(|p| p.media_type.clone()).unwrap_or_default(),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// A run summary as JSON.

@@ -32,6 +32,8 @@ pub struct OrchestratorConfig {
     pub planning: PlanningConfig,
     /// Per-principal limits, when the API is authenticated.
     pub access: AccessConfig,
+    /// The Agent2Agent (A2A) facade: the mesh as an A2A agent.
+    pub a2a: A2aConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -45,6 +47,52 @@ impl Default for OrchestratorConfig {
             store: StoreConfig::default(),
             planning: PlanningConfig::default(),
             access: AccessConfig::default(),
+            a2a: A2aConfig::default(),
+        }
+    }
+}
+
+/// `[a2a]`: the mesh as an A2A v1.0 agent. The gRPC binding
+/// (`lf.a2a.v1.A2AService`) is always served on the orchestrator's gRPC
+/// port; the JSON-RPC binding and the agent card need an HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct A2aConfig {
+    /// Address of the HTTP listener for the JSON-RPC binding (`POST /`)
+    /// and the agent card (`GET /.well-known/agent-card.json`). Unset: no
+    /// HTTP listener (the gRPC binding is still served).
+    pub listen: Option<SocketAddr>,
+    /// The JSON-RPC URL published in the card, as clients reach it (a
+    /// Service or Ingress address). Unset: `http://<a2a.listen>/`.
+    pub public_url: Option<String>,
+    /// The gRPC URL published in the card. Unset: `http://<server.listen>`
+    /// (`https://` with `server.tls`).
+    pub grpc_url: Option<String>,
+    /// The agent's name in the card. Unset: "agentmesh".
+    pub name: Option<String>,
+}
+
+/// `[[discovery.a2a]]`: an A2A agent used as a sub-agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct A2aPeerConfig {
+    /// Base URL of the agent: its card is at
+    /// `<url>/.well-known/agent-card.json`.
+    pub url: String,
+    /// A file holding a bearer token to present to the agent (for cards
+    /// that declare an HTTP bearer scheme). Unset: none.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Most tasks this orchestrator sends it at once (A2A cards do not
+    /// say); 0: no limit.
+    pub max_concurrency: u32,
+}
+
+impl Default for A2aPeerConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            token_file: None,
+            max_concurrency: 16,
         }
     }
 }
@@ -128,6 +176,8 @@ pub struct DiscoveryConfig {
     /// their `task_callers`), such as a mounted Secret. Unset: none (mutual
     /// TLS may identify the orchestrator instead).
     pub token_file: Option<std::path::PathBuf>,
+    /// A2A agents used as sub-agents (`[[discovery.a2a]] url = "..."`).
+    pub a2a: Vec<A2aPeerConfig>,
 }
 
 impl Default for DiscoveryConfig {
@@ -145,6 +195,7 @@ impl Default for DiscoveryConfig {
             max_registrations: 1_024,
             tls: None,
             token_file: None,
+            a2a: Vec::new(),
         }
     }
 }
@@ -419,6 +470,27 @@ impl Validate for OrchestratorConfig {
         positive("discovery.health_check_ms", d.health_check)?;
         positive("discovery.connect_timeout_ms", d.connect_timeout)?;
         positive("discovery.lease_min_ms", d.lease_min)?;
+        for (i, peer) in d.a2a.iter().enumerate() {
+            let ok = peer.url.starts_with("http://") || peer.url.starts_with("https://");
+            if !ok {
+                return Err(invalid(
+                    &format!("discovery.a2a[{i}].url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if let Some(url) = self
+            .a2a
+            .public_url
+            .as_deref()
+            .or(self.a2a.grpc_url.as_deref())
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "a2a.public_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
         if d.lease_max < d.lease_min {
             return Err(invalid(
                 "discovery.lease_max_ms",

@@ -16,6 +16,8 @@
 //!   plan before the run core sees it;
 //! - [`report`] (feature `goals`): integrates a finished run's outputs into
 //!   one report, as the run core's hook;
+//! - [`a2a`]: the A2A facade (the mesh as an A2A agent) and A2A agents as
+//!   sub-agents, reached through [`routing`] like any endpoint;
 //! - [`access`]: who may do what (roles, run ownership, per-principal
 //!   limits) once `[server.auth]` has said who is calling;
 //! - [`service`] and [`server`]: the gRPC adapter and the wiring.
@@ -23,6 +25,7 @@
 //! `cargo check -p agentmesh-orchestrator --no-default-features` builds the
 //! run core, routing and the store alone.
 
+pub mod a2a;
 pub mod access;
 pub mod config;
 pub mod events;

@@ -1,12 +1,15 @@
 //! Wiring: the registry and its discovery sources, the run core with the
 //! report as its hooks, the goal front-end, and the Orchestrator and
-//! Registry services on one gRPC server with the same limits, health,
-//! reflection and graceful shutdown as every agent. Also the `orchestrator`
+//! Registry services, and the A2A facade's gRPC binding, on one gRPC server
+//! with the same limits, health, reflection and graceful shutdown as every
+//! agent (the A2A JSON-RPC binding on its own HTTP listener). Also the `orchestrator`
 //! binary's [`Service`].
 
 use std::future::Future;
 use std::sync::Arc;
 
+use a2a_grpc::GrpcHandler;
+use a2a_pb::proto::a2a_service_server::A2aServiceServer;
 use agentmesh_proto::v1::orchestrator_service_server::OrchestratorServiceServer;
 use agentmesh_proto::v1::registry_service_server::RegistryServiceServer;
 use agentmesh_proto::v1::{ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME};
@@ -14,6 +17,7 @@ use agentmesh_runtime::auth::{AuthError, Authenticate, Authenticator, CallCreden
 use agentmesh_runtime::tls::{ClientTls, TlsError};
 use agentmesh_runtime::{ServeError, serve_routes};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tracing::info;
@@ -21,6 +25,9 @@ use tracing::info;
 use agentmesh_runtime::config::TelemetryConfig;
 use agentmesh_runtime::launch::Service;
 
+use crate::a2a::facade::card::CardSource;
+use crate::a2a::facade::{self, Facade};
+use crate::a2a::peer::{Peer, PeerError};
 use crate::access::limits::PrincipalLimits;
 use crate::config::{OrchestratorConfig, PlannerMode};
 use crate::goal::FrontEnd;
@@ -66,7 +73,23 @@ pub enum OrchestratorError {
     /// (`discovery.token_file`) could not be set up.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// An A2A agent of `discovery.a2a` could not be set up.
+    #[error(transparent)]
+    A2aPeer(#[from] PeerError),
+    /// The A2A HTTP listener (`a2a.listen`) could not be bound.
+    #[error("a2a.listen {addr}: {source}")]
+    A2aListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
+
+/// The A2A gRPC service's name, for health.
+const A2A_SERVICE_NAME: &str = "lf.a2a.v1.A2AService";
+/// How long the A2A HTTP listener may take to close after the gRPC server.
+const HTTP_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves the orchestrator on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -91,6 +114,10 @@ pub async fn serve(
         health::spawn_watcher,
     );
     discovery::start(&registry, &cfg.discovery)?;
+    for peer in &cfg.discovery.a2a {
+        let peer = Peer::new(peer, cfg.discovery.connect_timeout)?;
+        registry.add_a2a(Arc::new(peer));
+    }
     let leases = Leases::new(Arc::clone(&registry), cfg.discovery.clone());
     let retained = Retention {
         runs: cfg.store.retained_runs,
@@ -121,28 +148,69 @@ pub async fn serve(
     }
     let max = cfg.server.max_message_bytes;
     let limits = PrincipalLimits::new(cfg.access.clone());
-    let api = OrchestratorServiceServer::new(OrchestratorApi::new(
+    let api = Arc::new(OrchestratorApi::new(Arc::clone(&engine), front_end, limits));
+    let auth = match &cfg.server.auth {
+        Some(auth) => {
+            info!("authentication on: every call but health and reflection needs a credential");
+            Some(Authenticator::load(auth, registry.shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    let grpc_addr = listener.local_addr().unwrap_or(cfg.server.listen);
+    let http_listener = match cfg.a2a.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| OrchestratorError::A2aListen { addr, source })?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let card = Arc::new(CardSource::new(
+        Arc::clone(&registry),
+        &cfg,
+        http_addr,
+        grpc_addr,
+    ));
+    let facade = Arc::new(Facade::new(
+        Arc::clone(&api),
         Arc::clone(&engine),
-        front_end,
-        limits,
-    ))
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+        auth.clone(),
+        card,
+    ));
+    let api = OrchestratorServiceServer::from_arc(api)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let reg = RegistryServiceServer::new(RegistryApi(leases))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let routes = match &cfg.server.auth {
-        Some(auth) => {
-            let auth = Authenticator::load(auth, registry.shutdown.clone()).await?;
-            info!("authentication on: every call but health and reflection needs a credential");
-            Routes::new(InterceptedService::new(
-                api,
-                Authenticate::new(Arc::clone(&auth)),
-            ))
-            .add_service(InterceptedService::new(reg, Authenticate::new(auth)))
-        }
-        None => Routes::new(api).add_service(reg),
+    let a2a = A2aServiceServer::new(GrpcHandler::new(Arc::clone(&facade)))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let routes = match &auth {
+        Some(auth) => Routes::new(InterceptedService::new(
+            api,
+            Authenticate::new(Arc::clone(auth)),
+        ))
+        .add_service(InterceptedService::new(
+            reg,
+            Authenticate::new(Arc::clone(auth)),
+        ))
+        .add_service(InterceptedService::new(
+            a2a,
+            Authenticate::new(Arc::clone(auth)),
+        )),
+        None => Routes::new(api).add_service(reg).add_service(a2a),
     };
+    let http_stop = CancellationToken::new();
+    let http = http_listener.map(|listener| {
+        tokio::spawn(facade::http::serve(
+            listener,
+            facade,
+            auth,
+            http_stop.clone(),
+        ))
+    });
     if cfg.telemetry.metrics.is_some() {
         crate::metrics::watch(
             &mut agentmesh_runtime::metrics::exporter().lock(),
@@ -159,11 +227,19 @@ pub async fn serve(
         routes,
         listener,
         &cfg.server,
-        &[ORCHESTRATOR_SERVICE_NAME, REGISTRY_SERVICE_NAME],
+        &[
+            ORCHESTRATOR_SERVICE_NAME,
+            REGISTRY_SERVICE_NAME,
+            A2A_SERVICE_NAME,
+        ],
         engine.as_ref(),
         shutdown,
     )
     .await;
+    http_stop.cancel();
+    if let Some(http) = http {
+        let _ = tokio::time::timeout(HTTP_CLOSE_WAIT, http).await;
+    }
     registry.shutdown.cancel();
     // Every run has finished, or was canceled or suspended: write the last
     // events (and give the store lease up).

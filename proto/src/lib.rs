@@ -4,6 +4,8 @@
 //! * [`error`]: the one place a domain error becomes a `tonic::Status` with a
 //!   google.rpc.ErrorInfo reason (domain `agentmesh`), and back.
 //! * [`json`]: `google.protobuf.Struct` <-> `serde_json` conversion.
+//! * [`report`]: a run's report as JSON (meshctl's `report.json`, the A2A
+//!   facade's `report` artifact).
 //! * [`codec`]: the codec of the generated clients and servers.
 //!
 //! `tonic`, `prost` and `prost_types` are re-exported so that versions cannot
@@ -12,6 +14,7 @@
 pub mod codec;
 pub mod error;
 pub mod json;
+pub mod report;
 
 pub use prost;
 pub use prost_types;

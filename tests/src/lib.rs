@@ -2,6 +2,7 @@
 //! collecting what a task streams back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod a2a;
 pub mod dns;
 pub mod mesh;
 pub mod openai;
@@ -171,6 +172,23 @@ pub fn hermetic(cmd: &mut std::process::Command) -> &mut std::process::Command {
         }
     }
     cmd
+}
+
+/// Spawns `cmd` (made [`hermetic`]) with no stdin and its stdout and
+/// stderr appended to `log`, so that a failing test can show them.
+pub fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = hermetic(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    Child(child)
 }
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves

@@ -4,13 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use agentmesh_proto::v1::AGENT_SERVICE_NAME;
 
-use crate::{Child, hermetic, wait_serving};
+use crate::{Child, spawn_logged, wait_serving};
 
 /// An agent in another language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +71,9 @@ pub async fn start(
     log: &std::path::Path,
 ) -> Child {
     agent.setup();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
     let mut cmd = Command::new(agent.script());
-    let child = hermetic(&mut cmd)
-        .arg("--listen")
-        .arg(listen.to_string())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let child = Child(child);
+    cmd.arg("--listen").arg(listen.to_string()).args(args);
+    let child = spawn_logged(&mut cmd, log);
     wait_serving(listen, AGENT_SERVICE_NAME, Duration::from_secs(120)).await;
     child
 }

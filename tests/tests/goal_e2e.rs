@@ -16,15 +16,9 @@ const GOAL: &str =
     "Generate a Q2 sales performance report with visualizations and an executive summary";
 
 fn output_of(events: &[agentmesh_proto::v1::RunEvent], skill_step: &str) -> Value {
-    events
-        .iter()
-        .find_map(|e| match &e.event {
-            Some(Event::StepCompleted(c)) if c.step_id == skill_step => {
-                Some(Value::Object(from_opt_struct(c.output.as_ref())))
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("step {skill_step} did not complete"))
+    Value::Object(from_opt_struct(
+        step_completed(events, skill_step).output.as_ref(),
+    ))
 }
 
 #[tokio::test]

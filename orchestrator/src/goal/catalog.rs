@@ -184,7 +184,7 @@ impl CatalogCache {
             ..ExecuteTaskRequest::default()
         };
         attempt::run(
-            slot.endpoint.channel.clone(),
+            slot.endpoint.transport.clone(),
             request,
             AttemptSpec {
                 observer: &Detached(stop.clone()),

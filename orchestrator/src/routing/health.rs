@@ -16,14 +16,23 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tracing::{debug, warn};
 
-use crate::routing::registry::{CardInfo, Endpoint, Registry};
+use agentmesh_runtime::auth::AuthChannel;
 
-/// Starts watching `ep` until its watcher token is cancelled.
+use crate::routing::registry::{CardInfo, Endpoint, Registry, Transport};
+
+/// Starts watching `ep` until its watcher token is cancelled: gRPC health
+/// for a mesh agent, the agent card for an A2A agent.
 pub fn spawn_watcher(registry: Arc<Registry>, ep: Arc<Endpoint>) {
     tokio::spawn(async move {
         let token = ep.watcher.clone();
+        let watched = async {
+            match &ep.transport {
+                Transport::Mesh(channel) => watch(&registry, &ep, channel.clone()).await,
+                Transport::A2a(peer) => crate::a2a::peer::watch(&registry, &ep, peer).await,
+            }
+        };
         tokio::select! {
-            () = watch(&registry, &ep) => {}
+            () = watched => {}
             () = token.cancelled() => {}
         }
     });
@@ -35,17 +44,17 @@ fn request() -> HealthCheckRequest {
     }
 }
 
-async fn watch(registry: &Arc<Registry>, ep: &Arc<Endpoint>) {
+async fn watch(registry: &Arc<Registry>, ep: &Arc<Endpoint>, channel: AuthChannel) {
     let interval = registry.discovery().health_check;
     let timeout = registry.discovery().connect_timeout;
-    let mut health = HealthClient::new(ep.channel.clone());
+    let mut health = HealthClient::new(channel.clone());
     loop {
         match tokio::time::timeout(timeout, health.watch(request())).await {
             Ok(Ok(resp)) => {
                 let mut stream = resp.into_inner();
                 while let Some(msg) = stream.next().await {
                     match msg {
-                        Ok(msg) => apply(registry, ep, &msg).await,
+                        Ok(msg) => apply(registry, ep, &channel, &msg).await,
                         Err(status) => {
                             debug!(address = %ep.address, %status, "health watch ended");
                             break;
@@ -55,7 +64,7 @@ async fn watch(registry: &Arc<Registry>, ep: &Arc<Endpoint>) {
                 registry.set_health(ep, EndpointHealth::Unreachable, None);
             }
             Ok(Err(status)) if status.code() == Code::Unimplemented => {
-                check_until_error(registry, ep, &mut health, interval, timeout).await;
+                check_until_error(registry, ep, &channel, &mut health, interval, timeout).await;
             }
             Ok(Err(status)) if status.code() == Code::NotFound => {
                 registry.set_health(ep, EndpointHealth::NotServing, None);
@@ -74,13 +83,14 @@ async fn watch(registry: &Arc<Registry>, ep: &Arc<Endpoint>) {
 async fn check_until_error(
     registry: &Arc<Registry>,
     ep: &Arc<Endpoint>,
-    health: &mut HealthClient<agentmesh_runtime::auth::AuthChannel>,
+    channel: &AuthChannel,
+    health: &mut HealthClient<AuthChannel>,
     interval: Duration,
     timeout: Duration,
 ) {
     loop {
         match tokio::time::timeout(timeout, health.check(request())).await {
-            Ok(Ok(resp)) => apply(registry, ep, resp.get_ref()).await,
+            Ok(Ok(resp)) => apply(registry, ep, channel, resp.get_ref()).await,
             Ok(Err(status)) if status.code() == Code::NotFound => {
                 registry.set_health(ep, EndpointHealth::NotServing, None);
             }
@@ -90,7 +100,12 @@ async fn check_until_error(
     }
 }
 
-async fn apply(registry: &Arc<Registry>, ep: &Arc<Endpoint>, msg: &HealthCheckResponse) {
+async fn apply(
+    registry: &Arc<Registry>,
+    ep: &Arc<Endpoint>,
+    channel: &AuthChannel,
+    msg: &HealthCheckResponse,
+) {
     let serving = msg.status() == ServingStatus::Serving;
     if !serving {
         registry.set_health(ep, EndpointHealth::NotServing, None);
@@ -99,7 +114,7 @@ async fn apply(registry: &Arc<Registry>, ep: &Arc<Endpoint>, msg: &HealthCheckRe
     if ep.health() == EndpointHealth::Serving && ep.card().is_some() {
         return;
     }
-    match fetch_card(registry, ep).await {
+    match fetch_card(registry, channel).await {
         Ok(card) => registry.set_health(ep, EndpointHealth::Serving, Some(Arc::new(card))),
         Err(e) => {
             warn!(address = %ep.address, error = %e, "agent card unavailable; endpoint gets no work");
@@ -108,9 +123,9 @@ async fn apply(registry: &Arc<Registry>, ep: &Arc<Endpoint>, msg: &HealthCheckRe
     }
 }
 
-async fn fetch_card(registry: &Registry, ep: &Endpoint) -> Result<CardInfo, String> {
+async fn fetch_card(registry: &Registry, channel: &AuthChannel) -> Result<CardInfo, String> {
     let timeout = registry.discovery().connect_timeout;
-    let mut client = AgentServiceClient::new(ep.channel.clone());
+    let mut client = AgentServiceClient::new(channel.clone());
     let resp = tokio::time::timeout(timeout, client.get_agent_card(GetAgentCardRequest {}))
         .await
         .map_err(|_| "GetAgentCard timed out".to_string())?

@@ -16,4 +16,4 @@ pub mod leases;
 pub mod queue;
 pub mod registry;
 
-pub use registry::{CardInfo, Endpoint, NoSlot, Registry, SkillInfo, Slot, SlotRequest};
+pub use registry::{CardInfo, Endpoint, NoSlot, Registry, SkillInfo, Slot, SlotRequest, Transport};

@@ -87,13 +87,23 @@ impl EndpointState {
     }
 }
 
+/// How an endpoint is reached.
+#[derive(Clone)]
+pub enum Transport {
+    /// An agentmesh agent: `agentmesh.v1.AgentService` on a lazily
+    /// connected channel that reconnects on its own, presenting the
+    /// orchestrator's credentials (`discovery.token_file`).
+    Mesh(AuthChannel),
+    /// An A2A agent (`[[discovery.a2a]]`), through its A2A client.
+    A2a(Arc<crate::a2a::peer::Peer>),
+}
+
 /// One agent replica.
 pub struct Endpoint {
-    /// `host:port`.
+    /// `host:port` of a mesh agent; the base URL of an A2A agent.
     pub address: String,
-    /// A lazily connected channel that reconnects on its own, presenting
-    /// the orchestrator's credentials (`discovery.token_file`).
-    pub channel: AuthChannel,
+    /// How it is reached.
+    pub transport: Transport,
     sources: Mutex<BTreeSet<String>>,
     state: Mutex<EndpointState>,
     in_flight: AtomicU32,
@@ -257,14 +267,39 @@ impl Registry {
     /// Adds `source` to the endpoint at `address`, creating it (and its
     /// health watcher) if new.
     pub fn add_source(self: &Arc<Self>, address: &str, source: &str) -> Result<(), String> {
+        self.add_with(address, source, || self.mesh_channel(address))
+    }
+
+    /// Adds the A2A agent `peer` (source `a2a`, its URL as the address),
+    /// watched like any endpoint by the registry's watcher.
+    pub fn add_a2a(self: &Arc<Self>, peer: Arc<crate::a2a::peer::Peer>) {
+        let address = peer.url().to_string();
+        // Infallible: the transport is given.
+        let _ = self.add_with(&address, "a2a", || Ok(Transport::A2a(peer)));
+    }
+
+    /// Adds `source` to the endpoint at `address`; a new endpoint is
+    /// reached through `transport` and gets its health watcher.
+    fn add_with(
+        self: &Arc<Self>,
+        address: &str,
+        source: &str,
+        transport: impl FnOnce() -> Result<Transport, String>,
+    ) -> Result<(), String> {
         let created = {
             let mut endpoints = self.endpoints.lock();
             if let Some(ep) = endpoints.get(address) {
                 ep.sources.lock().insert(source.to_string());
                 None
             } else {
-                let ep = Arc::new(self.new_endpoint(address)?);
-                ep.sources.lock().insert(source.to_string());
+                let ep = Arc::new(Endpoint {
+                    address: address.to_string(),
+                    transport: transport()?,
+                    sources: Mutex::new(BTreeSet::from([source.to_string()])),
+                    state: Mutex::new(EndpointState::default()),
+                    in_flight: AtomicU32::new(0),
+                    watcher: self.shutdown.child_token(),
+                });
                 endpoints.insert(address.to_string(), Arc::clone(&ep));
                 Some(ep)
             }
@@ -278,7 +313,8 @@ impl Registry {
         Ok(())
     }
 
-    fn new_endpoint(&self, address: &str) -> Result<Endpoint, String> {
+    /// A lazily connected channel to the mesh agent at `address`.
+    fn mesh_channel(&self, address: &str) -> Result<Transport, String> {
         let uri = format!("{}://{address}", scheme(self.tls.is_some()));
         let mut endpoint = TonicEndpoint::from_shared(uri)
             .map_err(|e| format!("invalid address {address:?}: {e}"))?;
@@ -293,14 +329,9 @@ impl Registry {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        Ok(Endpoint {
-            address: address.to_string(),
-            channel: self.credentials.channel(endpoint.connect_lazy()),
-            sources: Mutex::new(BTreeSet::new()),
-            state: Mutex::new(EndpointState::default()),
-            in_flight: AtomicU32::new(0),
-            watcher: self.shutdown.child_token(),
-        })
+        Ok(Transport::Mesh(
+            self.credentials.channel(endpoint.connect_lazy()),
+        ))
     }
 
     /// The endpoint at `address`, if known.

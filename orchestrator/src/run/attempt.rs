@@ -1,10 +1,12 @@
-//! One attempt of one task on one replica: `ExecuteTask`, passing its
+//! One attempt of one task on one replica: `ExecuteTask` (or an A2A
+//! agent's `SendStreamingMessage`, through [`RemoteTask`]), passing its
 //! events on as they arrive, with the attempt deadline, the heartbeat lease
 //! and a stop switch. Abandoning an attempt sends `CancelTask` so the agent
 //! stops working on it. This is the orchestrator's only reader of a task
 //! stream: a run's steps and the goal front-end's catalog call go through
 //! it alike.
 
+use std::future::Future;
 use std::time::Duration;
 
 use agentmesh_proto::error::ErrorReason;
@@ -16,10 +18,13 @@ use agentmesh_proto::v1::{
 use agentmesh_runtime::JsonObject;
 use agentmesh_runtime::auth::AuthChannel;
 use agentmesh_runtime::telemetry::context;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::routing::Transport;
 use crate::run::failure::Failure;
 
 /// How long the end of a finished task's stream is waited for.
@@ -83,31 +88,106 @@ pub struct AttemptSpec<'a> {
     pub max_artifact_bytes: usize,
 }
 
-/// Runs one attempt on `channel`.
+/// A task's events as the orchestrator reads them, however the agent is
+/// reached.
+pub type Events = BoxStream<'static, Result<TaskEvent, Failure>>;
+
+/// One task on a remote agent: a mesh agent over `AgentService`, or an A2A
+/// agent through its client.
+pub trait RemoteTask: Send {
+    /// Whether the agent sends heartbeats, so that the heartbeat lease
+    /// applies (A2A agents send none: their attempts are bounded by the
+    /// deadline).
+    fn heartbeats(&self) -> bool;
+    /// Starts the task; its events.
+    fn start(
+        &mut self,
+        request: ExecuteTaskRequest,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Events, Failure>> + Send;
+    /// Asks the agent to stop working on the task (bounded, best effort).
+    fn cancel(&mut self, task_id: &str, reason: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// A task on a mesh agent.
+struct MeshTask {
+    client: AgentServiceClient<AuthChannel>,
+}
+
+impl RemoteTask for MeshTask {
+    fn heartbeats(&self) -> bool {
+        true
+    }
+
+    async fn start(
+        &mut self,
+        request: ExecuteTaskRequest,
+        deadline: Instant,
+    ) -> Result<Events, Failure> {
+        // The trace context travels in metadata, as agent.proto says (and
+        // in the body, for agents that read it there).
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Some(trace) = &request.trace {
+            context::inject_fields(&mut metadata, &trace.traceparent, &trace.tracestate);
+        }
+        let mut request =
+            tonic::Request::from_parts(metadata, tonic::Extensions::default(), request);
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        match self.client.execute_task(request).await {
+            Ok(resp) => Ok(resp
+                .into_inner()
+                .map(|r| r.map_err(|status| Failure::from_status(&status)))
+                .boxed()),
+            Err(status) => Err(Failure::from_status(&status)),
+        }
+    }
+
+    async fn cancel(&mut self, task_id: &str, reason: &str) {
+        let req = CancelTaskRequest {
+            task_id: task_id.to_string(),
+            reason: reason.to_string(),
+        };
+        match tokio::time::timeout(CANCEL_TIMEOUT, self.client.cancel_task(req)).await {
+            Ok(Ok(_)) => debug!(task_id, reason, "task cancelled on the agent"),
+            Ok(Err(status)) => debug!(task_id, %status, "CancelTask failed"),
+            Err(_) => debug!(task_id, "CancelTask timed out"),
+        }
+    }
+}
+
+/// Runs one attempt on the endpoint `transport` reaches.
 pub async fn run(
-    channel: AuthChannel,
+    transport: Transport,
     request: ExecuteTaskRequest,
     spec: AttemptSpec<'_>,
 ) -> Result<AttemptOutput, Failure> {
-    let mut client = AgentServiceClient::new(channel)
-        .max_decoding_message_size(spec.max_message_bytes)
-        .max_encoding_message_size(spec.max_message_bytes);
+    match transport {
+        Transport::Mesh(channel) => {
+            let client = AgentServiceClient::new(channel)
+                .max_decoding_message_size(spec.max_message_bytes)
+                .max_encoding_message_size(spec.max_message_bytes);
+            drive(MeshTask { client }, request, spec).await
+        }
+        Transport::A2a(peer) => drive(peer.task(), request, spec).await,
+    }
+}
+
+async fn drive(
+    mut remote: impl RemoteTask,
+    request: ExecuteTaskRequest,
+    spec: AttemptSpec<'_>,
+) -> Result<AttemptOutput, Failure> {
     let task_id = request.task_id.clone();
     let skill = request.skill_id.clone();
-    // The trace context travels in metadata, as agent.proto says (and in
-    // the body, for agents that read it there).
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    if let Some(trace) = &request.trace {
-        context::inject_fields(&mut metadata, &trace.traceparent, &trace.tracestate);
-    }
-    let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), request);
-    request.set_timeout(spec.deadline.saturating_duration_since(Instant::now()));
     let stopped_now = spec.observer.stop().cancelled();
     tokio::pin!(stopped_now);
 
     // The lease timer is not reset on every event: it fires at the end of
     // the lease counted from the last event seen when it was armed, and is
     // re-armed from the latest event if one came since.
+    // Agents without heartbeats (A2A) have no lease: the deadline bounds
+    // them.
+    let leased = remote.heartbeats();
     let mut last_seen = Instant::now();
     let lease = tokio::time::sleep_until(last_seen + spec.lease);
     tokio::pin!(lease);
@@ -115,10 +195,7 @@ pub async fn run(
     tokio::pin!(deadline);
 
     let mut stream = tokio::select! {
-        resp = client.execute_task(request) => match resp {
-            Ok(resp) => resp.into_inner(),
-            Err(status) => return Err(Failure::from_status(&status)),
-        },
+        started = remote.start(request, spec.deadline) => started?,
         () = &mut deadline => return Err(Failure::deadline()),
         () = &mut stopped_now => return Err(spec.observer.stopped()),
     };
@@ -128,21 +205,21 @@ pub async fn run(
         let next = tokio::select! {
             biased;
             () = &mut stopped_now => {
-                cancel_remote(&mut client, &task_id, "run stopped").await;
+                remote.cancel(&task_id, "run stopped").await;
                 return Err(spec.observer.stopped());
             }
             () = &mut deadline => {
-                cancel_remote(&mut client, &task_id, "step deadline exceeded").await;
+                remote.cancel(&task_id, "step deadline exceeded").await;
                 return Err(Failure::deadline());
             }
-            () = &mut lease => {
+            () = &mut lease, if leased => {
                 let renewed = last_seen + spec.lease;
                 if renewed > Instant::now() {
                     lease.as_mut().reset(renewed);
                     continue;
                 }
                 warn!(lease_ms = u64::try_from(spec.lease.as_millis()).unwrap_or(u64::MAX), "heartbeat lease lost; cancelling the task");
-                cancel_remote(&mut client, &task_id, "heartbeat lease lost").await;
+                remote.cancel(&task_id, "heartbeat lease lost").await;
                 crate::metrics::metrics()
                     .lease_losses
                     .get_or_create(&crate::metrics::Skill { skill: skill.clone() })
@@ -152,12 +229,12 @@ pub async fn run(
                     format!("the agent sent nothing for {} ms (heartbeat lease lost)", spec.lease.as_millis()),
                 ));
             }
-            next = stream.message() => next,
+            next = stream.next() => next,
         };
         let event = match next {
-            Ok(Some(event)) => event,
-            Ok(None) => break,
-            Err(status) => return Err(Failure::from_status(&status)),
+            Some(Ok(event)) => event,
+            None => break,
+            Some(Err(failure)) => return Err(failure),
         };
         last_seen = Instant::now();
         if collected.take(event, &spec)? {
@@ -165,8 +242,7 @@ pub async fn run(
             // a dropped stream is a RST_STREAM, and servers refuse clients
             // that reset many streams (HTTP/2 rapid-reset protection). The
             // trailers are usually here already; only then is a timer set.
-            let mut rest =
-                std::pin::pin!(async { while let Ok(Some(_)) = stream.message().await {} });
+            let mut rest = std::pin::pin!(async { while let Some(Ok(_)) = stream.next().await {} });
             if futures_util::poll!(rest.as_mut()).is_pending() {
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, rest).await;
             }
@@ -299,17 +375,5 @@ impl Collected {
             }],
             metadata: chunk.metadata,
         });
-    }
-}
-
-async fn cancel_remote(client: &mut AgentServiceClient<AuthChannel>, task_id: &str, reason: &str) {
-    let req = CancelTaskRequest {
-        task_id: task_id.to_string(),
-        reason: reason.to_string(),
-    };
-    match tokio::time::timeout(CANCEL_TIMEOUT, client.cancel_task(req)).await {
-        Ok(Ok(_)) => debug!(task_id, reason, "task cancelled on the agent"),
-        Ok(Err(status)) => debug!(task_id, %status, "CancelTask failed"),
-        Err(_) => debug!(task_id, "CancelTask timed out"),
     }
 }

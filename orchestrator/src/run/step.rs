@@ -315,7 +315,7 @@ async fn attempts(
         };
         let attempt_started = Instant::now();
         let result = attempt::run(
-            slot.endpoint.channel.clone(),
+            slot.endpoint.transport.clone(),
             request,
             AttemptSpec {
                 observer: &StepObserver {

@@ -184,6 +184,20 @@ pub fn planned(events: &[RunEvent]) -> &agentmesh_proto::v1::RunPlanned {
         .expect("a RunPlanned event")
 }
 
+/// The `StepCompleted` of step `id`.
+pub fn step_completed<'a>(
+    events: &'a [RunEvent],
+    id: &str,
+) -> &'a agentmesh_proto::v1::StepCompleted {
+    kinds(events)
+        .into_iter()
+        .find_map(|e| match e {
+            run_event::Event::StepCompleted(c) if c.step_id == id => Some(c),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("step {id} did not complete"))
+}
+
 /// Index of the first event matching `pred`.
 pub fn position(events: &[RunEvent], pred: impl Fn(&run_event::Event) -> bool) -> Option<usize> {
     events
