@@ -109,7 +109,8 @@ pub struct MeshOpts {
     pub dir: PathBuf,
     /// Orchestrator port; the data, analytics and summary agents take the
     /// next three, extra analytics replicas the ones after, then the
-    /// forecast (Python) and quality (TypeScript) agents.
+    /// forecast (Python) and quality (TypeScript) agents; the A2A listener
+    /// (JSON-RPC and the agent card) takes this + 20.
     #[arg(long, default_value_t = 50050)]
     pub base_port: u16,
     /// Analytics agent replicas.

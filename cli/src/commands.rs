@@ -472,6 +472,11 @@ fn print_mesh(mesh: &LocalMesh, opts: &MeshOpts) {
         })
         .collect();
     output::table(&["SERVICE", "ADDRESS", "PID", "LOG"], &rows);
+    if let Some(a2a) = mesh.a2a() {
+        say!(
+            "A2A (JSON-RPC; gRPC on the orchestrator's port): http://{a2a}/ — card at http://{a2a}/.well-known/agent-card.json"
+        );
+    }
     say!("working folder: {}", opts.dir.display());
 }
 

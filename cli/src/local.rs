@@ -115,7 +115,11 @@ fn script_of(agent: &Polyglot, home: Option<&Path>) -> Result<PathBuf, String> {
 pub struct LocalMesh {
     /// Services in start order (agents first, orchestrator last).
     pub services: Vec<Service>,
+    a2a: Option<SocketAddr>,
 }
+
+/// The A2A listener's port: `--base-port` + this (50070 by default).
+const A2A_OFFSET: u16 = 20;
 
 fn usage(message: String) -> CliError {
     CliError::new(Exit::Failed, message)
@@ -260,6 +264,7 @@ impl LocalMesh {
         }
         let mut mesh = Self {
             services: Vec::new(),
+            a2a: None,
         };
         // Start everything, then wait: the agents start in parallel.
         for (name, service, addr) in &plan {
@@ -310,6 +315,11 @@ impl LocalMesh {
             extra.push(svc.addr.to_string());
         }
         let orch_addr = SocketAddr::from(([127, 0, 0, 1], opts.base_port));
+        // The A2A facade's JSON-RPC binding and agent card.
+        let a2a = SocketAddr::from(([127, 0, 0, 1], port(A2A_OFFSET)?));
+        extra.push("--a2a-listen".to_string());
+        extra.push(a2a.to_string());
+        mesh.a2a = Some(a2a);
         let orchestrator = Program::Builtin("orchestrator");
         let mut orch = match spawn(&dir, "orchestrator", orchestrator, orch_addr, &extra).await {
             Ok(o) => o,
@@ -325,6 +335,11 @@ impl LocalMesh {
             return Err(e);
         }
         Ok(mesh)
+    }
+
+    /// The A2A facade's HTTP address (JSON-RPC and the agent card).
+    pub fn a2a(&self) -> Option<SocketAddr> {
+        self.a2a
     }
 
     /// The orchestrator's address.

@@ -76,6 +76,12 @@ pub enum OrchestratorError {
     /// An A2A agent of `discovery.a2a` could not be set up.
     #[error(transparent)]
     A2aPeer(#[from] PeerError),
+    /// The A2A listener's TLS (server.tls) could not be loaded.
+    #[error("a2a.listen over TLS (server.tls): {source}")]
+    A2aTls {
+        /// Why.
+        source: std::io::Error,
+    },
     /// The A2A HTTP listener (`a2a.listen`) could not be bound.
     #[error("a2a.listen {addr}: {source}")]
     A2aListen {
@@ -202,12 +208,21 @@ pub async fn serve(
         )),
         None => Routes::new(api).add_service(reg).add_service(a2a),
     };
+    let http_tls = match (&http_listener, &cfg.server.tls) {
+        (Some(_), Some(tls)) => Some(
+            facade::http::tls(tls)
+                .await
+                .map_err(|source| OrchestratorError::A2aTls { source })?,
+        ),
+        _ => None,
+    };
     let http_stop = CancellationToken::new();
     let http = http_listener.map(|listener| {
         tokio::spawn(facade::http::serve(
             listener,
             facade,
             auth,
+            http_tls,
             http_stop.clone(),
         ))
     });
@@ -331,6 +346,9 @@ pub struct OrchestratorFlags {
     /// Agent address to add to discovery.endpoints (repeatable).
     #[arg(long = "agent", value_name = "HOST:PORT")]
     pub agents: Vec<String>,
+    /// Address of the A2A HTTP listener (overrides a2a.listen).
+    #[arg(long = "a2a-listen", value_name = "HOST:PORT")]
+    pub a2a_listen: Option<std::net::SocketAddr>,
 }
 
 impl Service for OrchestratorService {
@@ -353,6 +371,9 @@ impl Service for OrchestratorService {
         flags: OrchestratorFlags,
     ) -> Result<(), OrchestratorError> {
         cfg.discovery.endpoints.extend(flags.agents);
+        if let Some(addr) = flags.a2a_listen {
+            cfg.a2a.listen = Some(addr);
+        }
         let listener = agentmesh_runtime::bind(&cfg.server).await?;
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "listening");

@@ -401,3 +401,235 @@ async fn an_a2a_agent_joins_through_discovery_and_serves_steps() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A JSON-RPC call to the facade at `http`, with `token` (if any) and the
+/// `A2A-Version` header (if any).
+async fn rpc(
+    http: std::net::SocketAddr,
+    token: Option<&str>,
+    version: Option<&str>,
+    method: &str,
+    params: Value,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{http}/"))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(version) = version {
+        req = req.header("A2A-Version", version);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_facade_honours_authentication_authorization_and_versions() {
+    use agentmesh_runtime::auth::AuthConfig;
+    use agentmesh_runtime::auth::tokens::hash_hex;
+    const ALICE: &str = "alice-a2a-token-0c2e4a6b8d0f2a4c6e8b0d2f4a6c8e0b";
+    const BOB: &str = "bob-a2a-token-7d9f1b3c5e7a9c1e3b5d7f9a1c3e5b7d";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = temp_dir("a2a-auth");
+    let tokens = tmp.path().join("tokens.toml");
+    let entry = |token: &str, principal: &str| {
+        format!(
+            "[[tokens]]\nsha256 = \"{}\"\nprincipal = \"{principal}\"\nroles = [\"submit\"]\n",
+            hash_hex(token)
+        )
+    };
+    std::fs::write(&tokens, entry(ALICE, "alice") + &entry(BOB, "bob")).unwrap();
+    let worker = spawn_agent(TestAgent::new("work", &["work"])).await;
+    let mut cfg = test_config(&[worker]);
+    cfg.server.auth = Some(AuthConfig {
+        tokens_file: Some(tokens),
+        ..AuthConfig::default()
+    });
+    let http = free_port([127, 0, 0, 1]);
+    cfg.a2a.listen = Some(http);
+    let orch = spawn_orchestrator(cfg).await;
+    let card_url = format!("http://{http}/.well-known/agent-card.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let card: Value = loop {
+        if let Ok(resp) = reqwest::get(&card_url).await {
+            break resp.json().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no card");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The card is public and declares the scheme the calls need.
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"], "Bearer",
+        "{card}"
+    );
+    assert_eq!(
+        card["securityRequirements"][0]["schemes"]["bearer"],
+        serde_json::json!({"list": []}),
+        "{card}"
+    );
+    assert_eq!(card["capabilities"]["extendedAgentCard"], true);
+
+    let plan = serde_json::json!({"plan": {"steps": [{"id": "w", "skill": "work", "input": {"value": 1}}]}});
+    let send = serde_json::json!({
+        "message": {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "work"}, {"data": plan}]},
+        "configuration": {"returnImmediately": true}
+    });
+
+    // No token: 401 before the call is read, with the scheme to use.
+    let resp = rpc(http, None, Some("1.0"), "SendMessage", send.clone()).await;
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let resp = rpc(
+        http,
+        Some("not-a-token"),
+        Some("1.0"),
+        "SendMessage",
+        send.clone(),
+    )
+    .await;
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // No A2A-Version: read as 0.3, which is not served.
+    let body: Value = rpc(http, Some(ALICE), None, "SendMessage", send.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32009, "{body}");
+
+    // Alice's task is hers: Bob is told it does not exist.
+    let body: Value = rpc(http, Some(ALICE), Some("1.0"), "SendMessage", send.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = body["result"]["task"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string();
+    assert_eq!(
+        body["result"]["task"]["metadata"]["agentmesh"]["owner"], "alice",
+        "{body}"
+    );
+    let get = serde_json::json!({"id": task_id});
+    let body: Value = rpc(http, Some(BOB), Some("1.0"), "GetTask", get.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    let body: Value = rpc(http, Some(ALICE), Some("1.0"), "GetTask", get)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["result"]["id"], task_id.as_str(), "{body}");
+
+    // A bad plan is INVALID_PARAMS naming the field, with the mesh's reason.
+    let bad = serde_json::json!({
+        "message": {"messageId": "m-2", "role": "ROLE_USER",
+                    "parts": [{"data": {"parameters": {"deliverables": ["poems"]}}}]}
+    });
+    let body: Value = rpc(http, Some(ALICE), Some("1.0"), "SendMessage", bad)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    let text = body["error"].to_string();
+    assert!(
+        text.contains("deliverables") && text.contains("INVALID_INPUT"),
+        "{text}"
+    );
+
+    // The extended card, for an authenticated caller.
+    let body: Value = rpc(
+        http,
+        Some(BOB),
+        Some("1.0"),
+        "GetExtendedAgentCard",
+        serde_json::json!({}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let skills = body["result"]["skills"].to_string();
+    assert!(skills.contains("served by work at"), "{body}");
+
+    // The gRPC binding refuses a call without a credential.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{orch}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = a2a_pb::proto::a2a_service_client::A2aServiceClient::new(channel);
+    let status = grpc
+        .get_task(a2a_pb::proto::GetTaskRequest {
+            id: task_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let mut req = tonic::Request::new(a2a_pb::proto::GetTaskRequest {
+        id: task_id.clone(),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {ALICE}").parse().unwrap());
+    req.metadata_mut()
+        .insert("a2a-version", "1.0".parse().unwrap());
+    let task = grpc.get_task(req).await.unwrap().into_inner();
+    assert_eq!(task.id, task_id);
+}
+
+#[tokio::test]
+async fn with_server_tls_the_a2a_listener_serves_https() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = temp_dir("a2a-tls");
+    let pki = agentmesh_e2e::pki::Pki::create(tmp.path());
+    let mut cfg = test_config(&[]);
+    cfg.server.tls = Some(agentmesh_runtime::tls::ServerTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: None,
+    });
+    let http = free_port([127, 0, 0, 1]);
+    cfg.a2a.listen = Some(http);
+    spawn_orchestrator(cfg).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap();
+    let url = format!(
+        "https://localhost:{}/.well-known/agent-card.json",
+        http.port()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let card: Value = loop {
+        if let Ok(resp) = client.get(&url).send().await {
+            break resp.json().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no card over https");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The card names https addresses; plaintext HTTP is not served.
+    let urls = card["supportedInterfaces"].to_string();
+    assert!(
+        urls.contains(&format!("https://127.0.0.1:{}/", http.port())),
+        "{urls}"
+    );
+    let plain = reqwest::get(format!(
+        "http://127.0.0.1:{}/.well-known/agent-card.json",
+        http.port()
+    ))
+    .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}

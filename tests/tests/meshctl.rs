@@ -85,7 +85,9 @@ fn free_block() -> u16 {
         if base > 65_000 {
             continue;
         }
+        // The services' ports, and the A2A listener's (base + 20).
         let all: Vec<_> = (0..6)
+            .chain([20])
             .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
             .collect();
         if all.iter().all(Result::is_ok) {
@@ -239,6 +241,10 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
         printed.contains("discovered 5 agents through health checks"),
         "{printed}"
     );
+    // The A2A facade's address, where its card answers.
+    let a2a = format!("http://127.0.0.1:{}/", base + 20);
+    assert!(printed.contains("A2A (JSON-RPC"), "{printed}");
+    assert!(printed.contains(&a2a), "{printed}");
 
     let (code, out, _) = meshctl(&["--orchestrator", &addr, "agents", "--json"]);
     assert_eq!(code, 0);

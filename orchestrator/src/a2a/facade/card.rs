@@ -40,19 +40,20 @@ impl CardSource {
         grpc_addr: std::net::SocketAddr,
     ) -> Self {
         let mut interfaces = Vec::new();
-        let jsonrpc = cfg
-            .a2a
-            .public_url
-            .clone()
-            .or_else(|| http_addr.map(|a| format!("http://{a}/")));
-        if let Some(url) = jsonrpc {
-            interfaces.push(AgentInterface::new(url, TRANSPORT_PROTOCOL_JSONRPC));
-        }
+        // Both listeners speak TLS with server.tls.
         let scheme = if cfg.server.tls.is_some() {
             "https"
         } else {
             "http"
         };
+        let jsonrpc = cfg
+            .a2a
+            .public_url
+            .clone()
+            .or_else(|| http_addr.map(|a| format!("{scheme}://{a}/")));
+        if let Some(url) = jsonrpc {
+            interfaces.push(AgentInterface::new(url, TRANSPORT_PROTOCOL_JSONRPC));
+        }
         let grpc = cfg
             .a2a
             .grpc_url
