@@ -150,6 +150,45 @@ pub enum Command {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Only runs waiting for a person (a question or an approval), with
+        /// what they wait for.
+        #[arg(long)]
+        waiting: bool,
+    },
+    /// Answer a step's question: the answer as a JSON object (or @FILE),
+    /// checked against the question's schema; `--text` for a question
+    /// whose answer is {"text": ...}.
+    Answer {
+        /// Run id.
+        run: String,
+        /// The waiting step.
+        step: String,
+        /// The answer: a JSON object, or @FILE holding one.
+        #[arg(required_unless_present = "text", conflicts_with = "text")]
+        answer: Option<String>,
+        /// Answer {"text": TEXT}.
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Approve a step waiting at an approval gate: the run goes on.
+    Approve {
+        /// Run id.
+        run: String,
+        /// The gate step.
+        step: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Reject a step waiting at an approval gate: the run ends REJECTED.
+    Reject {
+        /// Run id.
+        run: String,
+        /// The gate step.
+        step: String,
+        /// Why, for the record (shown as the run's end).
+        #[arg(long)]
+        reason: String,
     },
     /// Show one run.
     Get {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::{
     CancelRunRequest, EndpointHealth, FanInPolicy, GetRunRequest, ListAgentsRequest,
-    ListRunsRequest, PlanRequest, RunSpec, SubmitRequest,
+    ListRunsRequest, PlanRequest, RunSpec, RunState, SubmitRequest,
 };
 use agentmesh_runtime::auth::AuthChannel;
 use serde_json::json;
@@ -67,7 +67,8 @@ async fn run_with(
     let show = if json { Show::Quiet } else { Show::Human };
     let followed = {
         let mut watcher = client.clone();
-        let fut = follow(&mut watcher, &run_id, 0, show);
+        let prompt = show == Show::Human && crate::people::can_prompt();
+        let fut = follow(&mut watcher, &run_id, 0, show, prompt);
         tokio::pin!(fut);
         tokio::select! {
             res = &mut fut => res?,
@@ -319,13 +320,27 @@ pub async fn agents(target: &Target, json: bool) -> Result<Exit, CliError> {
 }
 
 /// `meshctl runs`.
-pub async fn runs(target: &Target, json: bool, limit: u32) -> Result<Exit, CliError> {
+pub async fn runs(
+    target: &Target,
+    json: bool,
+    limit: u32,
+    waiting: bool,
+) -> Result<Exit, CliError> {
     let mut client = connect(target).await?;
+    let states = if waiting {
+        vec![RunState::Waiting.into()]
+    } else {
+        Vec::new()
+    };
     let runs = client
-        .list_runs(ListRunsRequest { limit })
+        .list_runs(ListRunsRequest { limit, states })
         .await?
         .into_inner()
         .runs;
+    if waiting && !json {
+        crate::people::print_waiting(&runs);
+        return Ok(Exit::Ok);
+    }
     if json {
         say!(
             "{:#}",
@@ -419,7 +434,7 @@ pub async fn watch(
 ) -> Result<Exit, CliError> {
     let mut client = connect(target).await?;
     let show = if json { Show::JsonLines } else { Show::Human };
-    let followed = follow(&mut client, run, after, show).await?;
+    let followed = follow(&mut client, run, after, show, false).await?;
     let Some(finished) = &followed.finished else {
         return Err(CliError::new(
             Exit::Failed,

@@ -194,6 +194,21 @@ impl Ui {
                     r.resumed_steps.len()
                 ));
             }
+            run_event::Event::StepWaiting(w) => {
+                let text = format!("waiting  for a person: {}", w.question);
+                self.line(&format!("{}: {text}", w.step_id));
+                self.bar(&w.step_id).set_message(text);
+            }
+            run_event::Event::StepAnswered(a) => {
+                let by = if a.by.is_empty() {
+                    "a person"
+                } else {
+                    a.by.as_str()
+                };
+                let text = format!("answered by {by}");
+                self.line(&format!("{}: {text}", a.step_id));
+                self.bar(&a.step_id).set_message(text);
+            }
             run_event::Event::ReportChunk(_) => {}
             run_event::Event::Finished(f) => {
                 for bar in self.steps.values() {
@@ -226,6 +241,8 @@ fn event_json(ev: &RunEvent) -> Value {
         Some(run_event::Event::ReportChunk(_)) => "report_chunk",
         Some(run_event::Event::Finished(_)) => "finished",
         Some(run_event::Event::Resumed(_)) => "resumed",
+        Some(run_event::Event::StepWaiting(_)) => "step_waiting",
+        Some(run_event::Event::StepAnswered(_)) => "step_answered",
         None => "unknown",
     };
     let step = match &ev.event {
@@ -236,6 +253,8 @@ fn event_json(ev: &RunEvent) -> Value {
         Some(run_event::Event::StepQueued(s)) => s.step_id.clone(),
         Some(run_event::Event::StepCompleted(s)) => s.step_id.clone(),
         Some(run_event::Event::StepFailed(s)) => s.step_id.clone(),
+        Some(run_event::Event::StepWaiting(s)) => s.step_id.clone(),
+        Some(run_event::Event::StepAnswered(s)) => s.step_id.clone(),
         _ => String::new(),
     };
     serde_json::json!({"run_id": ev.run_id, "seq": ev.seq, "event": kind, "step": step})
@@ -243,12 +262,16 @@ fn event_json(ev: &RunEvent) -> Value {
 
 /// Follows run `run_id` from after `after` until it finishes, reconnecting
 /// (and resuming after the last event seen) when the connection drops.
+/// With `prompt`, a step that waits for a person is asked about at the
+/// terminal.
 pub async fn follow(
     client: &mut OrchestratorServiceClient<AuthChannel>,
     run_id: &str,
     after: u64,
     show: Show,
+    prompt: bool,
 ) -> Result<Followed, CliError> {
+    let mut answerer = client.clone();
     let mut ui = Ui::new(show);
     let mut got = Followed {
         last_seq: after,
@@ -293,6 +316,12 @@ pub async fn follow(
                     }
                     got.last_seq = ev.seq;
                     ui.event(&ev);
+                    if prompt && let Some(run_event::Event::StepWaiting(w)) = &ev.event {
+                        ui.bars.set_draw_target(ProgressDrawTarget::hidden());
+                        let asked = crate::people::prompt(&mut answerer, run_id, w).await;
+                        ui.bars.set_draw_target(ProgressDrawTarget::stderr());
+                        asked?;
+                    }
                     collect(&mut got, ev);
                     if got.finished.is_some() {
                         // The server ends the stream after the final event;

@@ -9,6 +9,7 @@ mod conformance;
 mod follow;
 mod local;
 mod output;
+mod people;
 
 use clap::Parser;
 
@@ -28,7 +29,36 @@ async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
         Command::Run { goal, opts } => commands::run(&target()?, json, &goal, &opts).await,
         Command::Plan { goal } => commands::plan(&target()?, json, &goal).await,
         Command::Agents => commands::agents(&target()?, json).await,
-        Command::Runs { limit } => commands::runs(&target()?, json, limit).await,
+        Command::Runs { limit, waiting } => commands::runs(&target()?, json, limit, waiting).await,
+        Command::Answer {
+            run,
+            step,
+            answer,
+            text,
+        } => {
+            let answer = people::parse_answer(answer.as_deref(), text)?;
+            people::answer(&target()?, json, &run, &step, answer).await
+        }
+        Command::Approve { run, step, reason } => {
+            people::answer(
+                &target()?,
+                json,
+                &run,
+                &step,
+                people::approval(true, reason),
+            )
+            .await
+        }
+        Command::Reject { run, step, reason } => {
+            people::answer(
+                &target()?,
+                json,
+                &run,
+                &step,
+                people::approval(false, reason),
+            )
+            .await
+        }
         Command::Get { run } => commands::get(&target()?, json, &run).await,
         Command::Watch { run, after, out } => {
             commands::watch(&target()?, json, &run, after, out.as_deref()).await

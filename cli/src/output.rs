@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use agentmesh_proto::prost_types::Timestamp;
 pub use agentmesh_proto::report::{report, secs};
 use agentmesh_proto::v1::{
-    AgentEndpoint, EndpointHealth, RunFinished, RunPlanned, RunState, RunSummary,
+    AgentEndpoint, EndpointHealth, RunFinished, RunPlanned, RunState, RunSummary, StepWaiting,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -50,6 +50,21 @@ pub fn run_summary(r: &RunSummary) -> Value {
     json!({
         "run_id": r.run_id, "goal": r.goal, "state": state_name(r.state()),
         "created": ts(r.created.as_ref()), "finished": ts(r.finished.as_ref()), "last_seq": r.last_seq,
+        "waiting": r.waiting.iter().map(waiting).collect::<Vec<_>>(),
+    })
+}
+
+/// A step waiting for a person, as JSON.
+pub fn waiting(w: &StepWaiting) -> Value {
+    json!({
+        "step": w.step_id,
+        "kind": w.kind().as_str_name().trim_start_matches("WAIT_KIND_"),
+        "input_id": w.input_id,
+        "question": w.question,
+        "answer_schema": agentmesh_proto::json::from_opt_struct(w.answer_schema.as_ref()),
+        "agent": w.agent,
+        "since": ts(w.since.as_ref()),
+        "deadline": ts(w.deadline.as_ref()),
     })
 }
 

@@ -206,6 +206,12 @@ impl OrchestratorService for Relay {
     ) -> Result<tonic::Response<agentmesh_proto::v1::ListAgentsResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("relay"))
     }
+    async fn provide_input(
+        &self,
+        _: tonic::Request<agentmesh_proto::v1::ProvideInputRequest>,
+    ) -> Result<tonic::Response<agentmesh_proto::v1::ProvideInputResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("relay"))
+    }
 }
 
 /// The request the orchestrator sends for a step, built the same way.

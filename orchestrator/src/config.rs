@@ -289,6 +289,16 @@ pub struct ExecutionConfig {
     pub report_chunk_bytes: usize,
     /// Most artifact bytes one step may return.
     pub max_artifact_bytes: usize,
+    /// How long a step waits for a person (an agent's question, or an
+    /// approval gate without its own timeout) before it fails with
+    /// INPUT_TIMEOUT.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(rename = "answer_timeout_ms")]
+    pub answer_timeout: Duration,
+    /// Whether a run's deadline runs on while one of its steps waits for a
+    /// person. By default it pauses: a run's deadline bounds the mesh's
+    /// work, and the wait has its own (`answer_timeout_ms`).
+    pub deadline_runs_while_waiting: bool,
 }
 
 impl Default for ExecutionConfig {
@@ -311,6 +321,8 @@ impl Default for ExecutionConfig {
             max_progress_events: 2_000,
             report_chunk_bytes: 64 * 1024,
             max_artifact_bytes: 64 * 1024 * 1024,
+            answer_timeout: Duration::from_secs(24 * 3600),
+            deadline_runs_while_waiting: false,
         }
     }
 }
@@ -530,6 +542,7 @@ impl Validate for OrchestratorConfig {
             ));
         }
         positive("execution.heartbeat_ms", e.heartbeat)?;
+        positive("execution.answer_timeout_ms", e.answer_timeout)?;
         // A lease of one interval is lost to the first late heartbeat.
         if e.heartbeat_lease_factor < 2 {
             return Err(invalid(

@@ -7,9 +7,9 @@ use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::v1::orchestrator_service_server::OrchestratorService;
 use agentmesh_proto::v1::{
     CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListAgentsRequest,
-    ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse, RunEvent,
-    RunParameters, RunRequest, RunSpec, SkillQueue, StreamOptions, SubmitRequest, SubmitResponse,
-    WatchRunRequest,
+    ListAgentsResponse, ListRunsRequest, ListRunsResponse, PlanRequest, PlanResponse,
+    ProvideInputRequest, ProvideInputResponse, RunEvent, RunParameters, RunRequest, RunSpec,
+    RunState, SkillQueue, StreamOptions, SubmitRequest, SubmitResponse, WatchRunRequest,
 };
 use agentmesh_runtime::telemetry::context;
 use futures_util::{Stream, StreamExt};
@@ -364,13 +364,66 @@ impl OrchestratorService for OrchestratorApi {
             0 => DEFAULT_LIST,
             n => (n as usize).min(MAX_LIST),
         };
+        let mut states = Vec::new();
+        for (i, &s) in request.get_ref().states.iter().enumerate() {
+            match RunState::try_from(s) {
+                Ok(state) if state != RunState::Unspecified => states.push(state),
+                _ => {
+                    return Err(MeshError::new(
+                        ErrorReason::InvalidInput,
+                        format!("states[{i}] = {s} is not a RunState"),
+                    )
+                    .with_meta("field", "states")
+                    .into_status());
+                }
+            }
+        }
         let runs = self
             .engine
             .store
-            .list(limit, caller.visible_owner())
+            .list(limit, caller.visible_owner(), &states)
             .await
             .map_err(MeshError::into_status)?;
         Ok(Response::new(ListRunsResponse { runs }))
+    }
+
+    async fn provide_input(
+        &self,
+        request: Request<ProvideInputRequest>,
+    ) -> Result<Response<ProvideInputResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Action::CancelRun)?;
+        let req = request.get_ref();
+        if req.step_id.is_empty() {
+            return Err(
+                MeshError::new(ErrorReason::InvalidInput, "step_id is required")
+                    .with_meta("field", "step_id")
+                    .into_status(),
+            );
+        }
+        let run = self.run(&req.run_id, &caller).await?;
+        caller.may_cancel(&run.owner)?;
+        if !run.log.is_closed() && self.engine.store.durable() && !run.driven_here() {
+            return Err(MeshError::new(
+                ErrorReason::RunMoved,
+                format!(
+                    "run {} is driven by another orchestrator replica; send the answer to it",
+                    run.id
+                ),
+            )
+            .with_meta("run_id", run.id.as_str())
+            .into_status());
+        }
+        let by = caller.owner();
+        let answer = req.answer.clone().unwrap_or_default();
+        let seq = run
+            .answer(&req.step_id, answer, &by)
+            .map_err(MeshError::into_status)?;
+        tracing::info!(run_id = %run.id, step = %req.step_id, by = %by, "step answered");
+        Ok(Response::new(ProvideInputResponse {
+            seq,
+            state: run.state().into(),
+        }))
     }
 
     async fn plan(&self, request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {

@@ -39,13 +39,13 @@ impl ErrorReason {
             Self::InvalidInput | Self::PlanInvalid | Self::GoalNotUnderstood => {
                 Code::InvalidArgument
             }
-            Self::NoAgentForSkill => Code::FailedPrecondition,
+            Self::NoAgentForSkill | Self::NotWaiting | Self::Rejected => Code::FailedPrecondition,
             Self::AgentUnavailable
             | Self::Interrupted
             | Self::StoreUnavailable
             | Self::RunMoved => Code::Unavailable,
             Self::OutputInvalid => Code::Internal,
-            Self::DeadlineExceeded => Code::DeadlineExceeded,
+            Self::DeadlineExceeded | Self::InputTimeout => Code::DeadlineExceeded,
             Self::Canceled => Code::Cancelled,
             Self::ResourceExhausted | Self::TokenBudgetExceeded => Code::ResourceExhausted,
             Self::Unauthenticated => Code::Unauthenticated,

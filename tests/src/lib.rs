@@ -322,19 +322,62 @@ pub async fn start_agents(
     std::net::SocketAddr,
     std::net::SocketAddr,
 ) {
+    start_agents_env(dir, &[]).await
+}
+
+/// [`start_agents`] with extra environment variables for the summary
+/// agent.
+pub async fn start_agents_env(
+    dir: &std::path::Path,
+    summary_env: &[(&str, &str)],
+) -> (
+    Vec<Child>,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     use agentmesh_proto::v1::AGENT_SERVICE_NAME;
     let data = free_port([127, 0, 0, 1]);
     let analytics = free_port([127, 0, 0, 2]);
     let summary = free_port([127, 0, 0, 1]);
     let mut children = Vec::new();
-    for (name, addr) in [
-        ("data-agent", data),
-        ("analytics-agent", analytics),
-        ("summary-agent", summary),
+    for (name, addr, env) in [
+        ("data-agent", data, &[][..]),
+        ("analytics-agent", analytics, &[][..]),
+        ("summary-agent", summary, summary_env),
     ] {
-        children.push(start_process(name, addr, &[], dir, AGENT_SERVICE_NAME).await);
+        children.push(start_process_env(name, addr, &[], env, dir, AGENT_SERVICE_NAME).await);
     }
     (children, data, analytics, summary)
+}
+
+/// Starts the orchestrator binary on a new port, static endpoints
+/// `agents`, its runs in the SQLite file `store`, in `dir`.
+pub async fn start_orchestrator_on(
+    store: &std::path::Path,
+    agents: &[std::net::SocketAddr],
+    dir: &std::path::Path,
+) -> (Child, std::net::SocketAddr) {
+    use agentmesh_proto::v1::ORCHESTRATOR_SERVICE_NAME;
+    let addr = free_port([127, 0, 0, 1]);
+    let mut args = Vec::new();
+    for a in agents {
+        args.extend(["--agent".to_string(), a.to_string()]);
+    }
+    let path = store.to_string_lossy().into_owned();
+    let child = start_process_env(
+        "orchestrator",
+        addr,
+        &args,
+        &[
+            ("AGENTMESH_STORE__PATH", path.as_str()),
+            ("AGENTMESH_SERVER__SHUTDOWN_GRACE_MS", "300"),
+        ],
+        dir,
+        ORCHESTRATOR_SERVICE_NAME,
+    )
+    .await;
+    (child, addr)
 }
 
 /// Starts the mesh in `dir`; `extra_agents` are added to the

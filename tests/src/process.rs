@@ -43,3 +43,21 @@ pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
         |v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
     )
 }
+
+/// Sends SIGTERM and waits (bounded) for a clean exit.
+pub async fn terminate(mut child: crate::Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "orchestrator exited with {status}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

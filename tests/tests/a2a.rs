@@ -289,8 +289,8 @@ async fn an_a2a_agent_joins_through_discovery_and_serves_steps() {
         }
     }
 
-    // A task that asks for input pauses its step, which says so with the
-    // question, until someone answers on the A2A side.
+    // A task that asks for input pauses its step (the run WAITING, with the
+    // question), until someone answers on the A2A side.
     let run_id = submit(
         &mut client,
         spec(vec![step(
@@ -341,7 +341,15 @@ async fn an_a2a_agent_joins_through_discovery_and_serves_steps() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(waiting.run.unwrap().state(), RunState::Running);
+    // The run waits for a person, the question shown with it.
+    let waiting = waiting.run.unwrap();
+    assert_eq!(waiting.state(), RunState::Waiting);
+    assert!(
+        waiting.waiting[0]
+            .question
+            .contains("Which language should I greet in?"),
+        "{waiting:?}"
+    );
     let answer = serde_json::json!({
         "jsonrpc": "2.0", "id": 1, "method": "SendMessage",
         "params": {"message": {"messageId": "answer-1", "role": "ROLE_USER",

@@ -224,7 +224,10 @@ fn watch(run_id: &str) -> WatchRunRequest {
 }
 
 fn list() -> ListRunsRequest {
-    ListRunsRequest { limit: 100 }
+    ListRunsRequest {
+        limit: 100,
+        states: Vec::new(),
+    }
 }
 
 fn slow_spec(ms: u64) -> RunSpec {

@@ -230,6 +230,7 @@ impl AgentService for Broken {
                 state: state as i32,
                 message: String::new(),
                 r#final: fin,
+                input: None,
             })
         };
         let events = vec![
@@ -253,6 +254,13 @@ impl AgentService for Broken {
         Ok(Response::new(CancelTaskResponse {
             state: TaskState::Canceled as i32,
         }))
+    }
+
+    async fn provide_input(
+        &self,
+        _: Request<agentmesh_proto::v1::AgentServiceProvideInputRequest>,
+    ) -> Result<Response<agentmesh_proto::v1::AgentServiceProvideInputResponse>, Status> {
+        Err(Status::unimplemented("asks no questions"))
     }
 }
 

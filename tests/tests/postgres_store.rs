@@ -136,7 +136,7 @@ async fn migrations_run_on_an_empty_database_and_upgrade_the_previous_layout() {
         store.by_key("k1").await.unwrap().map(|r| r.id.clone()),
         Some("r1".into())
     );
-    let listed = store.list(10, Some("alice")).await.unwrap();
+    let listed = store.list(10, Some("alice"), &[]).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state(), RunState::Completed);
     let version: i32 = client
@@ -230,7 +230,7 @@ async fn replicas_make_one_run_per_key_follow_each_others_runs_and_cancel_them()
     );
 
     // Either replica lists every run.
-    let on_b = b.list(10, None).await.unwrap();
+    let on_b = b.list(10, None, &[]).await.unwrap();
     assert_eq!(on_b.len(), 3);
     assert_eq!(on_b[0].run_id, victim.id, "newest first");
     a.close().await;
@@ -276,7 +276,7 @@ async fn retention_deletes_the_oldest_finished_runs_by_count_and_by_bytes() {
         "a running run is never retired"
     );
     let listed: Vec<String> = store
-        .list(10, None)
+        .list(10, None, &[])
         .await
         .unwrap()
         .into_iter()

@@ -61,7 +61,10 @@ async fn the_oldest_finished_runs_go_beyond_the_byte_limit_and_say_so() {
     // The newest finished runs are kept, the oldest are gone: a contiguous
     // newest suffix, well short of all 300.
     let listed: Vec<String> = client
-        .list_runs(ListRunsRequest { limit: 1_000 })
+        .list_runs(ListRunsRequest {
+            limit: 1_000,
+            states: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner()

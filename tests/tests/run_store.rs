@@ -3,62 +3,20 @@
 //! killed with SIGKILL and started again on the same file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use agentmesh_e2e::mesh::*;
-use agentmesh_e2e::{Child, free_port, start_process, start_process_env, temp_dir};
+use agentmesh_e2e::process::terminate as stop;
+use agentmesh_e2e::start_orchestrator_on as orchestrator_on;
+use agentmesh_e2e::{start_agents, temp_dir};
 use agentmesh_proto::v1::{
-    AGENT_SERVICE_NAME, GetRunRequest, ListRunsRequest, ORCHESTRATOR_SERVICE_NAME, RunEvent,
-    RunRequest, RunState, SubmitRequest, run_event::Event,
+    GetRunRequest, ListRunsRequest, RunEvent, RunRequest, RunState, SubmitRequest, run_event::Event,
 };
 use serde_json::json;
 use tokio_stream::StreamExt;
 
 const GOAL: &str =
     "Generate a Q2 sales performance report with visualizations and an executive summary";
-
-/// Starts the orchestrator binary on a new port with its runs in `store`.
-async fn orchestrator_on(store: &Path, agents: &[SocketAddr], dir: &Path) -> (Child, SocketAddr) {
-    let addr = free_port([127, 0, 0, 1]);
-    let mut args = Vec::new();
-    for a in agents {
-        args.extend(["--agent".to_string(), a.to_string()]);
-    }
-    let path = store.to_string_lossy().into_owned();
-    let child = start_process_env(
-        "orchestrator",
-        addr,
-        &args,
-        &[
-            ("AGENTMESH_STORE__PATH", path.as_str()),
-            ("AGENTMESH_SERVER__SHUTDOWN_GRACE_MS", "300"),
-        ],
-        dir,
-        ORCHESTRATOR_SERVICE_NAME,
-    )
-    .await;
-    (child, addr)
-}
-
-/// Sends SIGTERM and waits (bounded) for a clean exit.
-async fn stop(mut child: Child) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            assert!(status.success(), "orchestrator exited with {status}");
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn finished(ev: &RunEvent) -> &agentmesh_proto::v1::RunFinished {
     match &ev.event {
@@ -72,13 +30,8 @@ async fn a_finished_report_outlives_a_restart_of_the_orchestrator() {
     let tmp = temp_dir("store-restart");
     let dir = tmp.path();
     let store = dir.join("state/runs.db");
-    let mut agents = Vec::new();
-    let mut children = Vec::new();
-    for name in ["data-agent", "analytics-agent", "summary-agent"] {
-        let addr = free_port([127, 0, 0, 1]);
-        children.push(start_process(name, addr, &[], dir, AGENT_SERVICE_NAME).await);
-        agents.push(addr);
-    }
+    let (_children, data, analytics, summary) = start_agents(dir).await;
+    let agents = [data, analytics, summary];
 
     let (first, addr) = orchestrator_on(&store, &agents, dir).await;
     let mut client = orchestrator(addr).await;
@@ -124,7 +77,10 @@ async fn a_finished_report_outlives_a_restart_of_the_orchestrator() {
         .run_id;
     assert_eq!(again, run_id);
     let listed = client
-        .list_runs(ListRunsRequest { limit: 10 })
+        .list_runs(ListRunsRequest {
+            limit: 10,
+            states: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner()

@@ -246,6 +246,7 @@ mod tests {
             state: state as i32,
             message: String::new(),
             r#final: fin,
+            input: None,
         })
     }
 

@@ -34,7 +34,7 @@ pub enum Action {
     Plan,
     /// GetRun, WatchRun, ListRuns.
     ReadRuns,
-    /// CancelRun.
+    /// CancelRun, ProvideInput (who may cancel a run may answer it).
     CancelRun,
     /// ListAgents.
     ListAgents,

@@ -125,7 +125,10 @@ pub fn integrate(
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| (kind_of(&s.skill.skill.produces), i))
+        .map(|(i, s)| {
+            let produces = s.skill.as_ref().map_or(&[][..], |k| &k.skill.produces);
+            (kind_of(produces), i)
+        })
         .collect();
     order.sort();
     let mut sections = Vec::new();
@@ -147,8 +150,9 @@ pub fn integrate(
     for (kind, i) in order {
         let step = &plan.steps[i];
         let id = step.spec.id.clone();
-        // Steps that only feed a deliverable appear in the provenance.
-        if !wanted(kind) {
+        // Steps that only feed a deliverable, and approval gates, appear
+        // in the provenance.
+        if !wanted(kind) || step.is_gate() {
             if let Outcome::Done(done) = &mut outcomes[i] {
                 provenance.push(std::mem::take(&mut done.provenance));
             }

@@ -7,18 +7,20 @@
 //! it alike.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
 use agentmesh_proto::v1::{
-    Artifact, CancelTaskRequest, ExecuteTaskRequest, Part, TaskEvent, part, task_event,
+    AgentServiceProvideInputRequest, Artifact, CancelTaskRequest, ExecuteTaskRequest, InputAnswer,
+    InputRequest, Part, TaskEvent, part, task_event,
 };
 use agentmesh_runtime::JsonObject;
 use agentmesh_runtime::auth::AuthChannel;
 use agentmesh_runtime::telemetry::context;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,11 +28,14 @@ use tracing::{debug, warn};
 
 use crate::routing::Transport;
 use crate::run::failure::Failure;
+use crate::run::waiting::Asked;
 
 /// How long the end of a finished task's stream is waited for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a `CancelTask` for an abandoned attempt may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long handing an answer to the agent may take.
+const PROVIDE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a successful attempt returned.
 pub struct AttemptOutput {
@@ -56,6 +61,23 @@ pub trait Observer: Sync {
     fn tokens(&self, used: u32) -> Result<(), Failure> {
         let _ = used;
         Ok(())
+    }
+    /// The task asked `request` (its status went INPUT_REQUIRED): answered
+    /// already, or waiting until when. By default nobody can answer, and
+    /// the attempt fails.
+    fn ask(&self, request: &InputRequest) -> Result<Asked, Failure> {
+        Err(Failure::new(
+            ErrorReason::AgentFailed,
+            format!(
+                "the agent asked {:?}, and nobody can answer here",
+                request.question
+            ),
+        ))
+    }
+    /// Waits for the answer to question `input_id` until `until`.
+    fn answer(&self, input_id: String, until: SystemTime) -> Answer<'_> {
+        let _ = (input_id, until);
+        Box::pin(std::future::pending())
     }
 }
 
@@ -107,6 +129,14 @@ pub trait RemoteTask: Send {
     ) -> impl Future<Output = Result<Events, Failure>> + Send;
     /// Asks the agent to stop working on the task (bounded, best effort).
     fn cancel(&mut self, task_id: &str, reason: &str) -> impl Future<Output = ()> + Send;
+    /// Hands the task the answer to its question. A failure the next
+    /// attempt may not hit (the agent lost the task) is retryable: that
+    /// attempt carries the answer.
+    fn provide(
+        &mut self,
+        task_id: &str,
+        answer: InputAnswer,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
 /// A task on a mesh agent.
@@ -153,6 +183,38 @@ impl RemoteTask for MeshTask {
             Err(_) => debug!(task_id, "CancelTask timed out"),
         }
     }
+
+    async fn provide(&mut self, task_id: &str, answer: InputAnswer) -> Result<(), Failure> {
+        let req = AgentServiceProvideInputRequest {
+            task_id: task_id.to_string(),
+            answer: Some(answer),
+        };
+        match tokio::time::timeout(PROVIDE_TIMEOUT, self.client.provide_input(req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(answer_lost(Failure::from_status(&status))),
+            Err(_) => Err(answer_lost(Failure::new(
+                ErrorReason::AgentUnavailable,
+                "the agent took no answer within 5 s",
+            ))),
+        }
+    }
+}
+
+/// An answer the agent could not take: unless the agent refused it (a
+/// schema of its own), the next attempt carries it.
+pub fn answer_lost(mut f: Failure) -> Failure {
+    if !matches!(
+        f.reason,
+        ErrorReason::InvalidInput | ErrorReason::PermissionDenied
+    ) {
+        f.message = format!(
+            "the agent could not take the answer ({}); trying again with it",
+            f.message
+        );
+        f.reason = ErrorReason::AgentUnavailable;
+        f.retryable = true;
+    }
+    f
 }
 
 /// Runs one attempt on the endpoint `transport` reaches.
@@ -201,6 +263,10 @@ async fn drive(
     };
 
     let mut collected = Collected::default();
+    // The question the task waits on: its id, since when (the attempt's
+    // deadline pauses meanwhile), and its answer to come.
+    let mut waiting: Option<(String, Instant, Answer<'_>)> = None;
+    let mut ends = spec.deadline;
     loop {
         let next = tokio::select! {
             biased;
@@ -208,9 +274,31 @@ async fn drive(
                 remote.cancel(&task_id, "run stopped").await;
                 return Err(spec.observer.stopped());
             }
-            () = &mut deadline => {
+            () = &mut deadline, if waiting.is_none() => {
                 remote.cancel(&task_id, "step deadline exceeded").await;
                 return Err(Failure::deadline());
+            }
+            answered = async {
+                match waiting.as_mut() {
+                    Some((_, _, answer)) => answer.await,
+                    None => std::future::pending().await,
+                }
+            }, if waiting.is_some() => {
+                let Some((input_id, since, _)) = waiting.take() else { continue };
+                let answer = match answered {
+                    Ok(answer) => answer,
+                    Err(f) => {
+                        remote.cancel(&task_id, "no answer").await;
+                        return Err(f);
+                    }
+                };
+                if let Err(f) = give(&mut remote, &task_id, input_id, &answer).await {
+                    remote.cancel(&task_id, "the answer could not be given").await;
+                    return Err(f);
+                }
+                ends += since.elapsed();
+                deadline.as_mut().reset(ends);
+                continue;
             }
             () = &mut lease, if leased => {
                 let renewed = last_seen + spec.lease;
@@ -237,7 +325,26 @@ async fn drive(
             Some(Err(failure)) => return Err(failure),
         };
         last_seen = Instant::now();
-        if collected.take(event, &spec)? {
+        let took = collected.take(event, &spec)?;
+        if let Took::Asks(request) = &took {
+            match spec.observer.ask(request) {
+                Ok(Asked::Answered(answer)) => {
+                    give(&mut remote, &task_id, request.input_id.clone(), &answer).await?;
+                }
+                Ok(Asked::Waits(until)) => {
+                    let answer = spec.observer.answer(request.input_id.clone(), until);
+                    waiting = Some((request.input_id.clone(), Instant::now(), answer));
+                }
+                Err(f) => {
+                    remote
+                        .cancel(&task_id, "the question cannot be answered")
+                        .await;
+                    return Err(f);
+                }
+            }
+            continue;
+        }
+        if matches!(took, Took::Final) {
             // Read the stream to its end (trailers) instead of dropping it:
             // a dropped stream is a RST_STREAM, and servers refuse clients
             // that reset many streams (HTTP/2 rapid-reset protection). The
@@ -263,6 +370,37 @@ async fn drive(
     }
 }
 
+/// A question's answer to come (or why none came).
+pub type Answer<'a> = BoxFuture<'a, Result<JsonObject, Failure>>;
+
+/// Hands `answer` to the task's question `input_id`.
+async fn give(
+    remote: &mut impl RemoteTask,
+    task_id: &str,
+    input_id: String,
+    answer: &JsonObject,
+) -> Result<(), Failure> {
+    remote
+        .provide(
+            task_id,
+            InputAnswer {
+                input_id,
+                answer: Some(agentmesh_proto::json::to_struct(answer)),
+            },
+        )
+        .await
+}
+
+/// What one event of a task meant.
+enum Took {
+    /// Nothing more to do.
+    More,
+    /// The task reached its final state.
+    Final,
+    /// The task asks a question.
+    Asks(InputRequest),
+}
+
 #[derive(Default)]
 struct Collected {
     output: Option<JsonObject>,
@@ -273,42 +411,45 @@ struct Collected {
 }
 
 impl Collected {
-    /// Takes one event; true when the task has reached its final state.
-    fn take(&mut self, event: TaskEvent, spec: &AttemptSpec<'_>) -> Result<bool, Failure> {
+    /// Takes one event.
+    fn take(&mut self, event: TaskEvent, spec: &AttemptSpec<'_>) -> Result<Took, Failure> {
         let forward = |event: TaskEvent| spec.observer.forward(event);
         match event.event {
-            Some(task_event::Event::Heartbeat(_)) | None => Ok(false),
+            Some(task_event::Event::Heartbeat(_)) | None => Ok(Took::More),
             Some(task_event::Event::Result(r)) => {
                 self.output = Some(from_opt_struct(r.output.as_ref()));
                 self.output_pb = r.output;
-                Ok(false)
+                Ok(Took::More)
             }
             Some(task_event::Event::Failure(f)) => {
                 let reason = ErrorReason::from_name(&f.reason).unwrap_or(ErrorReason::AgentFailed);
                 let mut failure = Failure::from_agent(reason, f.message, f.retryable);
                 failure.retry_after = f.retry_after.and_then(|d| Duration::try_from(d).ok());
                 self.failure = Some(failure);
-                Ok(false)
+                Ok(Took::More)
             }
             Some(task_event::Event::Status(ref s)) => {
                 // The final state is told by StepCompleted/StepFailed/
                 // StepRetrying, which say more, and SUBMITTED adds nothing
                 // to StepStarted: do not send them twice.
                 if s.r#final {
-                    return Ok(true);
+                    return Ok(Took::Final);
                 }
                 if s.state() == agentmesh_proto::v1::TaskState::Submitted {
-                    return Ok(false);
+                    return Ok(Took::More);
                 }
+                let asks = (s.state() == agentmesh_proto::v1::TaskState::InputRequired)
+                    .then(|| s.input.clone())
+                    .flatten();
                 forward(event);
-                Ok(false)
+                Ok(asks.map_or(Took::More, Took::Asks))
             }
             Some(task_event::Event::Progress(ref p)) => {
                 if p.tokens_used > 0 {
                     spec.observer.tokens(p.tokens_used)?;
                 }
                 forward(event);
-                Ok(false)
+                Ok(Took::More)
             }
             Some(task_event::Event::ArtifactChunk(chunk)) => {
                 self.artifact_bytes += chunk.data.len();
@@ -322,7 +463,7 @@ impl Collected {
                     ));
                 }
                 self.add_chunk(chunk, &forward, event.task_id, event.seq, event.time);
-                Ok(false)
+                Ok(Took::More)
             }
         }
     }

@@ -33,7 +33,13 @@ use crate::run::plan::{self, Plan};
 use crate::run::resume::{Prior, StepHistory};
 use crate::run::step::{self, RunClock, StepEnv};
 use crate::run::trace::Traced;
+use crate::run::waiting;
 use crate::store::{RunRecord, RunStore, scoped_key};
+
+/// A step in flight: its index and what became of it.
+type StepFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (usize, Result<crate::run::StepResult, Failure>)> + Send>,
+>;
 
 /// How often a resumed run looks again for the skills of its plan.
 const RESUME_POLL: Duration = Duration::from_millis(250);
@@ -274,7 +280,7 @@ impl Engine {
             .plan
             .steps
             .iter()
-            .find(|s| self.env.registry.queue_full(&s.spec.skill));
+            .find(|s| !s.is_gate() && self.env.registry.queue_full(&s.spec.skill));
         if let Some(step) = full {
             return Err(MeshError::new(
                 ErrorReason::ResourceExhausted,
@@ -331,6 +337,7 @@ impl Engine {
             deadline: Instant::now() + prepared.deadline,
             deadline_wall,
             trace,
+            pauses: !exec.deadline_runs_while_waiting,
         };
         info!(run_id = %run.id, steps = prepared.plan.steps.len(), "run accepted");
         let source = if prepared.intent.is_some() {
@@ -395,6 +402,10 @@ impl Engine {
             .deadline
             .and_then(|t| SystemTime::try_from(t).ok())
             .unwrap_or_else(SystemTime::now);
+        // Time spent waiting for people does not count (unless configured
+        // to), and a step may wait now: the deadline is later by as much.
+        let pauses = !self.env.cfg.execution.deadline_runs_while_waiting;
+        let effective = |run: &RunRecord| deadline_wall + step::waited(run, pauses);
         let spec = PlanSpec {
             steps: planned
                 .steps
@@ -419,7 +430,7 @@ impl Engine {
                 // Left unfinished in the store: the next start resumes it.
                 return;
             }
-            let remaining = deadline_wall
+            let remaining = effective(&run)
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
             if remaining.is_zero() {
@@ -459,7 +470,7 @@ impl Engine {
                 }
             }
         };
-        let remaining = deadline_wall
+        let remaining = effective(&run)
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         let fan_in = FanInPolicy::try_from(planned.fan_in)
@@ -490,9 +501,10 @@ impl Engine {
         run.append(events::run_resumed(&instance, completed, in_flight));
         self.active.fetch_add(1, Ordering::AcqRel);
         let clock = RunClock {
-            deadline: Instant::now() + remaining,
+            deadline: step::instant_at(deadline_wall),
             deadline_wall,
             trace,
+            pauses,
         };
         self.drive(run, prepared, clock, prior).await;
     }
@@ -541,14 +553,21 @@ impl Engine {
             prior,
         );
         tokio::pin!(dag);
-        let outcomes = tokio::select! {
-            outcomes = &mut dag => outcomes,
-            () = tokio::time::sleep_until(clock.deadline) => {
-                run.stop(MeshError::new(
-                    ErrorReason::DeadlineExceeded,
-                    format!("the run deadline of {} ms was exceeded", prepared.deadline.as_millis()),
-                ));
-                dag.await
+        let outcomes = loop {
+            tokio::select! {
+                outcomes = &mut dag => break outcomes,
+                // The end moves later while steps wait for people: look
+                // again when it comes.
+                () = tokio::time::sleep_until(clock.end(&run)) => {
+                    if Instant::now() < clock.end(&run) {
+                        continue;
+                    }
+                    run.stop(MeshError::new(
+                        ErrorReason::DeadlineExceeded,
+                        format!("the run deadline of {} ms was exceeded", prepared.deadline.as_millis()),
+                    ));
+                    break dag.await;
+                }
             }
         };
         if run.is_suspended() {
@@ -592,6 +611,27 @@ impl Engine {
                       outcomes: &mut Vec<Outcome>,
                       history: &mut Vec<StepHistory>,
                       running: &mut FuturesUnordered<_>| {
+            if plan.steps[i].is_gate() {
+                let subject: JsonObject = plan.steps[i]
+                    .deps
+                    .iter()
+                    .filter_map(|&d| match &outcomes[d] {
+                        Outcome::Done(done) => {
+                            Some((plan.steps[d].spec.id.clone(), done.output.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let run = Arc::clone(&run);
+                let plan = Arc::clone(&plan);
+                let timeout = self.env.cfg.execution.answer_timeout;
+                running.push(Box::pin(async move {
+                    let result = waiting::gate(run, &plan.steps[i], subject, timeout).await;
+                    (i, result)
+                }) as StepFuture);
+                outcomes[i] = Outcome::Running;
+                return None;
+            }
             match build_input(&plan, i, outcomes) {
                 Ok((input, artifacts)) => {
                     let env = Arc::clone(&self.env);
@@ -599,7 +639,7 @@ impl Engine {
                     let plan = Arc::clone(&plan);
                     let clock = Arc::clone(&clock);
                     let history = std::mem::take(&mut history[i]);
-                    running.push(async move {
+                    running.push(Box::pin(async move {
                         let result = step::run_step(
                             &env,
                             run,
@@ -613,7 +653,7 @@ impl Engine {
                         )
                         .await;
                         (i, result)
-                    });
+                    }) as StepFuture);
                     outcomes[i] = Outcome::Running;
                     None
                 }
@@ -713,6 +753,11 @@ impl Engine {
         let (state, reason, message) = match run.stop_cause() {
             Some(c) if c.reason == ErrorReason::Canceled => (
                 RunState::Canceled,
+                c.reason.name().to_string(),
+                c.message.clone(),
+            ),
+            Some(c) if c.reason == ErrorReason::Rejected => (
+                RunState::Rejected,
                 c.reason.name().to_string(),
                 c.message.clone(),
             ),
@@ -887,8 +932,10 @@ fn build_input(
     }
     // Literal input was checked when the plan was validated; check again
     // only once referenced values are filled in.
-    if !step.refs.is_empty() {
-        step.skill
+    if !step.refs.is_empty()
+        && let Some(skill) = &step.skill
+    {
+        skill
             .schemas
             .check_input(&input)
             .map_err(|e| Failure::new(ErrorReason::InvalidInput, e.message))?;

@@ -7,6 +7,8 @@
 //!   stream in the orchestrator;
 //! - [`output`]: what a step's output must satisfy;
 //! - [`outcome`], [`failure`]: what became of a step, and why one failed;
+//! - [`waiting`]: steps waiting for people (agents' questions, approval
+//!   gates);
 //! - [`hooks`]: what the core is given by its user (the report, checks of
 //!   written text).
 
@@ -20,6 +22,7 @@ pub mod plan;
 pub mod resume;
 pub mod step;
 pub mod trace;
+pub mod waiting;
 
 pub use engine::{Accepted, Engine, Prepared};
 pub use failure::Failure;

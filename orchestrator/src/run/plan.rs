@@ -47,8 +47,15 @@ pub struct StepPlan {
     pub deadline: Duration,
     /// Attempts in all.
     pub max_attempts: u32,
-    /// The skill as the registry knows it.
-    pub skill: Arc<SkillInfo>,
+    /// The skill as the registry knows it; none for an approval gate.
+    pub skill: Option<Arc<SkillInfo>>,
+}
+
+impl StepPlan {
+    /// Whether the step is an approval gate (it runs no skill).
+    pub fn is_gate(&self) -> bool {
+        self.skill.is_none()
+    }
 }
 
 /// A validated DAG.
@@ -142,6 +149,35 @@ pub fn validate(
     let mut steps = Vec::with_capacity(spec.steps.len());
     for step in &spec.steps {
         let id = step.id.as_str();
+        if let Some(gate) = &step.approval {
+            let has_input = step.input.as_ref().is_some_and(|i| !i.fields.is_empty());
+            if !step.skill.is_empty() || has_input || !step.refs.is_empty() {
+                return Err(invalid(
+                    id,
+                    format!("step {id}: an approval gate runs no skill; leave skill, input and refs empty"),
+                )
+                .with_meta("field", "approval"));
+            }
+            duration(id, "approval.timeout", gate.timeout.as_ref())?;
+            let mut deps = Vec::new();
+            for name in step.depends_on.iter().chain(&step.artifacts_from) {
+                deps.push(lookup(id, "depends_on", name)?);
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            steps.push(StepPlan {
+                spec: PlanStep::default(),
+                input: JsonObject::new(),
+                refs: Vec::new(),
+                artifacts_from: Vec::new(),
+                deps,
+                dependents: Vec::new(),
+                deadline: cfg.step_deadline,
+                max_attempts: 1,
+                skill: None,
+            });
+            continue;
+        }
         let skill = registry.skill(&step.skill).ok_or_else(|| {
             MeshError::new(
                 ErrorReason::UnknownSkill,
@@ -246,7 +282,7 @@ pub fn validate(
             dependents: Vec::new(),
             deadline,
             max_attempts,
-            skill,
+            skill: Some(skill),
         });
     }
     for (step, spec) in steps.iter_mut().zip(spec.steps) {
@@ -295,7 +331,11 @@ impl Plan {
         self.steps
             .iter()
             .map(|s| {
-                let (agent, endpoint) = registry.preview(&s.spec.skill).unwrap_or_default();
+                let (agent, endpoint) = if s.is_gate() {
+                    ("person".to_string(), String::new())
+                } else {
+                    registry.preview(&s.spec.skill).unwrap_or_default()
+                };
                 PlannedStep {
                     step: Some(s.spec.clone()),
                     agent,

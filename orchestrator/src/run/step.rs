@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use agentmesh_proto::error::ErrorReason;
 use agentmesh_proto::json::{to_struct, value_to_struct};
-use agentmesh_proto::v1::{Artifact, ExecuteTaskRequest, Provenance, TaskEvent, TraceContext};
+use agentmesh_proto::v1::{
+    Artifact, ExecuteTaskRequest, InputRequest, Provenance, TaskEvent, TraceContext,
+};
 use agentmesh_runtime::JsonObject;
 use agentmesh_runtime::backoff::Backoff;
 use agentmesh_runtime::telemetry::context;
@@ -30,6 +32,7 @@ use crate::run::output;
 use crate::run::plan::StepPlan;
 use crate::run::resume::StepHistory;
 use crate::run::trace::{Attempt, Traced};
+use crate::run::waiting;
 use crate::store::RunRecord;
 
 /// What every step of every run works with.
@@ -49,6 +52,8 @@ struct StepObserver<'a> {
     step_id: &'a str,
     attempt: u32,
     progress_cap: u64,
+    agent: &'a str,
+    answer_timeout: std::time::Duration,
 }
 
 impl Observer for StepObserver<'_> {
@@ -81,6 +86,25 @@ impl Observer for StepObserver<'_> {
             )
         })
     }
+
+    fn ask(&self, request: &InputRequest) -> Result<waiting::Asked, Failure> {
+        Ok(waiting::ask(
+            self.run,
+            self.step_id,
+            self.attempt,
+            self.agent,
+            request,
+            self.answer_timeout,
+        ))
+    }
+
+    fn answer(&self, input_id: String, until: SystemTime) -> attempt::Answer<'_> {
+        Box::pin(async move {
+            waiting::answer(self.run, self.step_id, &input_id, until)
+                .await
+                .map(|(answer, _)| answer)
+        })
+    }
 }
 
 /// Run-wide values a step needs.
@@ -91,9 +115,36 @@ pub struct RunClock {
     pub deadline_wall: SystemTime,
     /// The run's span and trace context.
     pub trace: Traced,
+    /// Whether the deadline pauses while a step waits for a person.
+    pub pauses: bool,
+}
+
+/// How much later a run's deadline is for its steps' waits for people:
+/// the time they waited when the deadline `pauses`, else nothing.
+pub fn waited(run: &RunRecord, pauses: bool) -> std::time::Duration {
+    if pauses {
+        run.waits.paused(SystemTime::now())
+    } else {
+        std::time::Duration::ZERO
+    }
+}
+
+/// The monotonic instant of wall-clock time `wall` (in the past, too).
+pub fn instant_at(wall: SystemTime) -> Instant {
+    let now = Instant::now();
+    match wall.duration_since(SystemTime::now()) {
+        Ok(ahead) => now + ahead,
+        Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
+    }
 }
 
 impl RunClock {
+    /// When the run ends: the deadline, later by the time its steps have
+    /// waited for people (unless the deadline runs on while they wait).
+    pub fn end(&self, run: &RunRecord) -> Instant {
+        self.deadline + waited(run, self.pauses)
+    }
+
     fn wall(&self, at: Instant) -> SystemTime {
         let before_end = self.deadline.saturating_duration_since(at);
         self.deadline_wall
@@ -228,7 +279,7 @@ async fn attempts(
             prefer: prefer.as_deref(),
             run: &run.id,
             no_replica_wait: env.cfg.routing.no_replica_wait,
-            until: clock.deadline,
+            until: clock.end(&run),
             stop: &run.stop,
             on_queued: &on_queued,
         };
@@ -277,7 +328,7 @@ async fn attempts(
         }
         last_agent.clone_from(&slot.card.card.name);
         let task_id = [idempotency_key.as_str(), &attempt.to_string()].join("/");
-        let attempt_deadline = (Instant::now() + step.deadline).min(clock.deadline);
+        let attempt_deadline = (Instant::now() + step.deadline).min(clock.end(&run));
         run.append(events::step_started(
             id,
             skill,
@@ -312,6 +363,7 @@ async fn attempts(
                 traceparent,
                 tracestate,
             }),
+            answers: run.waits.answers(id),
         };
         let attempt_started = Instant::now();
         let result = attempt::run(
@@ -323,6 +375,8 @@ async fn attempts(
                     step_id: id,
                     attempt,
                     progress_cap: cfg.max_progress_events,
+                    agent: &last_agent,
+                    answer_timeout: cfg.answer_timeout,
                 },
                 deadline: attempt_deadline,
                 lease: cfg.heartbeat_lease(),

@@ -10,6 +10,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod waits;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -58,6 +59,8 @@ pub struct RunRecord {
     /// Cancelled when the run is left for another orchestrator on a
     /// durable store: nothing more is recorded here.
     suspended: CancellationToken,
+    /// Steps waiting for people, and the answers given.
+    pub waits: waits::WaitBook,
 }
 
 /// Writes a run's events somewhere durable. The run's log is then gated:
@@ -160,6 +163,10 @@ impl RunRecord {
         };
         let bytes: usize = events.iter().map(Message::encoded_len).sum();
         let events: Vec<Arc<RunEvent>> = events.into_iter().map(Arc::new).collect();
+        let waits = waits::WaitBook::default();
+        for ev in &events {
+            waits.observe(ev);
+        }
         let log = if persister.is_some() {
             EventLog::resumed(events)
         } else {
@@ -169,12 +176,19 @@ impl RunRecord {
             );
             EventLog::restored(events, closed)
         };
-        let run = Self::with(id, goal, idempotency_key, owner, created, log, persister);
+        let mut run = Self::with(id, goal, idempotency_key, owner, created, log, persister);
+        run.waits = waits;
         run.bytes.store(bytes as u64, Ordering::Relaxed);
         if !fingerprint.is_empty() {
             run.set_fingerprint(fingerprint);
         }
         run
+    }
+
+    /// Whether this process writes the run's events (false for a run
+    /// another replica drives, followed here from a shared store).
+    pub fn driven_here(&self) -> bool {
+        self.persister.is_some()
     }
 
     /// Records the fingerprint of the request that made the run (once).
@@ -214,6 +228,7 @@ impl RunRecord {
             bytes: AtomicU64::new(0),
             held: Mutex::new(None),
             suspended: CancellationToken::new(),
+            waits: waits::WaitBook::default(),
         }
     }
 
@@ -300,12 +315,14 @@ impl RunRecord {
         let seq = self
             .log
             .append_with(close, |seq| {
-                Arc::new(RunEvent {
+                let ev = Arc::new(RunEvent {
                     run_id: self.id.clone(),
                     seq,
                     time: Some(SystemTime::now().into()),
                     event: Some(event),
-                })
+                });
+                self.waits.observe(&ev);
+                ev
             })
             .unwrap_or(0);
         if seq != 0 {
@@ -370,6 +387,7 @@ impl RunRecord {
                 ..
             }) => f.state(),
             _ if self.log.is_empty() => RunState::Pending,
+            _ if self.waits.is_waiting() => RunState::Waiting,
             _ => RunState::Running,
         }
     }
@@ -385,6 +403,8 @@ impl RunRecord {
             finished: last.and_then(|ev| ev.time),
             last_seq: self.log.visible_len(),
             owner: self.owner.to_string(),
+            // Empty once it finished: the end closes every wait.
+            waiting: self.waits.waiting(),
         }
     }
 }
@@ -434,8 +454,14 @@ pub trait RunStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<Arc<RunRecord>>, MeshError>;
     /// The run stored under idempotency key `key`.
     async fn by_key(&self, key: &str) -> Result<Option<Arc<RunRecord>>, MeshError>;
-    /// Up to `limit` runs, newest first; only `owner`'s when given.
-    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError>;
+    /// Up to `limit` runs, newest first; only `owner`'s when given, only
+    /// those in `states` unless it is empty.
+    async fn list(
+        &self,
+        limit: usize,
+        owner: Option<&str>,
+        states: &[RunState],
+    ) -> Result<Vec<RunSummary>, MeshError>;
     /// `run` has finished (its last event is stored). The store may now
     /// drop older finished runs to stay within its retention bound; this is
     /// called after the run's final event is out, off every request path.
@@ -592,8 +618,14 @@ impl MemoryStore {
         self.lock().runs.get(id).cloned()
     }
 
-    /// Up to `limit` runs, newest first; only `owner`'s when given.
-    pub fn list(&self, limit: usize, owner: Option<&str>) -> Vec<Arc<RunRecord>> {
+    /// Up to `limit` runs, newest first; only `owner`'s when given, only
+    /// those in `states` unless it is empty.
+    pub fn list(
+        &self,
+        limit: usize,
+        owner: Option<&str>,
+        states: &[RunState],
+    ) -> Vec<Arc<RunRecord>> {
         let inner = self.lock();
         inner
             .order
@@ -601,6 +633,7 @@ impl MemoryStore {
             .rev()
             .filter_map(|id| inner.runs.get(id))
             .filter(|r| owner.is_none_or(|o| *r.owner == *o))
+            .filter(|r| states.is_empty() || states.contains(&r.state()))
             .take(limit)
             .cloned()
             .collect()
@@ -699,8 +732,13 @@ impl RunStore for MemoryStore {
         Ok(MemoryStore::by_key(self, key))
     }
 
-    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError> {
-        Ok(summaries(&MemoryStore::list(self, limit, owner)))
+    async fn list(
+        &self,
+        limit: usize,
+        owner: Option<&str>,
+        states: &[RunState],
+    ) -> Result<Vec<RunSummary>, MeshError> {
+        Ok(summaries(&MemoryStore::list(self, limit, owner, states)))
     }
 
     fn finished(&self, run: &RunRecord) {
@@ -741,7 +779,7 @@ mod tests {
         store.finished(&b);
         let c = store.insert(finished_run(""));
         assert_eq!(
-            store.list(10, None).len(),
+            store.list(10, None, &[]).len(),
             4,
             "nothing is dropped until a run finishes"
         );
@@ -749,7 +787,11 @@ mod tests {
         assert!(store.get(&running.id).is_some(), "a running run is kept");
         assert!(store.get(&a.id).is_none(), "the oldest finished run goes");
         assert!(store.get(&b.id).is_some() && store.get(&c.id).is_some());
-        let listed: Vec<String> = store.list(10, None).iter().map(|r| r.id.clone()).collect();
+        let listed: Vec<String> = store
+            .list(10, None, &[])
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
         assert_eq!(listed, vec![c.id.clone(), b.id.clone(), running.id.clone()]);
     }
 
@@ -791,7 +833,7 @@ mod tests {
         let first = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         let second = store.insert(Arc::new(RunRecord::new("g".into(), "k".into())));
         assert_eq!(first.id, second.id);
-        assert_eq!(store.list(10, None).len(), 1);
+        assert_eq!(store.list(10, None, &[]).len(), 1);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tracing::{error, info, warn};
 
 use agentmesh_proto::error::MeshError;
-use agentmesh_proto::v1::RunSummary;
+use agentmesh_proto::v1::{RunState, RunSummary};
 use tokio::sync::mpsc;
 
 use super::{Evicted, MemoryStore, Persister, Retention, RunRecord, RunStore, summaries};
@@ -238,7 +238,7 @@ impl SqliteStore {
         let mut unfinished = Vec::new();
         for read in restored {
             match read {
-                ReadBack::Finished(run) => memory.restore(Arc::new(run)),
+                ReadBack::Finished(run) => memory.restore(Arc::new(*run)),
                 ReadBack::Unfinished(stored, log) => {
                     let (row, written) = (stored.row, log.len() as u64);
                     let created = stored.created();
@@ -354,8 +354,13 @@ impl RunStore for SqliteStore {
         Ok(self.memory.by_key(key))
     }
 
-    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError> {
-        Ok(summaries(&self.memory.list(limit, owner)))
+    async fn list(
+        &self,
+        limit: usize,
+        owner: Option<&str>,
+        states: &[RunState],
+    ) -> Result<Vec<RunSummary>, MeshError> {
+        Ok(summaries(&self.memory.list(limit, owner, states)))
     }
 
     fn finished(&self, run: &RunRecord) {
@@ -435,7 +440,7 @@ impl StoredRun {
 /// A run read back from the file.
 enum ReadBack {
     /// It finished: served as it was.
-    Finished(RunRecord),
+    Finished(Box<RunRecord>),
     /// It was executing when the process stopped: the engine resumes it.
     Unfinished(StoredRun, Vec<RunEvent>),
 }
@@ -481,7 +486,7 @@ fn restore(conn: &mut Connection, retained: usize) -> Result<Vec<ReadBack>, rusq
             tx.prepare_cached("UPDATE runs SET finished = 1 WHERE row = ?1")?
                 .execute([run.row])?;
         }
-        runs.push(ReadBack::Finished(run.into_record(log)));
+        runs.push(ReadBack::Finished(Box::new(run.into_record(log))));
     }
     tx.commit()?;
     Ok(runs)
@@ -804,7 +809,7 @@ mod tests {
             3,
             "the events after the restart were stored"
         );
-        assert_eq!(store.list(10, None).await.unwrap().len(), 2);
+        assert_eq!(store.list(10, None, &[]).await.unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -905,7 +910,7 @@ mod tests {
             store.by_key(&bobs).await.unwrap().is_none(),
             "keys are per owner"
         );
-        assert_eq!(store.list(10, Some("alice")).await.unwrap().len(), 1);
-        assert!(store.list(10, Some("bob")).await.unwrap().is_empty());
+        assert_eq!(store.list(10, Some("alice"), &[]).await.unwrap().len(), 1);
+        assert!(store.list(10, Some("bob"), &[]).await.unwrap().is_empty());
     }
 }

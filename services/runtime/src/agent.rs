@@ -4,7 +4,9 @@
 //! events, sends heartbeats, enforces deadlines, cancellation and concurrency,
 //! and turns results and errors into protocol events.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentmesh_proto::error::ErrorReason;
@@ -12,7 +14,7 @@ use agentmesh_proto::json::to_pb_value;
 use agentmesh_proto::prost_types::Struct;
 use agentmesh_proto::v1::{AgentCard, Skill, SkillHints, SkillPlanning};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -134,6 +136,36 @@ pub(crate) enum AgentEvent {
         tokens_used: u32,
     },
     Artifact(OutArtifact),
+    /// The task asks its caller; the answer (or why there is none) goes
+    /// back on `reply`.
+    Ask {
+        question: Question,
+        reply: oneshot::Sender<Result<JsonObject, TaskError>>,
+    },
+}
+
+/// A question a task asks its caller (a person, through the orchestrator):
+/// see [`TaskContext::ask`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// Names the question within the skill, stable across attempts (an
+    /// answer given to one attempt reaches the next under this id).
+    pub input_id: String,
+    /// The question, for people.
+    pub text: String,
+    /// JSON Schema the answer (a JSON object) must satisfy.
+    pub answer_schema: Value,
+}
+
+impl Question {
+    /// A question whose answer is any object matching `answer_schema`.
+    pub fn new(input_id: impl Into<String>, text: impl Into<String>, answer_schema: Value) -> Self {
+        Self {
+            input_id: input_id.into(),
+            text: text.into(),
+            answer_schema,
+        }
+    }
 }
 
 /// An output artifact, streamed in chunks by the runtime.
@@ -159,6 +191,8 @@ pub struct TaskContext {
     events: mpsc::Sender<AgentEvent>,
     cancel: CancellationToken,
     deadline: Instant,
+    /// Answers given to earlier attempts, by question id.
+    answers: Arc<HashMap<String, JsonObject>>,
 }
 
 impl TaskContext {
@@ -166,11 +200,39 @@ impl TaskContext {
         events: mpsc::Sender<AgentEvent>,
         cancel: CancellationToken,
         deadline: Instant,
+        answers: Arc<HashMap<String, JsonObject>>,
     ) -> Self {
         Self {
             events,
             cancel,
             deadline,
+            answers,
+        }
+    }
+
+    /// Asks the caller a question and waits for the answer, which has been
+    /// checked against `question.answer_schema`. The task's status goes
+    /// INPUT_REQUIRED with the question, its deadline pauses (heartbeats go
+    /// on), and when `ProvideInput` answers it goes WORKING again. An answer
+    /// given to an earlier attempt of the same step (same `input_id`)
+    /// returns at once, without asking. Fails with CANCELED when the task is
+    /// cancelled while waiting (the caller gave up, or nobody answered in
+    /// time), and with AGENT_FAILED when the schema does not compile or the
+    /// task already waits for another answer.
+    pub async fn ask(&self, question: Question) -> Result<JsonObject, TaskError> {
+        if let Some(answer) = self.answers.get(&question.input_id) {
+            return Ok(answer.clone());
+        }
+        let (reply, answered) = oneshot::channel();
+        self.send(AgentEvent::Ask { question, reply }).await;
+        tokio::select! {
+            answer = answered => answer.unwrap_or_else(|_| {
+                Err(TaskError::new(ErrorReason::Canceled, "the task ended while it waited for an answer"))
+            }),
+            () = self.cancel.cancelled() => Err(TaskError::new(
+                ErrorReason::Canceled,
+                "task was cancelled while it waited for an answer",
+            )),
         }
     }
 

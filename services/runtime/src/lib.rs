@@ -24,8 +24,8 @@ pub mod telemetry;
 pub mod tls;
 
 pub use agent::{
-    Agent, InputArtifact, JsonObject, OutArtifact, SkillSpec, Task, TaskContext, TaskError,
-    TaskOutput,
+    Agent, InputArtifact, JsonObject, OutArtifact, Question, SkillSpec, Task, TaskContext,
+    TaskError, TaskOutput,
 };
 pub use agentmesh_proto::error::{ErrorReason, MeshError};
 pub use config::{CommonArgs, ServerConfig, TelemetryConfig};

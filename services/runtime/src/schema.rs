@@ -2,6 +2,7 @@
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::json::from_opt_struct;
+use agentmesh_proto::prost_types::Struct;
 use agentmesh_proto::v1::Skill;
 use jsonschema::Validator;
 use serde_json::Value;
@@ -32,12 +33,8 @@ pub struct SchemaError {
 impl SkillSchemas {
     /// Compiles a skill's schemas; a missing schema accepts any object.
     pub fn compile(skill: &Skill) -> Result<Self, SchemaError> {
-        let build = |which: &'static str, schema: Option<&agentmesh_proto::prost_types::Struct>| {
-            let schema = match schema {
-                Some(s) if !s.fields.is_empty() => Value::Object(from_opt_struct(Some(s))),
-                _ => serde_json::json!({"type": "object"}),
-            };
-            jsonschema::validator_for(&schema).map_err(|e| SchemaError {
+        let build = |which: &'static str, schema: Option<&Struct>| {
+            jsonschema::validator_for(&or_any_object(schema)).map_err(|e| SchemaError {
                 skill: skill.id.clone(),
                 which,
                 detail: e.to_string(),
@@ -105,6 +102,92 @@ impl SkillSchemas {
     }
 }
 
+/// The JSON Schema a question's answer must satisfy (an agent's question,
+/// or an approval gate's), compiled: checked by the agent that asked and by
+/// the orchestrator that takes the answer, alike.
+pub struct AnswerSchema(Validator);
+
+impl AnswerSchema {
+    /// Compiles `schema`; none (or an empty one) accepts any object.
+    pub fn compile(schema: Option<&Struct>) -> Result<Self, String> {
+        Self::from_value(&or_any_object(schema))
+    }
+
+    /// Compiles a schema written as JSON; anything but a non-empty
+    /// object accepts any object.
+    pub fn from_value(schema: &Value) -> Result<Self, String> {
+        let any = serde_json::json!({"type": "object"});
+        let schema = match schema {
+            Value::Object(m) if !m.is_empty() => schema,
+            _ => &any,
+        };
+        jsonschema::validator_for(schema)
+            .map(Self)
+            .map_err(|e| format!("the answer schema is not valid JSON Schema: {e}"))
+    }
+
+    /// Checks an answer: INVALID_INPUT, metadata `field` naming the first
+    /// offending field as `answer.<path>` (`answer` for the whole).
+    pub fn check(&self, answer: &JsonObject) -> Result<(), MeshError> {
+        let Some((field, problems)) = violations(&self.0, &Value::Object(answer.clone()), |err| {
+            let mut field = String::from("answer");
+            for part in err
+                .instance_path()
+                .to_string()
+                .split('/')
+                .filter(|p| !p.is_empty())
+            {
+                field.push('.');
+                field.push_str(part);
+            }
+            // A missing required property is reported at its parent.
+            if let jsonschema::error::ValidationErrorKind::Required { property } = err.kind()
+                && let Some(name) = property.as_str()
+            {
+                field.push('.');
+                field.push_str(name);
+            }
+            field
+        }) else {
+            return Ok(());
+        };
+        Err(MeshError::new(
+            ErrorReason::InvalidInput,
+            format!("the answer does not match the question's schema: {problems}"),
+        )
+        .with_meta("field", field))
+    }
+}
+
+/// `schema` as JSON; none (or an empty one) is a schema accepting any
+/// object.
+fn or_any_object(schema: Option<&Struct>) -> Value {
+    match schema {
+        Some(s) if !s.fields.is_empty() => Value::Object(from_opt_struct(Some(s))),
+        _ => serde_json::json!({"type": "object"}),
+    }
+}
+
+/// The first few violations of `value`, each as `<name>: <what>`, and the
+/// first one's name; None when it is valid (one `is_valid` pass).
+fn violations(
+    validator: &Validator,
+    value: &Value,
+    name: impl Fn(&jsonschema::ValidationError<'_>) -> String,
+) -> Option<(String, String)> {
+    if validator.is_valid(value) {
+        return None;
+    }
+    let mut first = None;
+    let mut problems = Vec::new();
+    for err in validator.iter_errors(value).take(MAX_LISTED) {
+        let at = name(&err);
+        problems.push(format!("{at}: {err}"));
+        first.get_or_insert(at);
+    }
+    Some((first?, problems.join("; ")))
+}
+
 /// Validates `value` against `validator`, listing the first few violations.
 pub fn check(
     validator: &Validator,
@@ -122,24 +205,13 @@ pub fn check_value(
     what: &str,
     reason: ErrorReason,
 ) -> Result<(), MeshError> {
-    if validator.is_valid(value) {
-        return Ok(());
-    }
-    let mut first_field = None;
-    let mut problems = Vec::new();
-    for err in validator.iter_errors(value).take(MAX_LISTED) {
-        let at = display_path(&err.instance_path().to_string());
-        first_field.get_or_insert_with(|| at.clone());
-        problems.push(format!("{at}: {err}"));
-    }
-    match first_field {
+    match violations(validator, value, |err| {
+        display_path(&err.instance_path().to_string())
+    }) {
         None => Ok(()),
-        Some(field) => Err(MeshError::new(
+        Some((field, problems)) => Err(MeshError::new(
             reason,
-            format!(
-                "{what} does not match the skill's schema: {}",
-                problems.join("; ")
-            ),
+            format!("{what} does not match the skill's schema: {problems}"),
         )
         .with_meta("field", field)),
     }

@@ -11,7 +11,8 @@ use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::json::from_opt_struct;
 use agentmesh_proto::v1::agent_service_server::AgentService;
 use agentmesh_proto::v1::{
-    AgentCard, CancelTaskRequest, CancelTaskResponse, ExecuteTaskRequest, GetAgentCardRequest,
+    AgentCard, AgentServiceProvideInputRequest, AgentServiceProvideInputResponse,
+    CancelTaskRequest, CancelTaskResponse, ExecuteTaskRequest, GetAgentCardRequest,
     GetAgentCardResponse, TaskEvent, part,
 };
 use futures_util::{Stream, StreamExt};
@@ -99,7 +100,13 @@ impl<A: Agent> AgentGrpc<A> {
                 log,
                 cancel,
                 permit,
+                input: slot,
             } => {
+                let answers = req
+                    .answers
+                    .into_iter()
+                    .map(|a| (a.input_id, from_opt_struct(a.answer.as_ref())))
+                    .collect();
                 let task = Task {
                     task_id: req.task_id,
                     run_id: req.run_id,
@@ -123,6 +130,8 @@ impl<A: Agent> AgentGrpc<A> {
                     log: Arc::clone(&log),
                     cancel: cancel.clone(),
                     permit,
+                    input: slot,
+                    answers,
                     fault_delay: self.cfg.fault_delay,
                     fault_fail_attempts: self.cfg.fault_fail_attempts,
                 };
@@ -270,5 +279,21 @@ impl<A: Agent> AgentService for AgentGrpc<A> {
         Ok(Response::new(CancelTaskResponse {
             state: state.into(),
         }))
+    }
+
+    async fn provide_input(
+        &self,
+        request: Request<AgentServiceProvideInputRequest>,
+    ) -> Result<Response<AgentServiceProvideInputResponse>, Status> {
+        let req = request.into_inner();
+        let answer = req.answer.ok_or_else(|| {
+            MeshError::new(ErrorReason::InvalidInput, "answer is required")
+                .with_meta("field", "answer")
+                .into_status()
+        })?;
+        self.table
+            .provide(&req.task_id, answer)
+            .map_err(MeshError::into_status)?;
+        Ok(Response::new(AgentServiceProvideInputResponse {}))
     }
 }

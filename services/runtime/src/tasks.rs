@@ -12,22 +12,25 @@ use std::time::{Duration, SystemTime};
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::json::to_struct;
+use agentmesh_proto::json::value_to_struct;
 use agentmesh_proto::prost::Message as _;
 use agentmesh_proto::prost_types::{self, Timestamp};
 use agentmesh_proto::v1::{
-    ArtifactChunk, Heartbeat, TaskEvent, TaskFailure, TaskProgress, TaskResult, TaskState,
-    TaskStatusUpdate, task_event::Event,
+    ArtifactChunk, Heartbeat, InputAnswer, InputRequest, TaskEvent, TaskFailure, TaskProgress,
+    TaskResult, TaskState, TaskStatusUpdate, task_event::Event,
 };
 use futures_util::FutureExt;
 use parking_lot::{Mutex, MutexGuard};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, error, info, warn};
 
-use crate::agent::{Agent, AgentEvent, OutArtifact, Task, TaskContext, TaskError};
+use crate::agent::{
+    Agent, AgentEvent, JsonObject, OutArtifact, Question, Task, TaskContext, TaskError,
+};
 use crate::event_log::EventLog;
-use crate::schema::SkillSchemas;
+use crate::schema::{AnswerSchema, SkillSchemas};
 
 /// A task's event log.
 pub type TaskLog = EventLog<TaskEvent>;
@@ -52,6 +55,19 @@ pub struct TaskLimits {
 struct Live {
     cancel: CancellationToken,
     log: Arc<TaskLog>,
+    input: Arc<InputSlot>,
+}
+
+/// The question a task waits on, if any: filled by its driver when the
+/// agent asks, emptied by the answer.
+#[derive(Default)]
+pub struct InputSlot(Mutex<Option<Pending>>);
+
+/// A question waiting for its answer.
+struct Pending {
+    input_id: String,
+    schema: AnswerSchema,
+    answer: oneshot::Sender<JsonObject>,
 }
 
 struct Remembered {
@@ -92,6 +108,8 @@ pub enum Admission {
         cancel: CancellationToken,
         /// Keeps the concurrency slot until the driver ends.
         permit: OwnedSemaphorePermit,
+        /// Where the task's question waits for its answer.
+        input: Arc<InputSlot>,
     },
     /// The idempotency key was seen: follow or replay that task.
     Repeat(Arc<TaskLog>),
@@ -164,11 +182,13 @@ impl TaskTable {
         })?;
         let log = TaskLog::new();
         let cancel = self.shutdown.child_token();
+        let input = Arc::new(InputSlot::default());
         state.live.insert(
             task_id.to_string(),
             Live {
                 cancel: cancel.clone(),
                 log: Arc::clone(&log),
+                input: Arc::clone(&input),
             },
         );
         if !idempotency_key.is_empty() {
@@ -184,7 +204,49 @@ impl TaskTable {
             log,
             cancel,
             permit,
+            input,
         })
+    }
+
+    /// Answers the question task `task_id` waits on: NOT_FOUND for an
+    /// unknown task, NOT_WAITING when it waits for no answer or for
+    /// another question, INVALID_INPUT (naming the field) when the answer
+    /// does not match the question's schema.
+    pub fn provide(&self, task_id: &str, answer: InputAnswer) -> Result<(), MeshError> {
+        let slot = {
+            let state = self.lock();
+            match state.live.get(task_id) {
+                Some(live) => Arc::clone(&live.input),
+                None if state.finished.contains_key(task_id) => {
+                    return Err(not_waiting(format!("task {task_id} has ended")));
+                }
+                None => {
+                    return Err(MeshError::new(
+                        ErrorReason::NotFound,
+                        format!("no task {task_id} on this agent"),
+                    ));
+                }
+            }
+        };
+        let mut pending = slot.0.lock();
+        let Some(waiting) = pending.as_ref() else {
+            return Err(not_waiting(format!(
+                "task {task_id} is not waiting for input"
+            )));
+        };
+        if waiting.input_id != answer.input_id {
+            return Err(not_waiting(format!(
+                "task {task_id} waits for an answer to {:?}, not {:?}",
+                waiting.input_id, answer.input_id
+            )));
+        }
+        let value = agentmesh_proto::json::from_opt_struct(answer.answer.as_ref());
+        waiting.schema.check(&value)?;
+        if let Some(p) = pending.take() {
+            // The driver may have ended meanwhile; then nobody waits.
+            let _ = p.answer.send(value);
+        }
+        Ok(())
     }
 
     fn finish(&self, task_id: &str, idempotency_key: &str, final_state: TaskState) {
@@ -320,6 +382,10 @@ fn forget(state: &mut TableState, key: &str) {
     }
 }
 
+fn not_waiting(message: String) -> MeshError {
+    MeshError::new(ErrorReason::NotWaiting, message)
+}
+
 /// What a panic said, for the task's failure and the log.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -359,11 +425,22 @@ pub struct DriveSpec<A> {
     pub cancel: CancellationToken,
     /// The concurrency slot, released when the task ends.
     pub permit: OwnedSemaphorePermit,
+    /// Where the task's question waits, from [`Admission::Started`].
+    pub input: Arc<InputSlot>,
+    /// Answers to questions earlier attempts asked, by question id.
+    pub answers: HashMap<String, JsonObject>,
     /// Injected delay before the agent's work starts (fault injection).
     pub fault_delay: Duration,
     /// Attempts up to this number fail, retryably, without running the
     /// agent's work (fault injection; 0 = off).
     pub fault_fail_attempts: u32,
+}
+
+/// A question the task waits on.
+struct Waiting {
+    answer: oneshot::Receiver<JsonObject>,
+    reply: oneshot::Sender<Result<JsonObject, TaskError>>,
+    since: Instant,
 }
 
 enum Outcome {
@@ -390,9 +467,12 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
         log,
         cancel,
         permit,
+        input,
+        answers,
         fault_delay,
         fault_fail_attempts,
     } = spec;
+    let mut deadline = deadline;
     let task_id = task.task_id.clone();
     let skill = task.skill_id.clone();
     let started = Instant::now();
@@ -407,7 +487,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
     emitter.status(TaskState::Working, "started", false);
 
     let (tx, mut rx) = mpsc::channel(64);
-    let ctx = TaskContext::new(tx, cancel.clone(), deadline);
+    let ctx = TaskContext::new(tx, cancel.clone(), deadline, Arc::new(answers));
     let work = async move {
         if !fault_delay.is_zero() {
             tokio::time::sleep(fault_delay).await;
@@ -433,13 +513,53 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
     let mut beat = interval_at(Instant::now() + heartbeat, heartbeat);
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut artifact_ids = Vec::new();
+    // The question the task waits on: its answer, where the agent's code
+    // waits for it, and since when (the deadline pauses meanwhile).
+    let mut waiting: Option<Waiting> = None;
 
     let outcome = loop {
         tokio::select! {
             biased;
             () = cancel.cancelled() => break Outcome::Canceled,
-            () = sleep_until(deadline) => break Outcome::DeadlineExceeded,
-            Some(event) = rx.recv() => emitter.agent_event(event, &mut artifact_ids),
+            () = sleep_until(deadline), if waiting.is_none() => break Outcome::DeadlineExceeded,
+            answer = async {
+                match waiting.as_mut() {
+                    Some(w) => (&mut w.answer).await,
+                    None => std::future::pending().await,
+                }
+            }, if waiting.is_some() => {
+                if let Some(w) = waiting.take() {
+                    deadline += w.since.elapsed();
+                    match answer {
+                        Ok(answer) => {
+                            emitter.status(TaskState::Working, "answered", false);
+                            let _ = w.reply.send(Ok(answer));
+                        }
+                        // The slot was emptied without an answer: the task
+                        // is ending.
+                        Err(_) => drop(w),
+                    }
+                }
+            }
+            Some(event) = rx.recv() => match event {
+                AgentEvent::Ask { question, reply } => {
+                    if waiting.is_some() {
+                        let _ = reply.send(Err(TaskError::failed(
+                            "the task asked a second question before the first was answered",
+                        )));
+                    } else {
+                        match emitter.ask(&input, question) {
+                            Ok(answer) => {
+                                waiting = Some(Waiting { answer, reply, since: Instant::now() });
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                    }
+                }
+                event => emitter.agent_event(event, &mut artifact_ids),
+            },
             result = &mut work => {
                 while let Ok(event) = rx.try_recv() {
                     emitter.agent_event(event, &mut artifact_ids);
@@ -520,6 +640,7 @@ async fn drive_inner<A: Agent>(spec: DriveSpec<A>) {
             TaskState::Failed,
         ),
     };
+    drop(input.0.lock().take());
     table.finish(&task_id, &idempotency_key, final_state);
     drop(permit);
     let outcome = if final_state == TaskState::Completed {
@@ -565,9 +686,41 @@ impl Emitter<'_> {
                 state: state.into(),
                 message: message.to_string(),
                 r#final: last,
+                input: None,
             }),
             last,
         );
+    }
+
+    /// Puts the question in the task's input slot and tells the caller
+    /// (INPUT_REQUIRED); the receiver gets the answer.
+    fn ask(
+        &self,
+        slot: &InputSlot,
+        question: Question,
+    ) -> Result<oneshot::Receiver<JsonObject>, TaskError> {
+        let schema =
+            AnswerSchema::from_value(&question.answer_schema).map_err(TaskError::failed)?;
+        let (tx, rx) = oneshot::channel();
+        *slot.0.lock() = Some(Pending {
+            input_id: question.input_id.clone(),
+            schema,
+            answer: tx,
+        });
+        self.emit(
+            Event::Status(TaskStatusUpdate {
+                state: TaskState::InputRequired.into(),
+                message: question.text.clone(),
+                r#final: false,
+                input: Some(InputRequest {
+                    input_id: question.input_id,
+                    question: question.text,
+                    answer_schema: Some(value_to_struct(&question.answer_schema)),
+                }),
+            }),
+            false,
+        );
+        Ok(rx)
     }
 
     fn fail(&self, err: &TaskError, state: TaskState) -> TaskState {
@@ -605,6 +758,10 @@ impl Emitter<'_> {
             AgentEvent::Artifact(artifact) => {
                 artifact_ids.push(artifact.artifact_id.clone());
                 self.artifact(artifact);
+            }
+            // Taken by the driver before it gets here.
+            AgentEvent::Ask { reply, .. } => {
+                let _ = reply.send(Err(TaskError::failed("the question was not taken")));
             }
         }
     }

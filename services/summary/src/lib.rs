@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use agentmesh_proto::v1::AgentCard;
 use agentmesh_runtime::{
-    Agent, ErrorReason, JsonObject, ServerConfig, SkillSpec, Task, TaskContext, TaskError,
-    TaskOutput, TelemetryConfig,
+    Agent, ErrorReason, JsonObject, Question, ServerConfig, SkillSpec, Task, TaskContext,
+    TaskError, TaskOutput, TelemetryConfig,
 };
 use agentmesh_sales::kinds;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ pub struct SummaryConfig {
     pub telemetry: TelemetryConfig,
     /// The optional language-model backend.
     pub llm: llm::LlmConfig,
+    /// Ask the caller (a person, through the orchestrator) which audience
+    /// to write for when the task's input names none.
+    pub ask_audience: bool,
 }
 
 impl Default for SummaryConfig {
@@ -42,6 +45,7 @@ impl Default for SummaryConfig {
             server: ServerConfig::on_port(DEFAULT_PORT),
             telemetry: TelemetryConfig::default(),
             llm: llm::LlmConfig::default(),
+            ask_audience: false,
         }
     }
 }
@@ -51,7 +55,11 @@ impl Default for SummaryConfig {
 #[derive(Debug, Default, Clone)]
 pub struct SummaryAgent {
     llm: Option<Arc<llm::LlmClient>>,
+    ask_audience: bool,
 }
+
+/// The audiences a summary is written for.
+pub const AUDIENCES: [&str; 3] = ["executive", "board", "analyst"];
 
 impl SummaryAgent {
     /// The deterministic agent.
@@ -63,7 +71,46 @@ impl SummaryAgent {
     pub fn with_llm(client: llm::LlmClient) -> Self {
         Self {
             llm: Some(Arc::new(client)),
+            ask_audience: false,
         }
+    }
+
+    /// Asks which audience to write for when the input names none.
+    #[must_use]
+    pub fn asking_audience(mut self, ask: bool) -> Self {
+        self.ask_audience = ask;
+        self
+    }
+
+    /// The audience: the input's, else (when asking is on) the caller's
+    /// answer, else "executive".
+    async fn audience(&self, task: &Task, ctx: &TaskContext) -> Result<String, TaskError> {
+        if let Some(a) = task.input.get("audience").and_then(Value::as_str) {
+            return Ok(a.to_string());
+        }
+        if !self.ask_audience {
+            return Ok(AUDIENCES[0].to_string());
+        }
+        let answer = ctx
+            .ask(Question::new(
+                "audience",
+                "Who is this summary for? The goal does not say.",
+                json!({
+                    "type": "object",
+                    "required": ["audience"],
+                    "additionalProperties": false,
+                    "properties": {"audience": {
+                        "enum": AUDIENCES,
+                        "description": "executive: the usual three to five findings; board: the three that matter most; analyst: every finding with its risks"
+                    }}
+                }),
+            ))
+            .await?;
+        Ok(answer
+            .get("audience")
+            .and_then(Value::as_str)
+            .unwrap_or(AUDIENCES[0])
+            .to_string())
     }
 }
 
@@ -163,15 +210,27 @@ fn llm_output(text: &str, figures: usize) -> JsonObject {
     }
 }
 
+/// Refuses metrics without the totals a summary is written from.
+fn check_metrics(metrics: &Value) -> Result<(), TaskError> {
+    if metrics["totals"]["revenue"].is_number() {
+        Ok(())
+    } else {
+        Err(TaskError::invalid_input(
+            "metrics.totals.revenue is missing: pass the output of analytics.metrics",
+        ))
+    }
+}
+
 /// Writes and checks a summary; an unfaithful text is an error, never a
 /// result.
-pub fn summarize(metrics: &Value) -> Result<JsonObject, TaskError> {
-    if !metrics["totals"]["revenue"].is_number() {
-        return Err(TaskError::invalid_input(
-            "metrics.totals.revenue is missing: pass the output of analytics.metrics",
-        ));
+/// Written for `audience`: a board gets the three findings that matter
+/// most.
+pub fn summarize(metrics: &Value, audience: &str) -> Result<JsonObject, TaskError> {
+    check_metrics(metrics)?;
+    let mut summary = writer::write(metrics);
+    if audience == "board" {
+        summary.findings.truncate(3);
     }
-    let summary = writer::write(metrics);
     let text = summary.markdown();
     let report = faithfulness::check(&text, metrics, &faithfulness::labels(metrics));
     if !report.passed() {
@@ -196,6 +255,7 @@ pub fn summarize(metrics: &Value) -> Result<JsonObject, TaskError> {
         "recommendation": summary.recommendation,
         "markdown": text,
         "backend": "deterministic",
+        "audience": audience,
         "faithfulness": {"passed": true, "checked": figures.len(), "figures": figures},
     });
     Ok(match out {
@@ -217,7 +277,10 @@ impl Agent for SummaryAgent {
                     .tags(&["sales", "summary", "executive", "narrative"])
                     .input_schema(&json!({
                         "type": "object", "required": ["metrics"], "additionalProperties": false,
-                        "properties": {"metrics": {"type": "object", "required": ["period", "totals"]}}
+                        "properties": {
+                            "metrics": {"type": "object", "required": ["period", "totals"]},
+                            "audience": {"enum": AUDIENCES, "description": "whom to write for; asked when absent and ask_audience is on"}
+                        }
                     }))
                     .output_schema(&json!({
                         "type": "object",
@@ -229,6 +292,7 @@ impl Agent for SummaryAgent {
                             "recommendation": {"type": "string", "minLength": 1},
                             "markdown": {"type": "string"},
                             "backend": {"enum": ["deterministic", "llm"]},
+                            "audience": {"enum": AUDIENCES},
                             "fallback_reason": {"type": "string", "description": "why the language model's text was not used"},
                             "faithfulness": {"type": "object", "required": ["passed"], "properties": {"passed": {"const": true}}}
                         }
@@ -243,8 +307,11 @@ impl Agent for SummaryAgent {
 
     async fn execute(&self, task: Task, ctx: TaskContext) -> Result<TaskOutput, TaskError> {
         let metrics = task.input.get("metrics").cloned().unwrap_or(Value::Null);
-        // Always written: it validates the input and is the fallback.
-        let mut deterministic = summarize(&metrics)?;
+        // Nobody is asked about input that cannot be summarized.
+        check_metrics(&metrics)?;
+        let audience = self.audience(&task, &ctx).await?;
+        // Always written: it is the fallback.
+        let mut deterministic = summarize(&metrics, &audience)?;
         let Some(client) = &self.llm else {
             return Ok(TaskOutput::new(deterministic));
         };
@@ -258,7 +325,7 @@ impl Agent for SummaryAgent {
                         .await;
                 }
                 let report = faithfulness::check(&text, &metrics, &faithfulness::labels(&metrics));
-                let output = llm_output(&text, report.checked.len());
+                let mut output = llm_output(&text, report.checked.len());
                 let headline = output
                     .get("headline")
                     .and_then(Value::as_str)
@@ -268,6 +335,7 @@ impl Agent for SummaryAgent {
                     for line in text.split_inclusive('\n') {
                         ctx.text_delta(line).await;
                     }
+                    output.insert("audience".into(), Value::String(audience));
                     return Ok(TaskOutput::new(output));
                 }
                 if report.passed() {

@@ -49,7 +49,7 @@ impl Service for SummaryService {
         } else {
             SummaryAgent::deterministic()
         };
-        run_agent(agent, cfg.server).await?;
+        run_agent(agent.asking_audience(cfg.ask_audience), cfg.server).await?;
         Ok(())
     }
 }

@@ -200,6 +200,7 @@ fn status_event(task_id: &str, seq: u64, state: TaskState, last: bool) -> TaskEv
             state: state.into(),
             message: String::new(),
             r#final: last,
+            input: None,
         })),
     }
 }
@@ -287,6 +288,13 @@ impl AgentService for RawAgent {
             state: TaskState::Canceled.into(),
         }))
     }
+
+    async fn provide_input(
+        &self,
+        _: Request<agentmesh_proto::v1::AgentServiceProvideInputRequest>,
+    ) -> Result<Response<agentmesh_proto::v1::AgentServiceProvideInputResponse>, Status> {
+        Err(Status::unimplemented("this agent asks no questions"))
+    }
 }
 
 /// A replica that claims another agent's card but answers every task with
@@ -332,5 +340,12 @@ impl AgentService for Impostor {
         Ok(Response::new(CancelTaskResponse {
             state: TaskState::Canceled.into(),
         }))
+    }
+
+    async fn provide_input(
+        &self,
+        _: Request<agentmesh_proto::v1::AgentServiceProvideInputRequest>,
+    ) -> Result<Response<agentmesh_proto::v1::AgentServiceProvideInputResponse>, Status> {
+        Err(Status::unimplemented("this agent asks no questions"))
     }
 }

@@ -144,7 +144,10 @@ pub async fn newest_run(client: &mut OrchestratorServiceClient<Channel>, except:
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let runs = client
-            .list_runs(agentmesh_proto::v1::ListRunsRequest { limit: 1 })
+            .list_runs(agentmesh_proto::v1::ListRunsRequest {
+                limit: 1,
+                states: Vec::new(),
+            })
             .await
             .unwrap()
             .into_inner()

@@ -28,8 +28,8 @@ use a2a::{
 use a2a_server::{RequestHandler, ServiceParams};
 use agentmesh_proto::v1::orchestrator_service_server::OrchestratorService;
 use agentmesh_proto::v1::{
-    CancelRunRequest, GetRunRequest, GetRunResponse, ListRunsRequest, RunEvent, RunState,
-    SubmitRequest, WatchRunRequest,
+    CancelRunRequest, GetRunRequest, GetRunResponse, ListRunsRequest, ProvideInputRequest,
+    RunEvent, RunState, SubmitRequest, WatchRunRequest,
 };
 use agentmesh_runtime::auth::{Authenticator, Principal};
 use futures_util::stream::BoxStream;
@@ -207,10 +207,9 @@ impl Facade {
         req: &SendMessageRequest,
     ) -> Result<(String, String), A2AError> {
         if let Some(task_id) = &req.message.task_id {
-            // The mesh asks no questions yet: a task takes no more input.
-            return Err(A2AError::unsupported_operation(format!(
-                "task {task_id} takes no further messages; send a new message without taskId"
-            )));
+            self.answer(params, task_id, &req.message).await?;
+            let context_id = self.context(task_id).await;
+            return Ok((task_id.clone(), context_id));
         }
         let context_id = req
             .message
@@ -228,6 +227,59 @@ impl Facade {
             .into_inner()
             .run_id;
         Ok((run_id, context_id))
+    }
+
+    /// A message to task `task_id` while it is INPUT_REQUIRED: the answer
+    /// to the step that waits (`metadata.agentmesh.stepId` names it when
+    /// several do), given through ProvideInput.
+    async fn answer(
+        &self,
+        params: &ServiceParams,
+        task_id: &str,
+        message: &a2a::Message,
+    ) -> Result<(), A2AError> {
+        let run = self.get_run(params, task_id).await?;
+        let waiting = run.run.map(|r| r.waiting).unwrap_or_default();
+        let named = message
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("agentmesh"))
+            .and_then(|m| m.get("stepId"))
+            .and_then(serde_json::Value::as_str);
+        let wait = match (named, waiting.as_slice()) {
+            (_, []) => {
+                return Err(A2AError::unsupported_operation(format!(
+                    "task {task_id} is not waiting for input; send a new message without taskId"
+                )));
+            }
+            (Some(step), all) => all.iter().find(|w| w.step_id == step).ok_or_else(|| {
+                invalid(
+                    "message.metadata.agentmesh.stepId",
+                    format!("step {step} is not waiting"),
+                )
+            })?,
+            (None, [one]) => one,
+            (None, _) => {
+                return Err(invalid(
+                    "message.metadata.agentmesh.stepId",
+                    "several steps wait; name one",
+                ));
+            }
+        };
+        let answer = request::answer(message, &wait.input_id)?;
+        let req = self.request(
+            params,
+            ProvideInputRequest {
+                run_id: task_id.to_string(),
+                step_id: wait.step_id.clone(),
+                answer: Some(agentmesh_proto::json::to_struct(&answer)),
+            },
+        )?;
+        self.api
+            .provide_input(req)
+            .await
+            .map_err(|s| from_status(&s))?;
+        Ok(())
     }
 
     /// The task now, then its events after `after`: status updates as the
@@ -396,6 +448,7 @@ impl RequestHandler for Facade {
             params,
             ListRunsRequest {
                 limit: u32::try_from(MAX_LISTED).unwrap_or(u32::MAX),
+                states: Vec::new(),
             },
         )?;
         let runs = self

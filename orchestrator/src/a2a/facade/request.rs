@@ -9,8 +9,8 @@ use a2a::{A2AError, Message, PartContent};
 use agentmesh_proto::json::to_struct;
 use agentmesh_proto::prost_types::Duration as PbDuration;
 use agentmesh_proto::v1::{
-    Deliverable, FanInPolicy, PlanSpec, PlanStep, RunParameters, RunSpec, StepExpectations,
-    StepInputRef,
+    ApprovalGate, Deliverable, FanInPolicy, PlanSpec, PlanStep, RunParameters, RunSpec,
+    StepExpectations, StepInputRef,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -199,7 +199,10 @@ impl PlanJson {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StepJson {
     id: String,
+    #[serde(default)]
     skill: String,
+    #[serde(default)]
+    approval: Option<ApprovalJson>,
     #[serde(default)]
     input: Map<String, Value>,
     #[serde(default)]
@@ -218,8 +221,33 @@ struct StepJson {
     max_attempts: u32,
 }
 
+/// An approval gate: `{"prompt": "...", "timeout": "3600s"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalJson {
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
 impl StepJson {
     fn into_spec(self) -> Result<PlanStep, A2AError> {
+        let approval = self
+            .approval
+            .map(|a| -> Result<ApprovalGate, A2AError> {
+                Ok(ApprovalGate {
+                    prompt: a.prompt,
+                    timeout: a
+                        .timeout
+                        .as_deref()
+                        .map(|d| {
+                            parse_duration(d, "message.parts.data.plan.steps.approval.timeout")
+                        })
+                        .transpose()?,
+                })
+            })
+            .transpose()?;
         let deadline = self
             .deadline
             .as_deref()
@@ -228,6 +256,7 @@ impl StepJson {
         Ok(PlanStep {
             id: self.id,
             skill: self.skill,
+            approval,
             input: Some(to_struct(&self.input)),
             refs: self
                 .refs
@@ -272,6 +301,38 @@ struct ExpectJson {
     min_svg_artifacts: u32,
     #[serde(alias = "faithful_text")]
     faithful_text: String,
+}
+
+/// The answer an A2A message to an input-required task carries for the
+/// wait `input_id` asks: its data part (a JSON object) as it is; else its
+/// text, which for an approval gate approves when it begins with
+/// "approve" or "yes" (the whole text is the reason) and for a question
+/// is `{"text": ...}`.
+pub fn answer(message: &Message, input_id: &str) -> Result<Map<String, Value>, A2AError> {
+    let mut text = Vec::new();
+    for part in &message.parts {
+        match &part.content {
+            PartContent::Data(Value::Object(answer)) => return Ok(answer.clone()),
+            PartContent::Data(_) => {
+                return Err(invalid("message.parts.data", "an answer is a JSON object"));
+            }
+            PartContent::Text(t) => text.push(t.as_str()),
+            PartContent::Raw(_) | PartContent::Url(_) => {
+                return Err(A2AError::content_type_not_supported());
+            }
+        }
+    }
+    let text = text.join("\n");
+    let mut answer = Map::new();
+    if input_id == crate::run::waiting::APPROVAL {
+        let said = text.trim_start().to_ascii_lowercase();
+        let approved = said.starts_with("approve") || said.starts_with("yes");
+        answer.insert("approved".into(), Value::Bool(approved));
+        answer.insert("reason".into(), Value::String(text));
+    } else {
+        answer.insert("text".into(), Value::String(text));
+    }
+    Ok(answer)
 }
 
 #[cfg(test)]

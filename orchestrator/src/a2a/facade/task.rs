@@ -10,9 +10,11 @@
 //! | PARTIAL | COMPLETED, `metadata.agentmesh.runState = RUN_STATE_PARTIAL` |
 //! | FAILED (any reason, INTERRUPTED included) | FAILED |
 //! | CANCELED | CANCELED |
+//! | WAITING (a step waits for a person) | INPUT_REQUIRED, the question as the status message |
+//! | REJECTED (at an approval gate) | REJECTED |
 //!
-//! A run never maps to INPUT_REQUIRED or AUTH_REQUIRED (A2A's interrupted
-//! states): a run cut short by a crash is resumed or FAILED.
+//! A run never maps to AUTH_REQUIRED, and a run cut short by a crash is
+//! resumed or FAILED, never INPUT_REQUIRED.
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,6 +38,8 @@ pub fn state(state: RunState) -> TaskState {
         RunState::Completed | RunState::Partial => TaskState::Completed,
         RunState::Failed => TaskState::Failed,
         RunState::Canceled => TaskState::Canceled,
+        RunState::Waiting => TaskState::InputRequired,
+        RunState::Rejected => TaskState::Rejected,
     }
 }
 
@@ -47,6 +51,8 @@ pub fn run_states(state: &TaskState) -> &'static [RunState] {
         TaskState::Completed => &[RunState::Completed, RunState::Partial],
         TaskState::Failed => &[RunState::Failed],
         TaskState::Canceled => &[RunState::Canceled],
+        TaskState::InputRequired => &[RunState::Waiting],
+        TaskState::Rejected => &[RunState::Rejected],
         _ => &[],
     }
 }
@@ -208,6 +214,8 @@ pub struct Stream {
     task_id: String,
     context_id: String,
     started: HashSet<String>,
+    /// Steps waiting for a person now.
+    waiting: HashSet<String>,
 }
 
 impl Stream {
@@ -217,6 +225,7 @@ impl Stream {
             task_id: task_id.to_string(),
             context_id: context_id.to_string(),
             started: HashSet::new(),
+            waiting: HashSet::new(),
         }
     }
 
@@ -296,6 +305,7 @@ impl Stream {
                 ("step_queued", q.step_id.as_str(), text, RunState::Running)
             }
             Event::StepCompleted(c) => {
+                self.waiting.remove(&c.step_id);
                 let agent = c
                     .provenance
                     .as_ref()
@@ -310,8 +320,23 @@ impl Stream {
                 )
             }
             Event::StepFailed(f) => {
+                self.waiting.remove(&f.step_id);
                 let text = format!("step {} failed ({}): {}", f.step_id, f.reason, f.message);
                 ("step_failed", f.step_id.as_str(), text, RunState::Running)
+            }
+            Event::StepWaiting(w) => {
+                self.waiting.insert(w.step_id.clone());
+                (
+                    "step_waiting",
+                    w.step_id.as_str(),
+                    w.question.clone(),
+                    RunState::Running,
+                )
+            }
+            Event::StepAnswered(a) => {
+                self.waiting.remove(&a.step_id);
+                let text = format!("step {} answered", a.step_id);
+                ("step_answered", a.step_id.as_str(), text, RunState::Running)
             }
             Event::Resumed(r) => {
                 let text = format!(
@@ -333,6 +358,11 @@ impl Stream {
                 };
                 ("finished", "", text, f.state())
             }
+        };
+        let run_state = if run_state == RunState::Running && !self.waiting.is_empty() {
+            RunState::Waiting
+        } else {
+            run_state
         };
         Some(StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
             task_id: self.task_id.clone(),
@@ -383,12 +413,15 @@ mod tests {
             RunState::Partial,
             RunState::Failed,
             RunState::Canceled,
+            RunState::Waiting,
+            RunState::Rejected,
         ] {
             let task = state(run);
             assert!(run_states(&task).contains(&run), "{run:?} -> {task:?}");
-            assert!(
-                !matches!(task, TaskState::InputRequired | TaskState::AuthRequired),
-                "{run:?} must not look interrupted"
+            assert_eq!(
+                task == TaskState::InputRequired,
+                run == RunState::Waiting,
+                "only a run waiting for a person looks interrupted: {run:?}"
             );
         }
     }

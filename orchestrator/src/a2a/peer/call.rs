@@ -31,10 +31,11 @@ use a2a::{
     TaskState, error_code,
 };
 use agentmesh_proto::error::ErrorReason;
+use agentmesh_proto::json::value_to_struct;
 use agentmesh_proto::json::{from_opt_struct, to_struct};
 use agentmesh_proto::v1::{
-    ArtifactChunk, ExecuteTaskRequest, TaskEvent, TaskFailure, TaskProgress, TaskResult,
-    TaskState as MeshState, TaskStatusUpdate, part, task_event,
+    ArtifactChunk, ExecuteTaskRequest, InputAnswer, InputRequest, TaskEvent, TaskFailure,
+    TaskProgress, TaskResult, TaskState as MeshState, TaskStatusUpdate, part, task_event,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -45,7 +46,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::debug;
 
 use super::{Connected, Peer};
-use crate::run::attempt::{Events, RemoteTask};
+use crate::run::attempt::{Events, RemoteTask, answer_lost};
 use crate::run::failure::Failure;
 
 /// How often a task waiting for input is looked at.
@@ -210,7 +211,47 @@ impl RemoteTask for A2aTask {
             Err(_) => debug!(task_id, remote, "A2A CancelTask timed out"),
         }
     }
+
+    async fn provide(&mut self, task_id: &str, answer: InputAnswer) -> Result<(), Failure> {
+        let lost = |why: &str| answer_lost(Failure::new(ErrorReason::AgentUnavailable, why));
+        let Some(remote) = self.remote_id.lock().clone() else {
+            return Err(lost("the A2A agent named no task"));
+        };
+        let Some(connected) = self.peer.connected() else {
+            return Err(lost("the A2A agent's card has not been read"));
+        };
+        let answer = from_opt_struct(answer.answer.as_ref());
+        let text = answer
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut message = Message::new(Role::User, vec![Part::text(text)]);
+        message.message_id = format!("{task_id}/answer");
+        message.task_id = Some(remote);
+        let send = SendMessageRequest {
+            metadata: None,
+            message,
+            configuration: Some(SendMessageConfiguration {
+                accepted_output_modes: None,
+                task_push_notification_config: None,
+                history_length: Some(0),
+                return_immediately: Some(true),
+            }),
+            tenant: None,
+        };
+        match tokio::time::timeout(Duration::from_secs(5), connected.client.send_message(&send))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(answer_lost(failure(&e))),
+            Err(_) => Err(lost("the A2A agent took no answer within 5 s")),
+        }
+    }
 }
+
+/// The question id of an A2A agent's input-required state.
+const A2A_INPUT: &str = "a2a-input";
 
 type A2aStream = futures_util::stream::BoxStream<'static, Result<StreamResponse, A2AError>>;
 
@@ -416,6 +457,7 @@ impl Emitter {
                 state: state.into(),
                 message,
                 r#final: false,
+                input: None,
             })
         };
         match status.state {
@@ -455,8 +497,26 @@ impl Emitter {
                 // Where to answer: the A2A task, on the agent's side.
                 let remote = self.remote_id.lock().clone().unwrap_or_default();
                 let question = format!("{question} [A2A task {remote}]");
+                // Answered through the mesh (ProvideInput), the text goes to
+                // the A2A task as a message; it may be answered on the
+                // agent's side as well.
+                let input = (status.state == TaskState::InputRequired).then(|| InputRequest {
+                    input_id: A2A_INPUT.to_string(),
+                    question: question.clone(),
+                    answer_schema: Some(value_to_struct(&json!({
+                        "type": "object",
+                        "properties": {"text": {"type": "string", "minLength": 1}},
+                        "required": ["text"],
+                        "additionalProperties": false
+                    }))),
+                });
                 !self
-                    .send(status_event(MeshState::InputRequired, question))
+                    .send(task_event::Event::Status(TaskStatusUpdate {
+                        state: MeshState::InputRequired.into(),
+                        message: question,
+                        r#final: false,
+                        input,
+                    }))
                     .await
             }
             TaskState::Completed => {
@@ -519,6 +579,7 @@ impl Emitter {
                 state: MeshState::Completed.into(),
                 message: String::new(),
                 r#final: true,
+                input: None,
             }))
             .await;
         }
@@ -536,6 +597,7 @@ impl Emitter {
                 state: state.into(),
                 message,
                 r#final: true,
+                input: None,
             }))
             .await;
         }

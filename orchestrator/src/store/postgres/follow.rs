@@ -125,6 +125,7 @@ fn extend(run: &RunRecord, events: Vec<RunEvent>) {
             return;
         }
         let ev = Arc::new(ev);
+        run.waits.observe(&ev);
         if run.log.append_with(close, |_| ev).is_err() {
             return;
         }

@@ -393,6 +393,8 @@ async fn events_after(
 fn stored_state(state: i32, finished: bool, last_seq: i64) -> RunState {
     if finished {
         RunState::try_from(state).unwrap_or(RunState::Failed)
+    } else if state == RunState::Waiting as i32 {
+        RunState::Waiting
     } else if last_seq == 0 {
         RunState::Pending
     } else {
@@ -559,19 +561,30 @@ impl RunStore for PostgresStore {
         }
     }
 
-    async fn list(&self, limit: usize, owner: Option<&str>) -> Result<Vec<RunSummary>, MeshError> {
+    async fn list(
+        &self,
+        limit: usize,
+        owner: Option<&str>,
+        states: &[RunState],
+    ) -> Result<Vec<RunSummary>, MeshError> {
         let client = self.shared.pool.get().await.map_err(unavailable)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let states: Vec<i32> = states.iter().map(|s| *s as i32).collect();
+        // The state as `stored_state` reads it, for the filter.
         let read = client
             .prepare_cached(
                 "SELECT id, goal, owner, created, finished, state, last_seq FROM agentmesh_runs
-                 WHERE $1::text IS NULL OR owner = $1
+                 WHERE ($1::text IS NULL OR owner = $1)
+                   AND (cardinality($3::int[]) = 0 OR
+                        (CASE WHEN finished IS NOT NULL THEN state
+                              WHEN state = 7 THEN 7
+                              WHEN last_seq = 0 THEN 1 ELSE 2 END) = ANY($3))
                  ORDER BY row DESC LIMIT $2",
             )
             .await
             .map_err(unavailable)?;
         let rows = client
-            .query(&read, &[&owner, &limit])
+            .query(&read, &[&owner, &limit, &states])
             .await
             .map_err(unavailable)?;
         rows.iter()
@@ -587,6 +600,7 @@ impl RunStore for PostgresStore {
                     state: stored_state(r.try_get(5)?, finished.is_some(), last_seq).into(),
                     finished: finished.map(Into::into),
                     last_seq: u64::try_from(last_seq).unwrap_or(0),
+                    waiting: Vec::new(),
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()

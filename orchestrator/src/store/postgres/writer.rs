@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use agentmesh_proto::prost::Message;
-use agentmesh_proto::v1::{RunEvent, run_event};
+use agentmesh_proto::v1::{RunEvent, RunState, run_event};
 use tracing::{error, warn};
 
 use super::{Shared, Tracked, pending, stored_bytes};
@@ -118,6 +118,8 @@ struct Part {
     events: Vec<Arc<RunEvent>>,
     /// The final event's state, if the batch holds it.
     finished: Option<(i32, SystemTime)>,
+    /// The run's state after the batch.
+    state: i32,
 }
 
 /// Writes every tracked run's new events in one statement, then publishes
@@ -158,7 +160,7 @@ async fn write(shared: &Shared) -> Result<(), Refused> {
         let last = p.events.last().map_or(0, |e| e.seq);
         last_col.push(i64::try_from(last).unwrap_or(i64::MAX));
         bytes_col.push(p.events.iter().map(|e| stored_bytes(e)).sum::<i64>());
-        state_col.push(p.finished.map(|(state, _)| state));
+        state_col.push(Some(p.state));
         finished_col.push(p.finished.map(|(_, at)| at));
     }
     let client = shared.pool.get().await?;
@@ -210,10 +212,23 @@ fn part(t: &Tracked) -> Part {
     } else {
         None
     };
+    // An unfinished run's state column says whether a step waits for a
+    // person (for ListRuns' filter on every replica).
+    let state = finished.map_or_else(
+        || {
+            if t.run.waits.is_waiting() {
+                RunState::Waiting as i32
+            } else {
+                RunState::Running as i32
+            }
+        },
+        |(state, _)| state,
+    );
     Part {
         row: t.row,
         events,
         finished,
+        state,
     }
 }
 
