@@ -492,6 +492,9 @@ fn print_mesh(mesh: &LocalMesh, opts: &MeshOpts) {
             "A2A (JSON-RPC; gRPC on the orchestrator's port): http://{a2a}/ — card at http://{a2a}/.well-known/agent-card.json"
         );
     }
+    if let Some(viewer) = mesh.viewer() {
+        say!("run viewer (runs, plans live, reports, approvals): http://{viewer}/");
+    }
     say!("working folder: {}", opts.dir.display());
 }
 

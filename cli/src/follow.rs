@@ -229,35 +229,8 @@ impl Ui {
 
 /// One event as a JSON line (`--json` for `watch`).
 fn event_json(ev: &RunEvent) -> Value {
-    let kind = match &ev.event {
-        Some(run_event::Event::Planned(_)) => "planned",
-        Some(run_event::Event::StepStarted(_)) => "step_started",
-        Some(run_event::Event::StepEvent(_)) => "step_event",
-        Some(run_event::Event::StepRetrying(_)) => "step_retrying",
-        Some(run_event::Event::StepRerouted(_)) => "step_rerouted",
-        Some(run_event::Event::StepQueued(_)) => "step_queued",
-        Some(run_event::Event::StepCompleted(_)) => "step_completed",
-        Some(run_event::Event::StepFailed(_)) => "step_failed",
-        Some(run_event::Event::ReportChunk(_)) => "report_chunk",
-        Some(run_event::Event::Finished(_)) => "finished",
-        Some(run_event::Event::Resumed(_)) => "resumed",
-        Some(run_event::Event::StepWaiting(_)) => "step_waiting",
-        Some(run_event::Event::StepAnswered(_)) => "step_answered",
-        None => "unknown",
-    };
-    let step = match &ev.event {
-        Some(run_event::Event::StepStarted(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepEvent(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepRetrying(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepRerouted(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepQueued(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepCompleted(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepFailed(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepWaiting(s)) => s.step_id.clone(),
-        Some(run_event::Event::StepAnswered(s)) => s.step_id.clone(),
-        _ => String::new(),
-    };
-    serde_json::json!({"run_id": ev.run_id, "seq": ev.seq, "event": kind, "step": step})
+    use agentmesh_proto::view::{event_kind, event_step};
+    serde_json::json!({"run_id": ev.run_id, "seq": ev.seq, "event": event_kind(ev), "step": event_step(ev)})
 }
 
 /// Follows run `run_id` from after `after` until it finishes, reconnecting

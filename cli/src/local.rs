@@ -116,10 +116,13 @@ pub struct LocalMesh {
     /// Services in start order (agents first, orchestrator last).
     pub services: Vec<Service>,
     a2a: Option<SocketAddr>,
+    viewer: Option<SocketAddr>,
 }
 
 /// The A2A listener's port: `--base-port` + this (50070 by default).
 const A2A_OFFSET: u16 = 20;
+/// The run viewer's port: `--base-port` + this (50071 by default).
+const VIEWER_OFFSET: u16 = 21;
 
 fn usage(message: String) -> CliError {
     CliError::new(Exit::Failed, message)
@@ -265,6 +268,7 @@ impl LocalMesh {
         let mut mesh = Self {
             services: Vec::new(),
             a2a: None,
+            viewer: None,
         };
         // Start everything, then wait: the agents start in parallel.
         for (name, service, addr) in &plan {
@@ -320,6 +324,11 @@ impl LocalMesh {
         extra.push("--a2a-listen".to_string());
         extra.push(a2a.to_string());
         mesh.a2a = Some(a2a);
+        // The run viewer.
+        let viewer = SocketAddr::from(([127, 0, 0, 1], port(VIEWER_OFFSET)?));
+        extra.push("--viewer-listen".to_string());
+        extra.push(viewer.to_string());
+        mesh.viewer = Some(viewer);
         let orchestrator = Program::Builtin("orchestrator");
         let mut orch = match spawn(&dir, "orchestrator", orchestrator, orch_addr, &extra).await {
             Ok(o) => o,
@@ -340,6 +349,11 @@ impl LocalMesh {
     /// The A2A facade's HTTP address (JSON-RPC and the agent card).
     pub fn a2a(&self) -> Option<SocketAddr> {
         self.a2a
+    }
+
+    /// The run viewer's address (web pages).
+    pub fn viewer(&self) -> Option<SocketAddr> {
+        self.viewer
     }
 
     /// The orchestrator's address.

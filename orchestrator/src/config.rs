@@ -34,6 +34,8 @@ pub struct OrchestratorConfig {
     pub access: AccessConfig,
     /// The Agent2Agent (A2A) facade: the mesh as an A2A agent.
     pub a2a: A2aConfig,
+    /// The run viewer (web pages).
+    pub viewer: ViewerConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -48,8 +50,19 @@ impl Default for OrchestratorConfig {
             planning: PlanningConfig::default(),
             access: AccessConfig::default(),
             a2a: A2aConfig::default(),
+            viewer: ViewerConfig::default(),
         }
     }
+}
+
+/// `[viewer]`: the run viewer, web pages on their own HTTP listener
+/// (HTTPS with `server.tls`; the same credentials as the API with
+/// `server.auth`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewerConfig {
+    /// Address of the viewer's listener. Unset: no viewer.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[a2a]`: the mesh as an A2A v1.0 agent. The gRPC binding

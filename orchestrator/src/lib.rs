@@ -20,6 +20,8 @@
 //!   sub-agents, reached through [`routing`] like any endpoint;
 //! - [`access`]: who may do what (roles, run ownership, per-principal
 //!   limits) once `[server.auth]` has said who is calling;
+//! - [`viewer`] (feature `goals`): the run viewer, web pages over the
+//!   Orchestrator API on their own HTTP listener ([`http`]);
 //! - [`service`] and [`server`]: the gRPC adapter and the wiring.
 //!
 //! `cargo check -p agentmesh-orchestrator --no-default-features` builds the
@@ -37,11 +39,15 @@ pub mod store;
 #[cfg(feature = "goals")]
 pub mod goal;
 #[cfg(feature = "goals")]
+pub mod http;
+#[cfg(feature = "goals")]
 pub mod report;
 #[cfg(feature = "goals")]
 pub mod server;
 #[cfg(feature = "goals")]
 pub mod service;
+#[cfg(feature = "goals")]
+pub mod viewer;
 
 pub use config::OrchestratorConfig;
 #[cfg(feature = "goals")]

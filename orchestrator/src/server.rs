@@ -2,7 +2,8 @@
 //! report as its hooks, the goal front-end, and the Orchestrator and
 //! Registry services, and the A2A facade's gRPC binding, on one gRPC server
 //! with the same limits, health, reflection and graceful shutdown as every
-//! agent (the A2A JSON-RPC binding on its own HTTP listener). Also the `orchestrator`
+//! agent (the A2A JSON-RPC binding and the run viewer each on its own HTTP
+//! listener). Also the `orchestrator`
 //! binary's [`Service`].
 
 use std::future::Future;
@@ -44,6 +45,7 @@ use crate::service::OrchestratorApi;
 use crate::store::postgres::{PgOptions, PgStoreError, PostgresStore};
 use crate::store::sqlite::{SqliteStore, StoreError};
 use crate::store::{MemoryStore, Retention, RunStore};
+use crate::viewer::Viewer;
 
 /// Why the orchestrator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -76,15 +78,17 @@ pub enum OrchestratorError {
     /// An A2A agent of `discovery.a2a` could not be set up.
     #[error(transparent)]
     A2aPeer(#[from] PeerError),
-    /// The A2A listener's TLS (server.tls) could not be loaded.
-    #[error("a2a.listen over TLS (server.tls): {source}")]
-    A2aTls {
+    /// The HTTP listeners' TLS (server.tls) could not be loaded.
+    #[error("a2a.listen or viewer.listen over TLS (server.tls): {source}")]
+    HttpTls {
         /// Why.
         source: std::io::Error,
     },
-    /// The A2A HTTP listener (`a2a.listen`) could not be bound.
-    #[error("a2a.listen {addr}: {source}")]
-    A2aListen {
+    /// An HTTP listener (`a2a.listen`, `viewer.listen`) could not be bound.
+    #[error("{setting} {addr}: {source}")]
+    HttpListen {
+        /// The setting that named the address.
+        setting: &'static str,
         /// The address.
         addr: std::net::SocketAddr,
         /// Why.
@@ -163,14 +167,7 @@ pub async fn serve(
         None => None,
     };
     let grpc_addr = listener.local_addr().unwrap_or(cfg.server.listen);
-    let http_listener = match cfg.a2a.listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| OrchestratorError::A2aListen { addr, source })?,
-        ),
-        None => None,
-    };
+    let http_listener = bind_http("a2a.listen", cfg.a2a.listen).await?;
     let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
     let card = Arc::new(CardSource::new(
         Arc::clone(&registry),
@@ -178,6 +175,7 @@ pub async fn serve(
         http_addr,
         grpc_addr,
     ));
+    let viewer_api = Arc::clone(&api);
     let facade = Arc::new(Facade::new(
         Arc::clone(&api),
         Arc::clone(&engine),
@@ -208,24 +206,38 @@ pub async fn serve(
         )),
         None => Routes::new(api).add_service(reg).add_service(a2a),
     };
-    let http_tls = match (&http_listener, &cfg.server.tls) {
-        (Some(_), Some(tls)) => Some(
-            facade::http::tls(tls)
+    let viewer_listener = bind_http("viewer.listen", cfg.viewer.listen).await?;
+    let http_tls = match (
+        http_listener.is_some() || viewer_listener.is_some(),
+        &cfg.server.tls,
+    ) {
+        (true, Some(tls)) => Some(
+            crate::http::tls(tls)
                 .await
-                .map_err(|source| OrchestratorError::A2aTls { source })?,
+                .map_err(|source| OrchestratorError::HttpTls { source })?,
         ),
         _ => None,
     };
     let http_stop = CancellationToken::new();
-    let http = http_listener.map(|listener| {
-        tokio::spawn(facade::http::serve(
+    let mut http = Vec::new();
+    if let Some(listener) = http_listener {
+        http.push(tokio::spawn(facade::http::serve(
             listener,
             facade,
-            auth,
+            auth.clone(),
+            http_tls.clone(),
+            http_stop.clone(),
+        )));
+    }
+    if let Some(listener) = viewer_listener {
+        let viewer = Viewer::new(viewer_api, auth, http_tls.is_some());
+        http.push(tokio::spawn(crate::viewer::serve(
+            listener,
+            Arc::new(viewer),
             http_tls,
             http_stop.clone(),
-        ))
-    });
+        )));
+    }
     if cfg.telemetry.metrics.is_some() {
         crate::metrics::watch(
             &mut agentmesh_runtime::metrics::exporter().lock(),
@@ -252,9 +264,7 @@ pub async fn serve(
     )
     .await;
     http_stop.cancel();
-    if let Some(http) = http {
-        let _ = tokio::time::timeout(HTTP_CLOSE_WAIT, http).await;
-    }
+    let _ = tokio::time::timeout(HTTP_CLOSE_WAIT, futures_util::future::join_all(http)).await;
     registry.shutdown.cancel();
     // Every run has finished, or was canceled or suspended: write the last
     // events (and give the store lease up).
@@ -291,6 +301,22 @@ impl Opened {
 
 /// Opens the store `cfg.store` names: a shared PostgreSQL database
 /// (`url`), an SQLite file (`path`), or memory.
+/// Binds the HTTP listener `setting` names, if it names one.
+async fn bind_http(
+    setting: &'static str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<TcpListener>, OrchestratorError> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| OrchestratorError::HttpListen {
+            setting,
+            addr,
+            source,
+        })
+}
+
 async fn open_store(
     cfg: &OrchestratorConfig,
     retained: Retention,
@@ -349,6 +375,9 @@ pub struct OrchestratorFlags {
     /// Address of the A2A HTTP listener (overrides a2a.listen).
     #[arg(long = "a2a-listen", value_name = "HOST:PORT")]
     pub a2a_listen: Option<std::net::SocketAddr>,
+    /// Address of the run viewer's listener (overrides viewer.listen).
+    #[arg(long = "viewer-listen", value_name = "HOST:PORT")]
+    pub viewer_listen: Option<std::net::SocketAddr>,
 }
 
 impl Service for OrchestratorService {
@@ -373,6 +402,9 @@ impl Service for OrchestratorService {
         cfg.discovery.endpoints.extend(flags.agents);
         if let Some(addr) = flags.a2a_listen {
             cfg.a2a.listen = Some(addr);
+        }
+        if let Some(addr) = flags.viewer_listen {
+            cfg.viewer.listen = Some(addr);
         }
         let listener = agentmesh_runtime::bind(&cfg.server).await?;
         if let Ok(addr) = listener.local_addr() {

@@ -6,6 +6,8 @@
 //! * [`json`]: `google.protobuf.Struct` <-> `serde_json` conversion.
 //! * [`report`]: a run's report as JSON (meshctl's `report.json`, the A2A
 //!   facade's `report` artifact).
+//! * [`view`]: protocol messages as JSON for people (`meshctl --json`, the
+//!   run viewer).
 //! * [`codec`]: the codec of the generated clients and servers.
 //!
 //! `tonic`, `prost` and `prost_types` are re-exported so that versions cannot
@@ -15,6 +17,7 @@ pub mod codec;
 pub mod error;
 pub mod json;
 pub mod report;
+pub mod view;
 
 pub use prost;
 pub use prost_types;

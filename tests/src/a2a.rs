@@ -18,15 +18,7 @@ pub fn script() -> PathBuf {
 /// Installs the pinned SDK once per test process.
 fn setup() {
     static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let out = Command::new(script()).arg("--setup").output().unwrap();
-        assert!(
-            out.status.success(),
-            "tests/a2a/run --setup failed ({}): {}\n(the test command, scripts/test, installs Python 3)",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    ONCE.get_or_init(|| crate::run_setup(&script(), "Python 3"));
 }
 
 /// Runs the SDK client's scenario against the A2A facade at `url` over

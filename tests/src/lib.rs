@@ -108,6 +108,23 @@ pub async fn run_skill(
     out
 }
 
+/// Runs `script --setup` (a `run` script that installs its pinned
+/// dependencies), failing the test with its output if it fails; `needs`
+/// says what the test command installs for it.
+pub fn run_setup(script: &std::path::Path, needs: &str) {
+    let out = std::process::Command::new(script)
+        .arg("--setup")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} --setup failed ({}): {}\n(the test command, scripts/test, installs {needs})",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A fresh folder under the system's temp folder, named for the test,
 /// removed with everything in it when the returned value is dropped.
 pub fn temp_dir(name: &str) -> tempfile::TempDir {
@@ -322,13 +339,14 @@ pub async fn start_agents(
     std::net::SocketAddr,
     std::net::SocketAddr,
 ) {
-    start_agents_env(dir, &[]).await
+    start_agents_env(dir, &[], &[]).await
 }
 
-/// [`start_agents`] with extra environment variables for the summary
-/// agent.
+/// [`start_agents`] with extra environment variables for the analytics
+/// and the summary agent.
 pub async fn start_agents_env(
     dir: &std::path::Path,
+    analytics_env: &[(&str, &str)],
     summary_env: &[(&str, &str)],
 ) -> (
     Vec<Child>,
@@ -343,7 +361,7 @@ pub async fn start_agents_env(
     let mut children = Vec::new();
     for (name, addr, env) in [
         ("data-agent", data, &[][..]),
-        ("analytics-agent", analytics, &[][..]),
+        ("analytics-agent", analytics, analytics_env),
         ("summary-agent", summary, summary_env),
     ] {
         children.push(start_process_env(name, addr, &[], env, dir, AGENT_SERVICE_NAME).await);

@@ -48,17 +48,7 @@ impl Polyglot {
             Self::Forecast => &FORECAST,
             Self::Quality => &QUALITY,
         };
-        once.get_or_init(|| {
-            let out = Command::new(self.script()).arg("--setup").output().unwrap();
-            assert!(
-                out.status.success(),
-                "{} --setup failed ({}): {}\n(the test command, scripts/test, installs \
-                 Python 3 and Node.js)",
-                self.script().display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        });
+        once.get_or_init(|| crate::run_setup(&self.script(), "Python 3 and Node.js"));
     }
 }
 

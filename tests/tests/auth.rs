@@ -21,9 +21,9 @@ use agentmesh_proto::v1::agent_service_client::AgentServiceClient;
 use agentmesh_proto::v1::orchestrator_service_client::OrchestratorServiceClient;
 use agentmesh_proto::v1::registry_service_client::RegistryServiceClient;
 use agentmesh_proto::v1::{
-    CancelRunRequest, DeregisterRequest, EndpointHealth, GetAgentCardRequest, GetRunRequest,
-    ListAgentsRequest, ListRunsRequest, RegisterRequest, RenewLeaseRequest, RunRequest, RunSpec,
-    RunState, SubmitRequest, WatchRunRequest, run_event,
+    ApprovalGate, CancelRunRequest, DeregisterRequest, EndpointHealth, GetAgentCardRequest,
+    GetRunRequest, ListAgentsRequest, ListRunsRequest, PlanStep, RegisterRequest,
+    RenewLeaseRequest, RunRequest, RunSpec, RunState, SubmitRequest, WatchRunRequest, run_event,
 };
 use agentmesh_runtime::ServerConfig;
 use agentmesh_runtime::auth::tokens::hash_hex;
@@ -724,4 +724,235 @@ async fn meshctl_presents_its_token() {
         err.contains("PERMISSION_DENIED") && !err.contains(AUDITOR),
         "{err}"
     );
+}
+
+/// The run viewer takes the API's credentials: a browser signs in with its
+/// token (an HttpOnly, SameSite=Strict cookie), a program sends a bearer
+/// header; roles and run ownership are the API's.
+#[tokio::test]
+async fn the_viewer_takes_the_apis_credentials_and_roles() {
+    use reqwest::StatusCode;
+    use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+    let dir = temp_dir("auth-viewer");
+    let c = creds(dir.path());
+    let agent = spawn_agent(TestAgent::new("work", &["work"])).await;
+    let viewer = agentmesh_e2e::free_port([127, 0, 0, 1]);
+    let mut cfg: OrchestratorConfig = test_config(&[agent]);
+    cfg.server.auth = Some(auth_config(&c));
+    cfg.viewer.listen = Some(viewer);
+    let orch = spawn_orchestrator(cfg).await;
+    let mut alice = client(orch, Some(ALICE)).await;
+    wait_serving_agents(&mut alice, 1).await;
+    let run_id = alice
+        .submit(submission(slow_spec(30_000)))
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    let base = format!("http://{viewer}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let bearer = |t: &str| format!("Bearer {t}");
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    // No credential: the JSON says why, a page sends the browser to sign in.
+    let resp = http.get(format!("{base}/api/runs")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "UNAUTHENTICATED");
+    assert_eq!(body["reason"], "UNAUTHENTICATED");
+    let page = http
+        .get(format!("{base}/runs/{run_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page.headers()[LOCATION], "/login");
+
+    // A wrong token does not sign in; the right one sets the cookie.
+    let wrong = http
+        .post(format!("{base}/login"))
+        .header(CONTENT_TYPE, FORM)
+        .body("token=not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(!wrong.headers().contains_key(SET_COOKIE));
+    let signed = http
+        .post(format!("{base}/login"))
+        .header(CONTENT_TYPE, FORM)
+        .body(format!("token={ALICE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let cookie = signed.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let runs: serde_json::Value = http
+        .get(format!("{base}/api/runs"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["runs"][0]["run_id"], run_id.as_str());
+    assert_eq!(runs["runs"][0]["owner"], "alice");
+    // The page says who is signed in, and offers the way out.
+    let page = http
+        .get(format!("{base}/"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"id="who">alice<"#) && page.contains(r#"action="/logout""#),
+        "{page}"
+    );
+
+    // Bob does not see Alice's run; the auditor sees it and may not cancel.
+    let bobs = http
+        .get(format!("{base}/api/runs/{run_id}"))
+        .header(AUTHORIZATION, bearer(BOB))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bobs.status(), StatusCode::NOT_FOUND);
+    let seen = http
+        .get(format!("{base}/api/runs/{run_id}"))
+        .header(AUTHORIZATION, bearer(AUDITOR))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seen.status(), StatusCode::OK);
+    let cancel = |token: &'static str| {
+        http.post(format!("{base}/api/runs/{run_id}/cancel"))
+            .header(AUTHORIZATION, bearer(token))
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}")
+            .send()
+    };
+    let denied = cancel(AUDITOR).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = denied.json().await.unwrap();
+    assert_eq!(body["reason"], "PERMISSION_DENIED");
+    // A form post from another site (not JSON) is refused before anything.
+    let forged = http
+        .post(format!("{base}/api/runs/{run_id}/cancel"))
+        .header(COOKIE, &session)
+        .header(CONTENT_TYPE, FORM)
+        .body("reason=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    // A body over the limit (256 KiB) and a query that is not one are
+    // refused in the API's shape, naming what was wrong.
+    let oversized = http
+        .post(format!("{base}/api/runs/{run_id}/cancel"))
+        .header(COOKIE, &session)
+        .header(CONTENT_TYPE, "application/json")
+        .body(format!("{{\"reason\": \"{}\"}}", "x".repeat(300 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = oversized.json().await.unwrap();
+    assert_eq!(
+        (&body["reason"], &body["metadata"]["field"]),
+        (&json!("INVALID_INPUT"), &json!("body"))
+    );
+    let query = http
+        .get(format!("{base}/api/runs?limit=many"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = query.json().await.unwrap();
+    assert_eq!(body["metadata"]["field"], "query");
+    let done: serde_json::Value = cancel(ALICE).await.unwrap().json().await.unwrap();
+    assert_eq!(done["state"], "CANCELED");
+
+    // "Waiting for me": the runs waiting on a person that the caller may
+    // answer; the auditor sees Alice's gate and may not answer it.
+    let gate = PlanStep {
+        id: "gate".into(),
+        approval: Some(ApprovalGate {
+            prompt: "Go on?".into(),
+            timeout: None,
+        }),
+        ..PlanStep::default()
+    };
+    let gated = alice
+        .submit(submission(spec(vec![gate])))
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    let mine = |token: &'static str, query: &'static str| {
+        http.get(format!("{base}/api/runs?{query}"))
+            .header(AUTHORIZATION, bearer(token))
+            .send()
+    };
+    let ids = |runs: serde_json::Value| -> Vec<String> {
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for _ in 0..100 {
+        let listed = mine(ALICE, "waiting=mine")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !ids(listed).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (token, expected) in [(ALICE, vec![gated.clone()]), (ROOT, vec![gated.clone()])] {
+        let listed = mine(token, "waiting=mine")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ids(listed), expected);
+    }
+    let everyone = mine(AUDITOR, "states=WAITING")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(everyone), vec![gated.clone()]);
+    let auditors = mine(AUDITOR, "waiting=mine")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(auditors), Vec::<String>::new());
+    let bad = mine(ALICE, "waiting=yes").await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["metadata"]["field"], "waiting");
 }

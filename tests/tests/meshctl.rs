@@ -85,9 +85,10 @@ fn free_block() -> u16 {
         if base > 65_000 {
             continue;
         }
-        // The services' ports, and the A2A listener's (base + 20).
+        // The services' ports, the A2A listener's (base + 20) and the
+        // viewer's (base + 21).
         let all: Vec<_> = (0..6)
-            .chain([20])
+            .chain([20, 21])
             .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
             .collect();
         if all.iter().all(Result::is_ok) {
@@ -241,6 +242,18 @@ async fn meshctl_up_then_goals_as_a_user_runs_them() {
         printed.contains("discovered 5 agents through health checks"),
         "{printed}"
     );
+    // The run viewer's address, where its pages answer.
+    let viewer = format!("http://127.0.0.1:{}/", base + 21);
+    assert!(
+        printed.contains(&format!(
+            "run viewer (runs, plans live, reports, approvals): {viewer}"
+        )),
+        "{printed}"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let page = reqwest::get(format!("{viewer}agents")).await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("<h1>Agents</h1>"));
     // The A2A facade's address, where its card answers.
     let a2a = format!("http://127.0.0.1:{}/", base + 20);
     assert!(printed.contains("A2A (JSON-RPC"), "{printed}");

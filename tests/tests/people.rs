@@ -27,7 +27,7 @@ const GOAL: &str =
 /// The three agents, the summary agent asking for its audience.
 async fn agents(dir: &Path) -> (Vec<Child>, Vec<SocketAddr>) {
     let (children, data, analytics, summary) =
-        start_agents_env(dir, &[("AGENTMESH_ASK_AUDIENCE", "true")]).await;
+        start_agents_env(dir, &[], &[("AGENTMESH_ASK_AUDIENCE", "true")]).await;
     (children, vec![data, analytics, summary])
 }
 
@@ -240,4 +240,106 @@ async fn an_approval_gate_waits_for_a_person_and_a_rejection_ends_the_run() {
     assert_eq!(end.state(), RunState::Rejected, "{end:?}");
     assert_eq!(end.reason, "REJECTED");
     assert!(end.message.contains("wrong quarter"), "{end:?}");
+}
+
+/// The Python forecast agent (`--ask-horizon`) and the TypeScript quality
+/// agent (`--ask-threshold`) ask through the mesh like the Rust one: one run
+/// waits on both, each answer reaches its own agent's task, the run ends
+/// with outputs shaped by the answers.
+#[tokio::test]
+async fn python_and_typescript_agents_ask_through_the_mesh() {
+    use agentmesh_e2e::polyglot::{self, Polyglot};
+    let tmp = temp_dir("people-polyglot");
+    let dir = tmp.path();
+    let log = dir.join("agents.log");
+    let data = agentmesh_e2e::free_port([127, 0, 0, 1]);
+    let mut children = vec![
+        agentmesh_e2e::start_process_env(
+            "data-agent",
+            data,
+            &[],
+            &[],
+            dir,
+            agentmesh_proto::v1::AGENT_SERVICE_NAME,
+        )
+        .await,
+    ];
+    let forecast = agentmesh_e2e::free_port([127, 0, 0, 1]);
+    let quality = agentmesh_e2e::free_port([127, 0, 0, 1]);
+    for (agent, addr, ask) in [
+        (Polyglot::Forecast, forecast, "--ask-horizon"),
+        (Polyglot::Quality, quality, "--ask-threshold"),
+    ] {
+        let args = [ask.to_string(), "--heartbeat-ms=200".to_string()];
+        children.push(polyglot::start(agent, addr, &args, &log).await);
+    }
+    let (_orch, addr) =
+        orchestrator_on(&dir.join("runs.db"), &[data, forecast, quality], dir).await;
+    let mut client = orchestrator(addr).await;
+    wait_serving_agents(&mut client, 3).await;
+
+    let extract = step(
+        "extract",
+        "sales.extract",
+        json!({"period": "2023-01..2025-06", "group_by": ["month"]}),
+    );
+    let ahead = with_ref(
+        step("forecast", "forecast.revenue", json!({})),
+        "dataset",
+        "extract",
+        "",
+    );
+    let checked = with_ref(
+        step("quality", "quality.check", json!({})),
+        "dataset",
+        "extract",
+        "",
+    );
+    let run_id = submit(&mut client, spec(vec![extract, ahead, checked])).await;
+    // Both wait (bounded), each with its agent's own question.
+    let mut asked = Vec::new();
+    for _ in 0..600 {
+        let run = waiting(&mut client, &run_id).await;
+        asked = run.waiting.iter().map(|w| w.step_id.clone()).collect();
+        asked.sort();
+        if asked.len() == 2 {
+            let by: Vec<_> = run.waiting.iter().map(|w| w.agent.as_str()).collect();
+            assert!(
+                by.contains(&"forecast") && by.contains(&"quality"),
+                "{by:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(asked, ["forecast", "quality"]);
+    // The Python agent's schema refuses 40 months, naming the field.
+    let refused = client
+        .provide_input(answer(&run_id, "forecast", json!({"horizon": 40})))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(field_of(&refused), "answer.horizon");
+    client
+        .provide_input(answer(&run_id, "forecast", json!({"horizon": 5})))
+        .await
+        .unwrap();
+    client
+        .provide_input(answer(
+            &run_id,
+            "quality",
+            json!({"outlier_threshold": 2.5}),
+        ))
+        .await
+        .unwrap();
+    let events = watch_to_end(&mut client, &run_id, 0).await;
+    let end = finished(&events);
+    assert_eq!(end.state(), RunState::Completed, "{end:?}");
+    let output = |step: &str| {
+        agentmesh_proto::json::from_opt_struct(step_completed(&events, step).output.as_ref())
+    };
+    assert_eq!(output("forecast")["horizon"], json!(5));
+    assert_eq!(output("forecast")["forecast"].as_array().unwrap().len(), 5);
+    assert_eq!(output("quality")["outlier_threshold"], json!(2.5));
+    drop(children);
 }

@@ -110,11 +110,16 @@ impl Caller {
         self.visible_owner().is_none_or(|me| me == owner)
     }
 
-    /// Checks that the caller may cancel a run of `owner` it can see.
-    pub fn may_cancel(&self, owner: &str) -> Result<(), Status> {
+    /// Whether the caller may steer (cancel, answer) a run of `owner`.
+    pub fn steers(&self, owner: &str) -> bool {
         let own =
             matches!(self, Self::Principal(p) if p.roles.has(Role::Submit) && *p.name == *owner);
-        if self.admin() || own {
+        self.admin() || own
+    }
+
+    /// Checks that the caller may cancel a run of `owner` it can see.
+    pub fn may_cancel(&self, owner: &str) -> Result<(), Status> {
+        if self.steers(owner) {
             return Ok(());
         }
         Err(MeshError::new(
@@ -172,6 +177,8 @@ mod tests {
         assert!(reader.may_cancel("other").is_err());
         assert!(submitter.may_cancel("app").is_ok());
         assert!(caller("root", &[Role::Admin]).may_cancel("other").is_ok());
+        assert!(submitter.steers("app") && !submitter.steers("other"));
+        assert!(!reader.steers("app") && Caller::Anyone.steers("app"));
         assert!(Caller::Anyone.sees("x") && Caller::Anyone.require(Action::Register).is_ok());
     }
 }

@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use agentmesh_proto::error::{ErrorReason, MeshError};
 use agentmesh_proto::json::to_struct;
-use agentmesh_proto::v1::{Deliverable, PlanSpec, PlanStep, StepExpectations, StepInputRef};
+use agentmesh_proto::v1::{
+    ApprovalGate, Deliverable, PlanSpec, PlanStep, StepExpectations, StepInputRef,
+};
 use agentmesh_sales::kinds;
 use serde_json::{Map, Value, json};
 
@@ -459,6 +461,16 @@ fn from_playbook(book: &Playbook, intent: &GoalIntent, registry: &Registry) -> P
                     })
                     .collect(),
                 artifacts_from: s.artifacts_from.clone(),
+                depends_on: s.after.clone(),
+                approval: s.approval.as_ref().map(|g| ApprovalGate {
+                    prompt: g.prompt.clone(),
+                    timeout: g.timeout_ms.and_then(|ms| {
+                        agentmesh_proto::prost_types::Duration::try_from(
+                            std::time::Duration::from_millis(ms),
+                        )
+                        .ok()
+                    }),
+                }),
                 rationale: format!("playbook {}: {}", book.name, book.description),
                 expect: Some(StepExpectations {
                     non_empty: s.expect.non_empty.clone(),

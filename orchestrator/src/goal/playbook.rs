@@ -19,6 +19,11 @@
 //! id = "metrics"
 //! skill = "analytics.metrics"
 //! refs = [{ field = "dataset", from = "dataset" }]
+//!
+//! [[steps]]                       # an approval gate: no skill, a person
+//! id = "approve"
+//! after = ["metrics"]
+//! approval = { prompt = "Approve the figures before the summary is written", timeout_ms = 3600000 }
 //! ```
 
 use std::collections::BTreeSet;
@@ -77,14 +82,33 @@ pub struct ExpectSpec {
     pub faithful_text: String,
 }
 
+/// An approval gate: the run waits for a person at this step.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// What the person is asked to approve.
+    pub prompt: String,
+    /// How long the gate waits (unset: `execution.answer_timeout_ms`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
 /// One step of a playbook.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Step id.
     pub id: String,
-    /// Skill.
+    /// Skill (empty for an approval gate).
+    #[serde(default)]
     pub skill: String,
+    /// Steps it runs after, besides those it reads from.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Makes the step an approval gate (it then has no skill, input or
+    /// refs).
+    #[serde(default)]
+    pub approval: Option<GateSpec>,
     /// Literal input.
     #[serde(default)]
     pub input: Map<String, Value>,
@@ -189,11 +213,25 @@ fn load_file(path: &Path) -> Result<Playbook, PlaybookError> {
         }
     }
     for step in &book.steps {
+        let gate = step.approval.is_some();
+        if gate && (!step.skill.is_empty() || !step.input.is_empty() || !step.refs.is_empty()) {
+            return Err(invalid(format!(
+                "step {}: an approval gate runs no skill; leave skill, input and refs out",
+                step.id
+            )));
+        }
+        if !gate && step.skill.is_empty() {
+            return Err(invalid(format!(
+                "step {}: name a skill, or make it an approval gate",
+                step.id
+            )));
+        }
         for from in step
             .refs
             .iter()
             .map(|r| &r.from)
             .chain(&step.artifacts_from)
+            .chain(&step.after)
         {
             if !ids.contains(from.as_str()) {
                 return Err(invalid(format!(

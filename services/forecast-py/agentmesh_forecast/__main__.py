@@ -32,6 +32,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-task-ms", type=_positive, default=60_000, help="longest a task may run")
     p.add_argument("--shutdown-grace-ms", type=int, default=10_000, help="time running tasks get on SIGTERM")
     p.add_argument("--fault-delay-ms", type=int, default=0, help="fault injection: every task waits this long (heartbeating, cancellable) before it starts")
+    p.add_argument("--ask-horizon", action="store_true", default=os.environ.get("AGENTMESH_FORECAST_ASK_HORIZON", "").lower() in ("1", "true", "yes"), help="ask a person how many months to forecast when the input names none (env AGENTMESH_FORECAST_ASK_HORIZON)")
     p.add_argument("--register", metavar="HOST:PORT", help="orchestrator to register with")
     p.add_argument("--advertise", metavar="HOST:PORT", help="address the orchestrator reaches this agent at (default: --listen)")
     p.add_argument("--lease-ms", type=int, default=10_000, help="registration lease asked for")
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         max_task_ms=args.max_task_ms,
         shutdown_grace_ms=args.shutdown_grace_ms,
         fault_delay_ms=args.fault_delay_ms,
+        ask_horizon=args.ask_horizon,
     )
     try:
         server = Server(args.listen, settings)

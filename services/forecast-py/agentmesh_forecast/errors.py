@@ -26,6 +26,7 @@ _CODES = {
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "AGENT_FAILED": grpc.StatusCode.INTERNAL,
+    "NOT_WAITING": grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 def reason_known(reason: str) -> bool:
@@ -71,3 +72,18 @@ class MeshError(Exception):
     def abort(self, context: grpc.ServicerContext) -> None:
         """Ends the call with this error (raises)."""
         context.abort_with_status(self.to_status())
+
+
+
+# doc:begin schema_error
+def schema_error(validator, value, prefix: str = "") -> MeshError | None:
+    """The first way `value` fails `validator` (a jsonschema validator), as
+    INVALID_INPUT naming the failing field, under `prefix` when given
+    (`answer.horizon`); None when it fits."""
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+    if not errors:
+        return None
+    first = errors[0]
+    where = ".".join([*([prefix] if prefix else []), *(str(p) for p in first.path)]) or "input"
+    return MeshError("INVALID_INPUT", f"{where}: {first.message}", {"field": where})
+# doc:end schema_error

@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from . import __version__, skill, tracing
-from .errors import MeshError
+from .errors import MeshError, schema_error
 from .protos import pb, rpc
 from .tasks import Cancelled, Table, Task, to_struct
 
@@ -47,6 +47,8 @@ class Settings:
     idempotency_ttl_ms: int = 600_000
     shutdown_grace_ms: int = 10_000
     fault_delay_ms: int = 0
+    # Ask a person how many months to forecast when the input names none.
+    ask_horizon: bool = False
 
 
 class AgentService(rpc.AgentServiceServicer):
@@ -123,16 +125,32 @@ class AgentService(rpc.AgentServiceServicer):
 
     # doc:begin cancel
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
-        task = self.tasks.get(request.task_id)
-        if task is None:
-            MeshError(
-                "NOT_FOUND", f"no task {request.task_id!r} here", {"task_id": request.task_id}
-            ).abort(context)
-            return None
+        task = self._known(request.task_id, context)
         state = task.cancel(request.reason)
         log.info("task %s: cancel asked (%s), now %s", request.task_id, request.reason, pb.TaskState.Name(state))
         return pb.CancelTaskResponse(state=state)
     # doc:end cancel
+
+    # doc:begin provide
+    def ProvideInput(self, request: Any, context: grpc.ServicerContext) -> Any:
+        task = self._known(request.task_id, context)
+        answer = json_format.MessageToDict(request.answer.answer)
+        try:
+            task.provide(request.answer.input_id, answer)
+        except MeshError as e:
+            log.info("task %s: answer refused: %s %s", request.task_id, e.reason, e.message)
+            e.abort(context)
+            return None
+        log.info("task %s: answered %s", request.task_id, request.answer.input_id)
+        return pb.AgentServiceProvideInputResponse()
+    # doc:end provide
+
+    def _known(self, task_id: str, context: grpc.ServicerContext) -> Task:
+        """The task `task_id`; ends the call NOT_FOUND for one never seen."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            MeshError("NOT_FOUND", f"no task {task_id!r} here", {"task_id": task_id}).abort(context)
+        return task
 
     # --- the task's life ------------------------------------------------
 
@@ -149,11 +167,9 @@ class AgentService(rpc.AgentServiceServicer):
             )
         # doc:begin validate
         given = json_format.MessageToDict(request.input) if request.HasField("input") else {}
-        errors = sorted(self.validator.iter_errors(given), key=lambda e: list(e.path))
-        if errors:
-            first = errors[0]
-            where = ".".join(str(p) for p in first.path) or "input"
-            raise MeshError("INVALID_INPUT", f"{where}: {first.message}", {"field": where})
+        refused = schema_error(self.validator, given)
+        if refused is not None:
+            raise refused
         deadline = time.time() + self.settings.max_task_ms / 1000
         if request.HasField("deadline"):
             deadline = min(deadline, request.deadline.ToNanoseconds() / 1e9)
@@ -173,6 +189,10 @@ class AgentService(rpc.AgentServiceServicer):
                 {"limit": "max_concurrency"},
             )
         task, new = admitted
+        if new:
+            task.answers = {
+                a.input_id: json_format.MessageToDict(a.answer) for a in request.answers
+            }
         log.info(
             "task %s %s (run %s, attempt %d, key %s)",
             request.task_id,
@@ -196,7 +216,7 @@ class AgentService(rpc.AgentServiceServicer):
             if self.settings.fault_delay_ms:
                 task.progress(f"fault injection: waiting {self.settings.fault_delay_ms} ms")
                 task.sleep(self.settings.fault_delay_ms / 1000)
-            output, artifacts = skill.execute(task, given)
+            output, artifacts = skill.execute(task, given, ask_horizon=self.settings.ask_horizon)
             task.check()
             task.complete(output, artifacts, self.settings.artifact_chunk_bytes)
         except Cancelled:

@@ -144,9 +144,31 @@ def _history(dataset: dict[str, Any]) -> dict[Month, float]:
     return out
 
 
-def execute(task: Task, given: dict[str, Any]) -> tuple[dict[str, Any], list[Artifact]]:
+# The question asked when the input names no horizon (and ask_horizon is on).
+HORIZON_QUESTION = "How many months ahead should the forecast go?"
+HORIZON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["horizon"],
+    "additionalProperties": False,
+    "properties": {
+        "horizon": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 12,
+            "description": "months after the last month of history (the interval widens with each)",
+        }
+    },
+}
+
+
+def execute(
+    task: Task, given: dict[str, Any], ask_horizon: bool = False
+) -> tuple[dict[str, Any], list[Artifact]]:
     """Runs the skill on a schema-valid input. Raises `MeshError`
-    (INVALID_INPUT) for a history the model cannot use."""
+    (INVALID_INPUT) for a history the model cannot use. With `ask_horizon`,
+    an input without `horizon` makes the task ask a person for it."""
+    if "horizon" not in given and ask_horizon:
+        given = {**given, **task.ask("horizon", HORIZON_QUESTION, HORIZON_SCHEMA)}
     horizon = int(given.get("horizon", 3))
     level = float(given.get("level", 0.95))
     task.progress("reading the monthly history", 0.1)

@@ -15,8 +15,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import jsonschema
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from .errors import MeshError, schema_error
 from .protos import pb
 
 TERMINAL = {
@@ -63,6 +65,11 @@ class Task:
         self.ended_at: float | None = None
         # The failure's reason, once it failed ("" otherwise).
         self.reason = ""
+        # Answers to questions an earlier attempt asked (input_id -> answer).
+        self.answers: dict[str, dict[str, Any]] = {}
+        # The question the task waits on: (input_id, its answer's validator).
+        self.pending: tuple[str, jsonschema.Draft202012Validator] | None = None
+        self.answer: dict[str, Any] | None = None
 
     # --- writing -------------------------------------------------------
 
@@ -142,6 +149,68 @@ class Task:
         self.fail("CANCELED", f"canceled: {why}" if why else "canceled", state=pb.TASK_STATE_CANCELED)
         return self.state
 
+    # doc:begin ask
+    def ask(self, input_id: str, question: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """Asks a person and waits for the answer, which is checked against
+        `schema` (JSON Schema 2020-12) before it is returned. The task goes
+        INPUT_REQUIRED with the question; its deadline does not run while it
+        waits; heartbeats go on. An answer an earlier attempt got
+        (ExecuteTaskRequest.answers) is returned at once. Raises `Cancelled`
+        if the task is cancelled while it waits."""
+        validator = jsonschema.Draft202012Validator(schema)
+        given = self.answers.get(input_id)
+        if given is not None and not list(validator.iter_errors(given)):
+            return given
+        with self.cond:
+            if self.state in TERMINAL:
+                raise Cancelled()
+            self.pending = (input_id, validator)
+            self.answer = None
+            self.state = pb.TASK_STATE_INPUT_REQUIRED
+            self._append(
+                status=pb.TaskStatusUpdate(
+                    state=pb.TASK_STATE_INPUT_REQUIRED,
+                    message=question,
+                    input=pb.InputRequest(
+                        input_id=input_id, question=question, answer_schema=to_struct(schema)
+                    ),
+                )
+            )
+            self.cond.notify_all()
+            since = time.time()
+            while self.answer is None and self.state not in TERMINAL:
+                self.cond.wait()
+            self.pending = None
+            if self.deadline is not None:
+                self.deadline += time.time() - since
+            if self.answer is None:
+                raise Cancelled()
+            answer = self.answer
+            self.state = pb.TASK_STATE_WORKING
+            self._append(status=pb.TaskStatusUpdate(state=pb.TASK_STATE_WORKING, message="answered"))
+            self.cond.notify_all()
+            return answer
+
+    def provide(self, input_id: str, answer: dict[str, Any]) -> None:
+        """A person's answer (AgentService.ProvideInput). Raises `MeshError`:
+        NOT_WAITING if the task waits for no such question, INVALID_INPUT
+        (field `answer.<path>`) if the answer does not fit its schema."""
+        with self.cond:
+            if self.pending is None or self.pending[0] != input_id:
+                waits = self.pending[0] if self.pending else None
+                raise MeshError(
+                    "NOT_WAITING",
+                    f"task {self.task_id} waits for no answer to {input_id!r}"
+                    + (f"; it waits for {waits!r}" if waits else ""),
+                    {"input_id": input_id},
+                )
+            refused = schema_error(self.pending[1], answer, prefix="answer")
+            if refused is not None:
+                raise refused
+            self.answer = answer
+            self.cond.notify_all()
+    # doc:end ask
+
     def _end(self, state: int, message: str) -> None:
         self.state = state
         self.ended_at = time.monotonic()
@@ -184,7 +253,8 @@ class Task:
                 done = self.done
             # doc:begin heartbeat
             if not new and not done:
-                if self.deadline is not None and time.time() >= self.deadline:
+                waiting = self.pending is not None
+                if not waiting and self.deadline is not None and time.time() >= self.deadline:
                     self.fail("DEADLINE_EXCEEDED", "the task's deadline passed before it finished")
                     continue
             # doc:end heartbeat

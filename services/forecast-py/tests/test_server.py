@@ -133,6 +133,82 @@ def test_heartbeats_while_waiting_then_cancel_ends_the_stream(make_agent):
     assert again.state == pb.TASK_STATE_CANCELED
 
 
+def answer(task_id: str, input_id: str, value: dict):
+    s = struct_pb2.Struct()
+    s.update(value)
+    return pb.AgentServiceProvideInputRequest(
+        task_id=task_id, answer=pb.InputAnswer(input_id=input_id, answer=s)
+    )
+
+
+def test_without_a_horizon_the_task_asks_and_goes_on_when_answered(make_agent):
+    # A short deadline: it must not run while the task waits for a person.
+    _, stub, _ = make_agent(ask_horizon=True)
+    given = {k: v for k, v in skill.example_input().items() if k != "horizon"}
+    stream = stub.ExecuteTask(request("asks", given, deadline_s=1.0))
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if event.WhichOneof("event") == "status" and event.status.state == pb.TASK_STATE_INPUT_REQUIRED:
+            asked = event.status.input
+            assert asked.input_id == "horizon"
+            assert "months" in asked.question
+            schema = json_format.MessageToDict(asked.answer_schema)
+            assert schema["properties"]["horizon"]["maximum"] == 12
+            # Heartbeats go on while it waits, past the task's deadline.
+            while kinds(seen).count("heartbeat") < 12:
+                seen.append(next(stream))
+            # Outside the schema: refused, naming the field.
+            with pytest.raises(grpc.RpcError) as bad:
+                stub.ProvideInput(answer("asks", "horizon", {"horizon": 40}))
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info(bad.value).metadata["field"] == "answer.horizon"
+            # Not the question it asked.
+            with pytest.raises(grpc.RpcError) as other:
+                stub.ProvideInput(answer("asks", "level", {"level": 0.8}))
+            assert other.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert error_info(other.value).reason == "NOT_WAITING"
+            stub.ProvideInput(answer("asks", "horizon", {"horizon": 6}))
+    assert seen[-1].status.state == pb.TASK_STATE_COMPLETED, seen[-3:]
+    states = [e.status.state for e in seen if e.WhichOneof("event") == "status"]
+    assert states.index(pb.TASK_STATE_INPUT_REQUIRED) < len(states) - 2
+    assert pb.TASK_STATE_WORKING in states[states.index(pb.TASK_STATE_INPUT_REQUIRED):]
+    result = next(e.result for e in seen if e.WhichOneof("event") == "result")
+    assert len(json_format.MessageToDict(result.output)["forecast"]) == 6
+    # Answered already: a second answer is refused.
+    with pytest.raises(grpc.RpcError) as again:
+        stub.ProvideInput(answer("asks", "horizon", {"horizon": 6}))
+    assert error_info(again.value).reason == "NOT_WAITING"
+
+
+def test_an_answer_an_earlier_attempt_got_is_used_without_asking(make_agent):
+    _, stub, _ = make_agent(ask_horizon=True)
+    given = {k: v for k, v in skill.example_input().items() if k != "horizon"}
+    s = struct_pb2.Struct()
+    s.update({"horizon": 2})
+    events = list(
+        stub.ExecuteTask(
+            request("carried", given, answers=[pb.InputAnswer(input_id="horizon", answer=s)])
+        )
+    )
+    states = [e.status.state for e in events if e.WhichOneof("event") == "status"]
+    assert pb.TASK_STATE_INPUT_REQUIRED not in states
+    result = next(e.result for e in events if e.WhichOneof("event") == "result")
+    assert len(json_format.MessageToDict(result.output)["forecast"]) == 2
+
+
+def test_a_task_cancelled_while_it_waits_ends_canceled(make_agent):
+    _, stub, _ = make_agent(ask_horizon=True)
+    given = {k: v for k, v in skill.example_input().items() if k != "horizon"}
+    stream = stub.ExecuteTask(request("dropped", given))
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if event.WhichOneof("event") == "status" and event.status.state == pb.TASK_STATE_INPUT_REQUIRED:
+            stub.CancelTask(pb.CancelTaskRequest(task_id="dropped"))
+    assert seen[-1].status.state == pb.TASK_STATE_CANCELED
+
+
 def test_a_deadline_passing_mid_task_fails_it(make_agent):
     _, stub, _ = make_agent(fault_delay_ms=10_000)
     events = list(stub.ExecuteTask(request("late", skill.example_input(), deadline_s=0.5)))

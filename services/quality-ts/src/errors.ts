@@ -2,6 +2,7 @@
 // google.rpc.ErrorInfo (domain "agentmesh", reason an ErrorReason name
 // without its prefix) in the grpc-status-details-bin trailer.
 import * as grpc from "@grpc/grpc-js";
+import type { ErrorObject } from "ajv";
 import { rpcTypes } from "./protos";
 
 export const DOMAIN = "agentmesh";
@@ -16,6 +17,7 @@ const CODES: Record<string, grpc.status> = {
   RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
   NOT_FOUND: grpc.status.NOT_FOUND,
   AGENT_FAILED: grpc.status.INTERNAL,
+  NOT_WAITING: grpc.status.FAILED_PRECONDITION,
 };
 
 export type Reason = keyof typeof CODES;
@@ -70,3 +72,17 @@ export function errorInfo(
   }
   return undefined;
 }
+
+// doc:begin schemaError
+/** The first error of an Ajv validation as INVALID_INPUT naming the failing
+ * field, under `prefix` when given (`answer.outlier_threshold`); the whole
+ * value is `prefix` or `input`. */
+export function schemaError(errors: ErrorObject[] | null | undefined, prefix = ""): MeshError {
+  const first = errors?.[0];
+  const path = (first?.instancePath ?? "").split("/").filter(Boolean);
+  if (first?.keyword === "required") path.push(String(first.params.missingProperty));
+  if (first?.keyword === "additionalProperties") path.push(String(first.params.additionalProperty));
+  const field = [...(prefix ? [prefix] : []), ...path].join(".") || "input";
+  return new MeshError("INVALID_INPUT", `${field}: ${first?.message ?? "invalid"}`, { field });
+}
+// doc:end schemaError

@@ -13,6 +13,8 @@ const USAGE = `quality-agent: agentmesh quality agent (quality.check), a gRPC Ag
   --max-task-ms N           longest a task may run (default ${DEFAULTS.maxTaskMs})
   --shutdown-grace-ms N     time running tasks get on SIGTERM (default ${DEFAULTS.shutdownGraceMs})
   --fault-delay-ms N        fault injection: every task waits this long (heartbeating, cancellable) first
+  --ask-threshold           ask a person for the outlier threshold when the input names none
+                            (env AGENTMESH_QUALITY_ASK_THRESHOLD)
   --register HOST:PORT      orchestrator to register with
   --advertise HOST:PORT     address the orchestrator reaches this agent at (default: --listen)
   --lease-ms N              registration lease asked for (default 10000, at least 300)
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
         "max-task-ms": { type: "string" },
         "shutdown-grace-ms": { type: "string" },
         "fault-delay-ms": { type: "string" },
+        "ask-threshold": { type: "boolean" },
         register: { type: "string" },
         advertise: { type: "string" },
         "lease-ms": { type: "string" },
@@ -87,6 +90,8 @@ async function main(): Promise<void> {
     maxTaskMs: count("max-task-ms", values["max-task-ms"], DEFAULTS.maxTaskMs, 1),
     shutdownGraceMs: count("shutdown-grace-ms", values["shutdown-grace-ms"], DEFAULTS.shutdownGraceMs, 0),
     faultDelayMs: count("fault-delay-ms", values["fault-delay-ms"], DEFAULTS.faultDelayMs, 0),
+    askThreshold:
+      values["ask-threshold"] === true || ["1", "true", "yes"].includes((process.env.AGENTMESH_QUALITY_ASK_THRESHOLD ?? "").toLowerCase()),
   };
   const leaseMs = count("lease-ms", values["lease-ms"], 10_000, 300);
   const server = new Server(settings, log);

@@ -10,7 +10,7 @@ import { Span } from "@opentelemetry/api";
 import { HealthImplementation } from "grpc-health-check";
 import { ReflectionService } from "@grpc/reflection";
 import Ajv2020 from "ajv/dist/2020";
-import { MeshError } from "./errors";
+import { MeshError, schemaError } from "./errors";
 import { servedDefinition, v1 } from "./protos";
 import * as skill from "./skill";
 import { fromStruct, Json, PbStruct, toStruct } from "./struct";
@@ -31,6 +31,8 @@ export interface Settings {
   idempotencyTtlMs: number;
   shutdownGraceMs: number;
   faultDelayMs: number;
+  /** Ask a person for the outlier threshold when the input names none. */
+  askThreshold: boolean;
 }
 
 export const DEFAULTS: Settings = {
@@ -43,6 +45,7 @@ export const DEFAULTS: Settings = {
   idempotencyTtlMs: 600_000,
   shutdownGraceMs: 10_000,
   faultDelayMs: 0,
+  askThreshold: false,
 };
 
 /** Writes a log line; `fields` (trace and span ids) go with it. */
@@ -54,6 +57,11 @@ interface Timestamp {
 }
 
 const millis = (t: Timestamp | null | undefined) => (t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : undefined);
+
+/** The refusal of a call naming a task this agent never saw. */
+function unknownTask(taskId: string): MeshError {
+  return new MeshError("NOT_FOUND", `no task ${JSON.stringify(taskId)} here`, { task_id: taskId });
+}
 
 export class Agent {
   readonly tasks: Table;
@@ -94,18 +102,28 @@ export class Agent {
       // doc:begin cancel
       CancelTask: (call: grpc.ServerUnaryCall<any, object>, done: grpc.sendUnaryData<object>) => {
         const task = this.tasks.get(call.request.task_id);
-        if (!task) {
-          return done(
-            new MeshError("NOT_FOUND", `no task ${JSON.stringify(call.request.task_id)} here`, {
-              task_id: call.request.task_id,
-            }).toServiceError(),
-          );
-        }
+        if (!task) return done(unknownTask(call.request.task_id).toServiceError());
         const state = task.cancel(call.request.reason);
         this.log(`task ${call.request.task_id}: cancel asked (${call.request.reason}), now ${state}`);
         done(null, { state });
       },
       // doc:end cancel
+      // doc:begin provide
+      ProvideInput: (call: grpc.ServerUnaryCall<any, object>, done: grpc.sendUnaryData<object>) => {
+        const { task_id: taskId, answer } = call.request;
+        const task = this.tasks.get(taskId);
+        try {
+          if (!task) throw unknownTask(taskId);
+          task.provide(answer?.input_id ?? "", fromStruct(answer?.answer as PbStruct | null));
+        } catch (e) {
+          const err = e instanceof MeshError ? e : new MeshError("AGENT_FAILED", "the answer could not be taken");
+          this.log(`task ${taskId}: answer refused: ${err.reason} ${err.message}`);
+          return done(err.toServiceError());
+        }
+        this.log(`task ${taskId}: answered ${answer?.input_id}`);
+        done(null, {});
+      },
+      // doc:end provide
     };
   }
 
@@ -132,6 +150,9 @@ export class Agent {
   // doc:end execute
     const { task, isNew, input } = admitted;
     if (isNew) {
+      for (const a of (req.answers ?? []) as { input_id: string; answer: PbStruct | null }[]) {
+        task.answers.set(a.input_id, fromStruct(a.answer));
+      }
       // The caller dropping the stream cancels the task it started.
       call.on("cancelled", () => task.cancel("the caller went away"));
       void this.work(task, input, span);
@@ -158,14 +179,7 @@ export class Agent {
     }
     // doc:begin validate
     const input = fromStruct(req.input as PbStruct | null);
-    if (!this.validate(input)) {
-      const first = this.validate.errors?.[0];
-      const path = (first?.instancePath ?? "").split("/").filter(Boolean);
-      if (first?.keyword === "required") path.push(String(first.params.missingProperty));
-      if (first?.keyword === "additionalProperties") path.push(String(first.params.additionalProperty));
-      const field = path.join(".") || "input";
-      throw new MeshError("INVALID_INPUT", `${field}: ${first?.message ?? "invalid"}`, { field });
-    }
+    if (!this.validate(input)) throw schemaError(this.validate.errors);
     let deadline = Date.now() + this.settings.maxTaskMs;
     const asked = millis(req.deadline);
     if (asked !== undefined) deadline = Math.min(deadline, asked);
@@ -194,7 +208,7 @@ export class Agent {
         task.progress(`fault injection: waiting ${this.settings.faultDelayMs} ms`);
         await task.sleep(this.settings.faultDelayMs);
       }
-      const [output, artifacts] = await skill.execute(task, input);
+      const [output, artifacts] = await skill.execute(task, input, { askThreshold: this.settings.askThreshold });
       task.check();
       task.complete(output, artifacts, this.settings.artifactChunkBytes);
     } catch (e) {

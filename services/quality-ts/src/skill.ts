@@ -79,6 +79,7 @@ export const OUTPUT_SCHEMA = {
     warnings: { type: "integer" },
     passed: { type: "boolean" },
     summary: { type: "string" },
+    outlier_threshold: { type: "number", description: "the robust z-score outliers were judged by" },
   },
 };
 
@@ -117,7 +118,31 @@ function month(date: Json | undefined): string | undefined {
   return typeof date === "string" && /^\d{4}-\d{2}/.test(date) ? date.slice(0, 7) : undefined;
 }
 
-export async function execute(task: Task, input: { [key: string]: Json }): Promise<[{ [key: string]: Json }, Artifact[]]> {
+/** Asked when the input names no outlier_threshold (and askThreshold is on). */
+export const THRESHOLD_QUESTION = "How far from its usual level must a month be to count as an outlier?";
+export const THRESHOLD_SCHEMA = {
+  type: "object",
+  required: ["outlier_threshold"],
+  additionalProperties: false,
+  properties: {
+    outlier_threshold: {
+      type: "number",
+      minimum: 2,
+      maximum: 10,
+      description: "robust z-score: 3.5 is usual, lower flags more months, higher fewer",
+    },
+  },
+};
+
+export async function execute(
+  task: Task,
+  given: { [key: string]: Json },
+  opts: { askThreshold?: boolean } = {},
+): Promise<[{ [key: string]: Json }, Artifact[]]> {
+  let input = given;
+  if (opts.askThreshold && typeof input.outlier_threshold !== "number") {
+    input = { ...input, ...(await task.ask("outlier_threshold", THRESHOLD_QUESTION, THRESHOLD_SCHEMA)) };
+  }
   const dataset = input.dataset as { rows: Row[]; period?: { start?: Json; end?: Json } };
   task.progress(`checking ${dataset.rows.length} rows`, 0.2);
   const first = month(dataset.period?.start);
@@ -125,10 +150,11 @@ export async function execute(task: Task, input: { [key: string]: Json }): Promi
   if ((first === undefined) !== (last === undefined)) {
     throw new MeshError("INVALID_INPUT", "dataset.period needs both start and end (YYYY-MM-DD)", { field: "dataset.period" });
   }
+  const threshold = typeof input.outlier_threshold === "number" ? input.outlier_threshold : 3.5;
   const report = check(dataset.rows, {
-    outlierThreshold: typeof input.outlier_threshold === "number" ? input.outlier_threshold : 3.5,
+    outlierThreshold: threshold,
     period: first && last ? { first, last } : undefined,
   });
   task.check();
-  return [report as unknown as { [key: string]: Json }, []];
+  return [{ ...(report as unknown as { [key: string]: Json }), outlier_threshold: threshold }, []];
 }

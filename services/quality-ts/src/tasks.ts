@@ -6,11 +6,14 @@
 // id. The first ending wins: a result, a failure, a cancel or a passed
 // deadline, whichever comes first, closes the record.
 import { EventEmitter } from "node:events";
+import Ajv2020 from "ajv/dist/2020";
+import { MeshError, schemaError } from "./errors";
 import { Json, toStruct } from "./struct";
 
 export type State =
   | "TASK_STATE_SUBMITTED"
   | "TASK_STATE_WORKING"
+  | "TASK_STATE_INPUT_REQUIRED"
   | "TASK_STATE_COMPLETED"
   | "TASK_STATE_FAILED"
   | "TASK_STATE_CANCELED"
@@ -44,6 +47,17 @@ export interface Artifact {
 /** Thrown inside the work once the task was cancelled or ended. */
 export class Cancelled extends Error {}
 
+type Answer = { [key: string]: Json };
+
+/** The question a task waits on. */
+interface Pending {
+  inputId: string;
+  validate: ReturnType<Ajv2020["compile"]>;
+  resolve: (answer: Answer) => void;
+}
+
+const ajv = new Ajv2020({ allErrors: false, strict: false });
+
 function now(): { seconds: number; nanos: number } {
   const ms = Date.now();
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
@@ -56,12 +70,16 @@ export class Task {
   reason = "";
   endedAt?: number;
   readonly signal = new EventEmitter();
+  /** Answers to questions an earlier attempt asked (input_id -> answer). */
+  answers = new Map<string, Answer>();
+  private pending?: Pending;
   private readonly abort = new AbortController();
 
   constructor(
     readonly taskId: string,
     readonly key: string,
-    readonly deadline: number,
+    /** Epoch ms; moved later by the time the task waits for a person. */
+    public deadline: number,
   ) {
     this.signal.setMaxListeners(0);
   }
@@ -138,6 +156,68 @@ export class Task {
     this.push({ status: { state, message, final: true } });
   }
 
+  // doc:begin ask
+  /** Asks a person and waits for the answer, checked against `schema` (JSON
+   * Schema 2020-12) before it is returned. The task goes INPUT_REQUIRED with
+   * the question; its deadline does not run while it waits; heartbeats go
+   * on. An answer an earlier attempt got (ExecuteTaskRequest.answers) is
+   * returned at once. Rejects with `Cancelled` if the task ends first. */
+  ask(inputId: string, question: string, schema: { [key: string]: Json }): Promise<Answer> {
+    const validate = ajv.compile(schema);
+    const given = this.answers.get(inputId);
+    if (given !== undefined && validate(given)) return Promise.resolve(given);
+    if (this.abort.signal.aborted) return Promise.reject(new Cancelled());
+    const since = Date.now();
+    return new Promise<Answer>((resolve, reject) => {
+      const onAbort = () => {
+        this.pending = undefined;
+        reject(new Cancelled());
+      };
+      this.abort.signal.addEventListener("abort", onAbort, { once: true });
+      this.pending = {
+        inputId,
+        validate,
+        resolve: (answer) => {
+          this.abort.signal.removeEventListener("abort", onAbort);
+          this.pending = undefined;
+          this.deadline += Date.now() - since;
+          this.status("TASK_STATE_WORKING", "answered");
+          resolve(answer);
+        },
+      };
+      this.state = "TASK_STATE_INPUT_REQUIRED";
+      this.push({
+        status: {
+          state: "TASK_STATE_INPUT_REQUIRED",
+          message: question,
+          final: false,
+          input: { input_id: inputId, question, answer_schema: toStruct(schema) },
+        },
+      });
+    });
+  }
+
+  /** Whether the task waits for a person. */
+  get waiting(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /** A person's answer (AgentService.ProvideInput). Throws `MeshError`:
+   * NOT_WAITING if the task waits for no such question, INVALID_INPUT
+   * (field `answer.<path>`) if the answer does not fit its schema. */
+  provide(inputId: string, answer: Answer): void {
+    const pending = this.pending;
+    if (!pending || pending.inputId !== inputId) {
+      const waits = pending ? `; it waits for ${JSON.stringify(pending.inputId)}` : "";
+      throw new MeshError("NOT_WAITING", `task ${this.taskId} waits for no answer to ${JSON.stringify(inputId)}${waits}`, {
+        input_id: inputId,
+      });
+    }
+    if (!pending.validate(answer)) throw schemaError(pending.validate.errors, "answer");
+    pending.resolve(answer);
+  }
+  // doc:end ask
+
   /** Throws `Cancelled` once the task was cancelled or ended. */
   check(): void {
     if (this.abort.signal.aborted) throw new Cancelled();
@@ -193,10 +273,16 @@ export class Task {
         beat = setTimeout(heartbeat, heartbeatMs);
       };
       // doc:end heartbeat
-      deadline = setTimeout(
-        () => this.fail("DEADLINE_EXCEEDED", "the task's deadline passed before it finished"),
-        Math.max(0, this.deadline - Date.now()),
-      );
+      // The deadline moves while the task waits for a person: look again.
+      const expire = () => {
+        if (this.done) return;
+        if (this.waiting || Date.now() < this.deadline) {
+          deadline = setTimeout(expire, Math.max(50, this.deadline - Date.now()));
+          return;
+        }
+        this.fail("DEADLINE_EXCEEDED", "the task's deadline passed before it finished");
+      };
+      deadline = setTimeout(expire, Math.max(0, this.deadline - Date.now()));
       this.signal.on("event", flush);
       flush();
     });

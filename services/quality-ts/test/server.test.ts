@@ -123,6 +123,83 @@ test("heartbeats while it works; CancelTask ends the stream CANCELED, twice the 
   assert.equal((await unary(client, "CancelTask", { task_id: "slow" })).state, "TASK_STATE_CANCELED");
 });
 
+function withoutThreshold(): { [k: string]: Json } {
+  const input = { ...skill.exampleInput() };
+  delete input.outlier_threshold;
+  return input;
+}
+
+const answer = (taskId: string, inputId: string, value: { [k: string]: Json }) => ({
+  task_id: taskId,
+  answer: { input_id: inputId, answer: toStruct(value) },
+});
+
+test("without a threshold the task asks, refuses wrong answers, and goes on when answered", async () => {
+  const { client } = await agent({ askThreshold: true });
+  // A short deadline: it must not run while the task waits for a person.
+  const soon = Date.now() + 800;
+  const checks: Promise<void>[] = [];
+  let asked: any;
+  const { events, error } = await run(
+    client,
+    request("asks", withoutThreshold(), { deadline: { seconds: Math.floor(soon / 1000), nanos: (soon % 1000) * 1e6 } }),
+    (e, all) => {
+      if (e.status?.state === "TASK_STATE_INPUT_REQUIRED") asked = e.status.input;
+      // Answer once the deadline has passed while it waited.
+      if (asked && checks.length === 0 && all.filter((x) => x.heartbeat).length === 12) {
+        checks.push(
+          (async () => {
+            await assert.rejects(unary(client, "ProvideInput", answer("asks", "outlier_threshold", { outlier_threshold: 50 })), (err: any) => {
+              assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+              assert.deepEqual(errorInfo(err)?.metadata, { field: "answer.outlier_threshold" });
+              return true;
+            });
+            await assert.rejects(unary(client, "ProvideInput", answer("asks", "other", { x: 1 })), (err: any) => {
+              assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+              assert.equal(errorInfo(err)?.reason, "NOT_WAITING");
+              return true;
+            });
+            await unary(client, "ProvideInput", answer("asks", "outlier_threshold", { outlier_threshold: 2.5 }));
+          })(),
+        );
+      }
+    },
+  );
+  await Promise.all(checks);
+  assert.equal(error, undefined);
+  assert.equal(asked.input_id, "outlier_threshold");
+  assert.match(asked.question, /outlier/);
+  assert.equal(fromStruct(asked.answer_schema).type, "object");
+  const states = events.filter((e) => e.status).map((e) => e.status.state);
+  assert.deepEqual(states.slice(-3), ["TASK_STATE_INPUT_REQUIRED", "TASK_STATE_WORKING", "TASK_STATE_COMPLETED"]);
+  const result = events.find((e) => e.result).result;
+  assert.equal(fromStruct(result.output).outlier_threshold, 2.5);
+  await assert.rejects(unary(client, "ProvideInput", answer("asks", "outlier_threshold", { outlier_threshold: 3 })), (err: any) => {
+    assert.equal(errorInfo(err)?.reason, "NOT_WAITING");
+    return true;
+  });
+});
+
+test("an answer an earlier attempt got is used without asking", async () => {
+  const { client } = await agent({ askThreshold: true });
+  const { events } = await run(
+    client,
+    request("carried", withoutThreshold(), { answers: [{ input_id: "outlier_threshold", answer: toStruct({ outlier_threshold: 4 }) }] }),
+  );
+  const states = events.filter((e) => e.status).map((e) => e.status.state);
+  assert.ok(!states.includes("TASK_STATE_INPUT_REQUIRED"), states.join(","));
+  assert.equal(states.at(-1), "TASK_STATE_COMPLETED");
+  assert.equal(fromStruct(events.find((e) => e.result).result.output).outlier_threshold, 4);
+});
+
+test("a task cancelled while it waits ends CANCELED", async () => {
+  const { client } = await agent({ askThreshold: true });
+  const { events } = await run(client, request("dropped", withoutThreshold()), (e) => {
+    if (e.status?.state === "TASK_STATE_INPUT_REQUIRED") void unary(client, "CancelTask", { task_id: "dropped" });
+  });
+  assert.equal(events.at(-1).status.state, "TASK_STATE_CANCELED");
+});
+
 test("a deadline passing mid-task fails it DEADLINE_EXCEEDED", async () => {
   const { client } = await agent({ faultDelayMs: 10_000 });
   const soon = Date.now() + 400;

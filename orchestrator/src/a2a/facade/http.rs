@@ -9,22 +9,16 @@
 use std::sync::Arc;
 
 use agentmesh_runtime::auth::Authenticator;
-use agentmesh_runtime::tls::ServerTls;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_server::tls_rustls::RustlsConfig;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{MetadataMap, MetadataValue};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Facade;
-
-/// How long open connections get to finish after `stop`.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves the JSON-RPC binding and the card on `listener` until `stop`,
 /// over TLS with `tls`.
@@ -44,36 +38,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, tls = tls.is_some(), "A2A listener (JSON-RPC and the agent card)");
     }
-    let served = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let closing = handle.clone();
-            tokio::spawn(async move {
-                stop.cancelled().await;
-                closing.graceful_shutdown(Some(CLOSE_GRACE));
-            });
-            match listener
-                .into_std()
-                .and_then(|l| axum_server::tls_rustls::from_tcp_rustls(l, tls))
-            {
-                Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
-                Err(e) => Err(e),
-            }
-        }
-    };
-    if let Err(e) = served {
-        warn!(error = %e, "A2A listener failed");
-    }
-}
-
-/// The listener's TLS from `[server.tls]`: the same certificate and key.
-pub async fn tls(cfg: &ServerTls) -> std::io::Result<RustlsConfig> {
-    RustlsConfig::from_pem_file(&cfg.cert, &cfg.key).await
+    crate::http::serve(listener, app, tls, stop, "a2a").await;
 }
 
 async fn require_bearer(
@@ -81,16 +46,11 @@ async fn require_bearer(
     request: Request,
     next: Next,
 ) -> Response {
-    let mut md = MetadataMap::new();
-    if let Some(value) = request
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| MetadataValue::try_from(v).ok())
-    {
-        md.insert("authorization", value);
-    }
-    match auth.authenticate(&md, None) {
+        .map(|v| v.to_str().unwrap_or_default());
+    match auth.authenticate_bearer(authorization) {
         Ok(_) => next.run(request).await,
         Err(refusal) => {
             info!(

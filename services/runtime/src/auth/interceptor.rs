@@ -90,6 +90,12 @@ impl Authenticator {
         })
     }
 
+    /// The principal of an HTTP request by its `Authorization` header
+    /// value (`Bearer <token>`), for the orchestrator's HTTP listeners.
+    pub fn authenticate_bearer(&self, authorization: Option<&str>) -> Result<Principal, Refusal> {
+        self.token(bearer(authorization.ok_or(Refusal::Missing)?)?)
+    }
+
     fn token(&self, token: &str) -> Result<Principal, Refusal> {
         if let Some(p) = self.tokens.principal(token) {
             return Ok(p.clone());
