@@ -84,6 +84,7 @@ async fn the_sdk_client_runs_the_goal_over_grpc_and_jsonrpc() {
     let url = format!("http://{http}");
     for binding in ["GRPC", "JSONRPC"] {
         let cancelled_before = slow_seen.cancelled.load(Ordering::SeqCst);
+        let started_before = slow_seen.started.load(Ordering::SeqCst);
         let seen = a2a::client(&url, binding, GOAL, "slow").await;
 
         // The goal streamed to the end, with the report's files.
@@ -195,7 +196,16 @@ async fn the_sdk_client_runs_the_goal_over_grpc_and_jsonrpc() {
             .unwrap()
             .into_inner();
         assert_eq!(run.run.unwrap().state(), RunState::Canceled);
-        until(|| slow_seen.cancelled.load(Ordering::SeqCst) > cancelled_before).await;
+        // Every slow task the agent started was stopped. On a loaded
+        // machine the cancel can come before the attempt reached the agent;
+        // then no task started, and none may start later.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        until(|| {
+            let started = slow_seen.started.load(Ordering::SeqCst) - started_before;
+            let stopped = slow_seen.cancelled.load(Ordering::SeqCst) - cancelled_before;
+            started <= 1 && started == stopped
+        })
+        .await;
     }
 }
 
