@@ -152,6 +152,25 @@ pub fn binary(name: &str) -> std::path::PathBuf {
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "--workspace", "--bins"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // What cargo set for this test process names this package; build
+        // scripts that watch these (ring's) would see them change and
+        // rebuild, here and again in the next `cargo test`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let package = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| key.starts_with(p));
+            if package
+                || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&&*key)
+            {
+                cmd.env_remove(&*key);
+            }
+        }
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
