@@ -391,6 +391,12 @@ impl Registry {
         let changed = {
             let mut st = ep.state.lock();
             let changed = st.health != health || card.is_some();
+            if health == EndpointHealth::Serving && st.health != EndpointHealth::Serving {
+                // Back (restarted, reconnected): what failed while it was
+                // down says nothing of the process serving now.
+                st.ejected_until = None;
+                st.consecutive_failures = 0;
+            }
             st.health = health;
             if card.is_some() {
                 st.card = card;
@@ -826,6 +832,15 @@ mod tests {
                 "127.0.0.1:2"
             );
         }
+        // Still SERVING: the cool-down stands.
+        r.set_health(&bad, EndpointHealth::Serving, None);
+        assert!(r.snapshot()[0].ejected);
+        // Down, then back (a restart): a clean record, routable at once.
+        r.set_health(&bad, EndpointHealth::NotServing, None);
+        r.set_health(&bad, EndpointHealth::Serving, None);
+        assert!(!r.snapshot()[0].ejected);
+        let slot = r.try_acquire("work", &[]).unwrap();
+        assert_eq!(slot.endpoint.address, "127.0.0.1:1");
     }
 
     fn request<'a>(
